@@ -1,0 +1,24 @@
+"""tfgap: large-batch training without the generalization gap, for Keras 3.
+
+Public API:
+
+- `tfgap.GhostBatchNormalization` (`tfgap.layers`): Ghost Batch Normalization
+  (Hoffer et al. 2017) as a `keras.layers.BatchNormalization` subclass, and
+  `tfgap.layers.ghostify` to apply it to an existing model.
+- `tfgap.LargeBatchSchedule` (`tfgap.schedules`): sqrt/linear learning-rate
+  scaling with regime adaptation and warm-up; batch-size phases (Smith et al.).
+- `tfgap.diagnostics`: weight distance, Keskar sharpness, Hessian curvature,
+  gradient noise scale, 1-D interpolation.
+
+Importing tfgap has no side effect other than registering its Keras objects.
+"""
+
+from tfgap import diagnostics, layers, schedules
+from tfgap.layers import GhostBatchNormalization, ghostify
+
+__version__ = "0.1.0"
+
+try:
+    from tfgap.schedules import LargeBatchSchedule
+except ImportError:  # pragma: no cover - filled in by the schedules module
+    pass

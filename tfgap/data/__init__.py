@@ -1,0 +1,1 @@
+"""Input pipelines: tensorflow-datasets and the embedded MNIST-1D."""

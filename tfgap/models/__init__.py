@@ -1,0 +1,1 @@
+"""The networks of the papers, with the normalization layer injected."""

@@ -1,0 +1,1 @@
+"""Thin entry points: python -m tfgap.recipes.<name>."""

@@ -1,0 +1,1 @@
+"""Learning-rate and batch-size schedules for large-batch training."""
