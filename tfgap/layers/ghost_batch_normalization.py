@@ -1,10 +1,269 @@
-"""Placeholder while the real layer is written."""
+"""Ghost Batch Normalization (Hoffer, Hubara & Soudry, 2017) for Keras 3."""
 
 import keras
+from keras import ops
+
+MOVING_UPDATES = ("sequential", "averaged", "full_batch")
 
 
+@keras.saving.register_keras_serializable(package="tfgap")
 class GhostBatchNormalization(keras.layers.BatchNormalization):
+    """Batch normalization over contiguous "ghost" sub-batches.
+
+    Large-batch training generalizes worse partly because batch normalization
+    sees one huge batch: its statistics are nearly noise-free. Ghost Batch
+    Normalization (GBN) cuts each training batch into contiguous ghost batches
+    of `virtual_batch_size` examples along axis 0 and normalizes each one
+    with its own statistics, restoring the noise of small-batch training,
+    while gamma and beta stay shared. At inference there is no ghosting: the
+    layer uses its moving statistics, for any batch size.
+
+    For ghost batch `l` of `n_l` examples (the last one may be smaller when
+    the batch is not divisible), with every non-channel axis reduced:
+
+    ```
+    mu_l  = mean(x_l)                      # biased, per channel
+    var_l = mean((x_l - mu_l) ** 2)
+    y_l   = gamma * (x_l - mu_l) / sqrt(var_l + epsilon) + beta
+    ```
+
+    The moving statistics follow one of three rules (`m` = `momentum`,
+    `k` ghost batches in the batch, statistics `s_1..s_k` in order):
+
+    ```
+    "sequential":  moving <- m**k * moving + sum_l (1 - m) * m**(k - l) * s_l
+                   (exactly k ordinary steps, one per ghost batch: Algorithm 1)
+    "averaged":    moving <- m * moving + (1 - m) * sum_l n_l * s_l / n
+                   (one step with the size-weighted ghost mean: the tf.keras 2 rule)
+    "full_batch":  moving <- m * moving + (1 - m) * s_batch
+                   (one step with the exact whole-batch mean and variance,
+                   pooled from the ghost moments)
+    ```
+
+    With `virtual_batch_size=None`, or a size at least the batch, the layer
+    computes what `keras.layers.BatchNormalization` computes.
+
+    **Distribution.** Under a `tf.distribute` strategy every replica ghosts
+    its own shard. The moving mean and variance are created with
+    `aggregation="mean"`: each update is averaged over the replicas, so
+    every replica holds the same value, equal to the mean of what the
+    replicas computed, and that value is what `predict`, `save` and `export`
+    see. Keras' own `BatchNormalization` keeps an unaggregated copy per
+    replica, which drifts apart and is exported from replica 0 only; this
+    layer fixes that also for `virtual_batch_size=None`.
+
+    Reference:
+    - [Hoffer, Hubara & Soudry, 2017](https://arxiv.org/abs/1705.08741),
+      "Train longer, generalize better".
+
+    Args:
+        virtual_batch_size: `None` or a positive integer, the ghost batch
+            size. `None` disables ghosting.
+        moving_update: One of `"sequential"` (default), `"averaged"` or
+            `"full_batch"`; how the moving statistics follow training (see
+            above). Ignored when `virtual_batch_size` is `None`.
+        **kwargs: Every argument of `keras.layers.BatchNormalization`
+            (`axis`, `momentum`, `epsilon`, `center`, `scale`, the
+            initializers, regularizers and constraints, `name`, `dtype`...).
+            `renorm=True`, `synchronized=True` and masking are supported only
+            with `virtual_batch_size=None`.
+
+    Call arguments:
+        inputs: Tensor of rank 2 to 5.
+        training: Python boolean or boolean tensor. `True` normalizes with
+            ghost-batch statistics and updates the moving statistics;
+            `False` or `None` uses the moving statistics.
+        mask: Only without ghosting, as in `BatchNormalization`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = GhostBatchNormalization(virtual_batch_size=4, momentum=0.9)
+    >>> x = np.random.default_rng(0).normal(size=(10, 3)).astype("float32")
+    >>> y = layer(x, training=True)   # ghost batches of 4, 4 and 2 examples
+    >>> y.shape
+    TensorShape([10, 3])
+    >>> np.abs(np.asarray(y[:4]).mean(axis=0)).max() < 1e-5  # own statistics
+    True
+    """
+
     def __init__(self, virtual_batch_size=None, moving_update="sequential", **kwargs):
+        if virtual_batch_size is not None:
+            if isinstance(virtual_batch_size, bool) or not _is_integral(virtual_batch_size):
+                raise ValueError(
+                    "`virtual_batch_size` must be None or a positive integer. "
+                    f"Received: virtual_batch_size={virtual_batch_size!r}"
+                )
+            virtual_batch_size = int(virtual_batch_size)
+            if virtual_batch_size < 1:
+                raise ValueError(
+                    "`virtual_batch_size` must be None or a positive integer. "
+                    f"Received: virtual_batch_size={virtual_batch_size}"
+                )
+        if moving_update not in MOVING_UPDATES:
+            raise ValueError(
+                f"`moving_update` must be one of {MOVING_UPDATES}. "
+                f"Received: moving_update={moving_update!r}"
+            )
+        axis = kwargs.get("axis", -1)
+        if isinstance(axis, (list, tuple)) or not _is_integral(axis):
+            raise ValueError(
+                "`axis` must be a single integer, the channel axis. "
+                f"Received: axis={axis!r}"
+            )
+        if int(axis) == 0:
+            raise ValueError(
+                "`axis` must not be the batch axis 0: it is the channel axis "
+                "(-1 for channels-last, 1 for channels-first). Received: axis=0"
+            )
+        if virtual_batch_size is not None:
+            for option in ("renorm", "synchronized"):
+                if kwargs.get(option, False):
+                    raise ValueError(
+                        f"`{option}=True` is not supported together with "
+                        "ghost batches: ghost statistics are per sub-batch "
+                        f"by definition. Received: {option}=True, "
+                        f"virtual_batch_size={virtual_batch_size}. Use "
+                        f"virtual_batch_size=None for {option}."
+                    )
         super().__init__(**kwargs)
         self.virtual_batch_size = virtual_batch_size
         self.moving_update = moving_update
+
+    def add_weight(self, *args, **kwargs):
+        # The parent's build creates the moving statistics through this
+        # public method; averaging them over replicas is what makes saving
+        # and exporting under a strategy well defined.
+        if kwargs.get("name") in ("moving_mean", "moving_variance", "moving_stddev"):
+            kwargs["aggregation"] = "mean"
+        return super().add_weight(*args, **kwargs)
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if not 2 <= rank <= 5:
+            raise ValueError(
+                "GhostBatchNormalization expects inputs of rank 2 to 5. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if not -rank < self.axis < rank or self.axis % rank == 0:
+            raise ValueError(
+                f"`axis` must be a non-batch axis of the rank-{rank} input, "
+                f"in [1, {rank - 1}] or [{-rank + 1}, -1]. Received: "
+                f"axis={self.axis}, input_shape={tuple(input_shape)}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs, training=None, mask=None):
+        parent_call = super().call
+        if self.virtual_batch_size is None:
+            return parent_call(inputs, training=training, mask=mask)
+        if mask is not None:
+            raise ValueError(
+                "Masking is not supported with ghost batches. Received a "
+                f"mask with virtual_batch_size={self.virtual_batch_size}; "
+                "use virtual_batch_size=None."
+            )
+        if not self.trainable or training is None or training is False:
+            return parent_call(inputs, training=False)
+        if training is True:
+            return self._ghost_call(inputs)
+        # A tensor-valued `training` picks the branch at run time; both
+        # branches are built, so ghosting is never silently skipped.
+        return ops.cond(
+            ops.cast(training, "bool"),
+            lambda: self._ghost_call(inputs),
+            lambda: parent_call(inputs, training=False),
+        )
+
+    def _ghost_call(self, inputs):
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        rank = len(x.shape)
+        channel_axis = self.axis % rank
+        spatial_axes = [a for a in range(1, rank) if a != channel_axis]
+        # Per-example statistics are (batch, channels); this shape broadcasts
+        # them back against the input.
+        stat_shape = [-1] + [1] * (rank - 1)
+        stat_shape[channel_axis] = x.shape[channel_axis]
+
+        shape = ops.shape(x)
+        batch = shape[0]
+        size = self.virtual_batch_size
+        num_ghosts = (batch + size - 1) // size
+        ghost_ids = ops.floor_divide(ops.arange(batch, dtype="int32"), size)
+
+        per_example = 1
+        for a in spatial_axes:
+            per_example = per_example * shape[a]
+        examples = ops.segment_sum(
+            ops.ones((batch,), dtype=x.dtype), ghost_ids, num_segments=num_ghosts
+        )
+        counts = ops.expand_dims(examples * ops.cast(per_example, x.dtype), -1)
+
+        def per_example_sum(t):
+            return ops.sum(t, axis=spatial_axes) if spatial_axes else t
+
+        def ghost_mean(per_example_values):
+            sums = ops.segment_sum(per_example_values, ghost_ids, num_segments=num_ghosts)
+            return sums / counts
+
+        mean = ghost_mean(per_example_sum(x))  # (ghosts, channels)
+        mean_x = ops.reshape(ops.take(mean, ghost_ids, axis=0), stat_shape)
+        # The mean's gradient through the variance is zero at the mean, so it
+        # is stopped there, as tf.nn.moments does.
+        centered = x - ops.stop_gradient(mean_x)
+        variance = ghost_mean(per_example_sum(ops.square(centered)))
+
+        inv = ops.rsqrt(ops.take(variance, ghost_ids, axis=0) + self.epsilon)
+        if self.scale:
+            inv = inv * ops.cast(self.gamma, x.dtype)
+        scale_x = ops.reshape(inv, stat_shape)
+        outputs = (x - mean_x) * scale_x
+        if self.center:
+            outputs = outputs + ops.reshape(ops.cast(self.beta, x.dtype), stat_shape[1:])
+
+        self._update_moving_statistics(mean, variance, examples, batch, num_ghosts)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _update_moving_statistics(self, mean, variance, examples, batch, num_ghosts):
+        mean = ops.stop_gradient(mean)
+        variance = ops.stop_gradient(variance)
+        m = self.momentum
+        moving_mean = ops.cast(self.moving_mean, mean.dtype)
+        moving_variance = ops.cast(self.moving_variance, mean.dtype)
+        if self.moving_update == "sequential":
+            # k steps in closed form: the l-th of k ghost statistics ends up
+            # weighted by (1 - m) * m**(k - l), the old value by m**k.
+            k = ops.cast(num_ghosts, mean.dtype)
+            exponents = k - 1.0 - ops.cast(ops.arange(num_ghosts), mean.dtype)
+            weights = (1.0 - m) * ops.power(ops.cast(m, mean.dtype), exponents)
+            decay = ops.power(ops.cast(m, mean.dtype), k)
+            new_mean = decay * moving_mean + ops.matmul(weights[None, :], mean)[0]
+            new_variance = decay * moving_variance + ops.matmul(weights[None, :], variance)[0]
+        else:
+            fractions = examples / ops.cast(batch, mean.dtype)
+            batch_mean = ops.matmul(fractions[None, :], mean)[0]
+            if self.moving_update == "averaged":
+                batch_variance = ops.matmul(fractions[None, :], variance)[0]
+            else:
+                # Law of total variance: within-ghost plus between-ghost.
+                spread = variance + ops.square(mean - batch_mean[None, :])
+                batch_variance = ops.matmul(fractions[None, :], spread)[0]
+            new_mean = m * moving_mean + (1.0 - m) * batch_mean
+            new_variance = m * moving_variance + (1.0 - m) * batch_variance
+        self.moving_mean.assign(ops.cast(new_mean, self.moving_mean.dtype))
+        self.moving_variance.assign(ops.cast(new_variance, self.moving_variance.dtype))
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "virtual_batch_size": self.virtual_batch_size,
+            "moving_update": self.moving_update,
+        }
+        return {**base_config, **config}
+
+
+def _is_integral(value):
+    try:
+        return int(value) == value
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,159 @@
+"""Regime arithmetic: learning-rate multipliers and regime adaptation.
+
+Hoffer et al. 2017 ("Train longer, generalize better", arXiv 1705.08741)
+adapt a small-batch regime, trusted at batch `B_S`, to a batch `B_L`:
+
+```
+k          = B_L / B_S
+multiplier = sqrt(k)   ("sqrt", Hoffer et al.)
+           = k         ("linear", Goyal et al. 2017)
+           = 1         ("none")
+stretch    = k         (regime_adaptation=True: as many weight updates as B_S)
+           = 1         (regime_adaptation=False)
+           = r         (regime_adaptation=r >= 1: partial adaptation)
+epochs to train = E * stretch
+steps to train  = round(E * stretch * steps_per_epoch)      (halves round up)
+```
+
+These helpers are the single place where a regime is stretched, so recipes
+never recompute it by hand; they never mutate their inputs.
+"""
+
+import math
+
+from tfgap.schedules import _checks
+
+SCALING_RULES = ("sqrt", "linear", "none")
+
+
+def check_regime_adaptation(regime_adaptation):
+    """Returns `regime_adaptation` normalized: a `bool`, or a `float` >= 1."""
+    if isinstance(regime_adaptation, bool):
+        return regime_adaptation
+    try:
+        return _checks.finite_float("regime_adaptation", regime_adaptation, minimum=1.0)
+    except ValueError:
+        raise ValueError(
+            "Expected `regime_adaptation` to be True, False or a stretch factor >= 1, but "
+            f"received regime_adaptation={regime_adaptation!r}."
+        ) from None
+
+
+def learning_rate_multiplier(base_batch_size, batch_size, scaling="sqrt"):
+    """Factor by which a large batch multiplies the small-batch learning rates.
+
+    With `k = batch_size / base_batch_size`: `sqrt(k)` for `scaling="sqrt"`
+    (Hoffer et al. 2017: keeps the covariance of the weight update constant),
+    `k` for `"linear"` (Goyal et al. 2017), `1` for `"none"`.
+
+    Args:
+        base_batch_size: Positive int, the batch size of the small-batch regime.
+        batch_size: Positive int, the batch size actually trained with.
+        scaling: One of `"sqrt"`, `"linear"`, `"none"`.
+
+    Returns:
+        A Python float.
+
+    Example:
+
+    >>> learning_rate_multiplier(128, 4096, "sqrt")
+    5.656854249492381
+    >>> learning_rate_multiplier(128, 4096, "linear")
+    32.0
+    """
+    base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    if scaling not in SCALING_RULES:
+        raise ValueError(
+            f"Expected `scaling` to be one of {SCALING_RULES}, but received scaling={scaling!r}."
+        )
+    k = batch_size / base_batch_size
+    return {"sqrt": math.sqrt(k), "linear": k, "none": 1.0}[scaling]
+
+
+def stretch_factor(base_batch_size, batch_size, regime_adaptation=True):
+    """Factor by which regime adaptation stretches epochs and breakpoints.
+
+    `batch_size / base_batch_size` for `regime_adaptation=True` (the number of
+    weight updates then equals small-batch training), `1.0` for `False`, and
+    the number itself for a number >= 1 (partial adaptation).
+
+    Args:
+        base_batch_size: Positive int, the batch size of the small-batch regime.
+        batch_size: Positive int, the batch size actually trained with.
+        regime_adaptation: `True`, `False`, or a float >= 1.
+
+    Returns:
+        A Python float.
+
+    Example:
+
+    >>> stretch_factor(128, 4096)
+    32.0
+    >>> stretch_factor(128, 4096, regime_adaptation=False)
+    1.0
+    >>> stretch_factor(128, 4096, regime_adaptation=4)
+    4.0
+    """
+    base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    regime_adaptation = check_regime_adaptation(regime_adaptation)
+    if regime_adaptation is True:
+        return batch_size / base_batch_size
+    if regime_adaptation is False:
+        return 1.0
+    return regime_adaptation
+
+
+def adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation=True):
+    """Epochs to train at `batch_size` for a small-batch regime of `epochs`.
+
+    `epochs * stretch_factor(base_batch_size, batch_size, regime_adaptation)`,
+    as a float (round or `ceil` it yourself if `model.fit` needs an int, or
+    use `adapted_steps`).
+
+    Args:
+        epochs: Non-negative number, the length of the small-batch regime.
+        base_batch_size: Positive int, the batch size of the small-batch regime.
+        batch_size: Positive int, the batch size actually trained with.
+        regime_adaptation: `True`, `False`, or a float >= 1.
+
+    Returns:
+        A Python float.
+
+    Example:
+
+    >>> adapted_epochs(164, 128, 4096)
+    5248.0
+    """
+    epochs = _checks.finite_float("epochs", epochs, minimum=0.0)
+    return epochs * stretch_factor(base_batch_size, batch_size, regime_adaptation)
+
+
+def adapted_steps(epochs, base_batch_size, batch_size, steps_per_epoch, regime_adaptation=True):
+    """Optimizer steps to train at `batch_size` for a small-batch regime.
+
+    `round(epochs * stretch * steps_per_epoch)` (halves round up), the same
+    rounding `LargeBatchSchedule` uses for its breakpoints, so training for
+    `adapted_steps(b, ...)` steps ends exactly at the breakpoint of boundary `b`.
+
+    Args:
+        epochs: Non-negative number, the length of the small-batch regime.
+        base_batch_size: Positive int, the batch size of the small-batch regime.
+        batch_size: Positive int, the batch size actually trained with.
+        steps_per_epoch: Positive int, optimizer steps per epoch at `batch_size`.
+        regime_adaptation: `True`, `False`, or a float >= 1.
+
+    Returns:
+        A Python int.
+
+    Example:
+
+    >>> # CIFAR-10 (50,000 images) at batch 4096: 13 steps per epoch.
+    >>> adapted_steps(164, 128, 4096, steps_per_epoch=13)
+    68224
+    """
+    steps_per_epoch = _checks.positive_int("steps_per_epoch", steps_per_epoch)
+    return _checks.round_half_up(
+        adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation) * steps_per_epoch
+    )
