@@ -111,6 +111,10 @@ class LossEvaluator:
         self.loss = loss
         self.dataset = dataset
         self.variables = list(model.trainable_variables if variables is None else variables)
+        if not self.variables:
+            raise ValueError(
+                f"Expected a built model with trainable weights; model {model.name!r} has none."
+            )
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = int(sum(self.sizes))

@@ -59,7 +59,7 @@ def ghostify(model, virtual_batch_size, moving_update="sequential"):
             config = layer.get_config()
             config.update(virtual_batch_size=virtual_batch_size, moving_update=moving_update)
             try:
-                return GhostBatchNormalization.from_config(config)
+                return GhostBatchNormalization(**config)
             except ValueError as error:
                 raise ValueError(f"Cannot ghostify layer {layer.name!r}: {error}") from error
         return layer.__class__.from_config(layer.get_config())

@@ -138,7 +138,7 @@ def resnet44(
             (option B, Hoffer et al.'s reference code).
         zero_init_residual: bool, gamma = 0 in the last norm layer of each block.
 
-    0.66M parameters (658,650 trainable with 10 classes and "zero_pad").
+    0.66M parameters (658,586 trainable with 10 classes and "zero_pad").
     """
     if shortcut not in _SHORTCUTS:
         raise ValueError(f"Expected `shortcut` in {list(_SHORTCUTS)}. Received: shortcut={shortcut!r}")

@@ -129,7 +129,7 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.scaled_values = [v * self.multiplier for v in values]
 
     def __call__(self, step):
-        with ops.name_scope(self.name or "LargeBatchSchedule"):
+        with keras.name_scope(self.name or "LargeBatchSchedule"):
             # Integer comparison: exact at any step count (float32 is not past 2**24).
             int_step = ops.cast(step, "int64")
             rate = ops.convert_to_tensor(self.scaled_values[0], dtype="float32")

@@ -1,0 +1,246 @@
+"""`build_dataset` and `num_examples`: the one entry point of the input pipelines.
+
+Every dataset goes through the same stages, in this order:
+
+```
+source (per worker)  ->  cache (small datasets)  ->  shuffle  ->  repeat
+  ->  parallel map (decode, augment, normalize)  ->  batch  ->  prefetch
+```
+
+Augmentation is stateless: each example gets its own `[2]` seed from
+`tf.data.Dataset.random(seed, rerandomize_each_iteration=True)` zipped in
+before the map, so with a `seed` the whole stream (file order, shuffle,
+crops, flips) is reproducible and each epoch still sees new augmentations;
+without a seed the pipeline is allowed to be non-deterministic (faster).
+"""
+
+import tensorflow as tf
+
+from tfgap.data import mnist1d as mnist1d_lib
+from tfgap.data import preprocessing
+from tfgap.data import specs as specs_lib
+from tfgap.data import synthetic as synthetic_lib
+from tfgap.data import tfds_pipeline
+
+SPLITS = ("train", "test")
+SMALL_SHUFFLE_BUFFER = 10_000
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, received {split!r}.")
+
+
+def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples=None):
+    """Number of examples in a split (all workers together), read from no file.
+
+    Args:
+        name: dataset name.
+        split: `"train"` or `"test"`.
+        mock_data: count the mock data instead (`mock_examples` per split).
+        mock_examples: examples per split under `mock_data`.
+        num_samples: MNIST-1D generator size (default 5000); must be `None`
+            for the other datasets.
+
+    Returns:
+        int.
+
+    Example:
+
+    >>> num_examples("cifar10", "test"), num_examples("mnist", "train", mock_data=True)
+    (10000, 256)
+    """
+    spec = specs_lib.get_spec(name)
+    _check_split(split)
+    _check_num_samples(name, num_samples)
+    if mock_data:
+        return int(mock_examples)
+    if name == "mnist1d" and num_samples is not None:
+        return mnist1d_lib.num_mnist1d_examples(split, num_samples)
+    return spec.num_train_examples if split == "train" else spec.num_eval_examples
+
+
+def _check_num_samples(name, num_samples):
+    if num_samples is not None and name != "mnist1d":
+        raise ValueError(
+            f"num_samples applies to 'mnist1d' only, received num_samples={num_samples} "
+            f"for {name!r}."
+        )
+
+
+def _shuffle_buffer(name, shuffle, batch_size, mock_data, mock_examples):
+    if not isinstance(shuffle, bool):
+        return int(shuffle)
+    if mock_data:
+        return int(mock_examples)
+    if name == "imagenet2012":
+        # Encoded JPEGs (~110 kB each); file order is shuffled too.
+        return min(SMALL_SHUFFLE_BUFFER, max(1024, 16 * batch_size))
+    if name == "mnist1d":
+        return 1 << 20  # the whole (tiny) split
+    return SMALL_SHUFFLE_BUFFER
+
+
+def _example_fns(name, spec, training):
+    """(decode+preprocess fn taking (raw, label, seed), needs_seed)."""
+
+    def label32(label):
+        return tf.cast(label, tf.int32)
+
+    if name == "imagenet2012":
+        if training:
+            def train_fn(jpeg, label, seed):
+                image = preprocessing.imagenet_train_crop(jpeg, seed)
+                return preprocessing.normalize(image, spec.mean, spec.std), label32(label)
+
+            return train_fn, True
+
+        def eval_fn(jpeg, label):
+            image = tf.io.decode_jpeg(jpeg, channels=3)
+            return preprocessing.preprocess_for_eval(name, image), label32(label)
+
+        return eval_fn, False
+    if training and name in ("cifar10", "cifar100"):
+        def cifar_fn(image, label, seed):
+            image = preprocessing.augment_cifar(image, seed)
+            return preprocessing.normalize(image, spec.mean, spec.std), label32(label)
+
+        return cifar_fn, True
+
+    def plain_fn(raw, label):
+        return preprocessing.preprocess_for_eval(name, raw), label32(label)
+
+    return plain_fn, False
+
+
+def build_dataset(
+    name,
+    split,
+    *,
+    batch_size,
+    training,
+    data_dir=None,
+    download=False,
+    mock_data=False,
+    mock_examples=256,
+    synthetic=False,
+    seed=None,
+    input_context=None,
+    drop_remainder=False,
+    repeat=False,
+    shuffle=None,
+    num_samples=None,
+):
+    """The batched `(float32 inputs, int32 labels)` input pipeline of a dataset.
+
+    Standard preprocessing (see `tfgap.data.preprocessing`): MNIST scale and
+    normalize; CIFAR pad-4 random crop and flip for training, per-channel
+    normalization; ImageNet Inception-style random-resized crop to 224 and
+    flip for training, resize-256 centre-crop-224 for evaluation, ImageNet
+    mean/std; MNIST-1D as generated. Evaluation applies exactly
+    `preprocess_for_eval(name, raw)`.
+
+    Args:
+        name: one of `tfgap.data.available_datasets()`.
+        split: `"train"` or `"test"` (mapped to the spec's tfds splits;
+            ImageNet's `"test"` is its `validation` split).
+        batch_size: the batch of THIS pipeline (per replica when the caller
+            uses `input_context.get_per_replica_batch_size`).
+        training: random augmentation (and, by default, shuffling).
+        data_dir: tensorflow-datasets data directory (`None`: tfds' default).
+        download: download and prepare missing data (ImageNet: build from
+            `<data_dir>/downloads/manual`). Off: missing data raises
+            `DatasetNotPreparedError` within seconds.
+        mock_data: run the real pipeline on `tfds.testing.mock_data` fake
+            examples (`mock_examples` per split), no files needed. For
+            MNIST-1D, a small real generated data set.
+        mock_examples: examples per split with `mock_data`.
+        synthetic: one random batch of the right shapes, repeated (for
+            throughput); no data, no preprocessing.
+        seed: makes file order, shuffling and augmentation reproducible and
+            the pipeline deterministic; `None`: random and non-deterministic.
+        input_context: a `tf.distribute.InputContext`; each input pipeline
+            reads a disjoint shard of the split.
+        drop_remainder: drop the last partial batch (static batch shape, as
+            TPUs need).
+        repeat: repeat forever (shuffled anew each pass).
+        shuffle: `None` shuffles when `training`; `True`/`False`; or an int
+            shuffle-buffer size.
+        num_samples: MNIST-1D generator size (default 5000, 80% train).
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, labels)`: float32
+        `[batch, *spec.input_shape]` and int32 `[batch]`.
+
+    Raises:
+        ValueError: bad `name`, `split`, `batch_size` or `shuffle`.
+        DatasetNotPreparedError: the data is not on disk and `download` is off.
+
+    Example:
+
+    >>> ds = build_dataset("cifar10", "train", batch_size=8, training=True,
+    ...                    mock_data=True, mock_examples=16, seed=0)
+    >>> x, y = next(iter(ds))
+    >>> x.shape, x.dtype.name, y.dtype.name
+    (TensorShape([8, 32, 32, 3]), 'float32', 'int32')
+    """
+    spec = specs_lib.get_spec(name)
+    _check_split(split)
+    _check_num_samples(name, num_samples)
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}.")
+    batch_size = int(batch_size)
+    if shuffle is None:
+        shuffle = bool(training)
+    if not isinstance(shuffle, bool) and (int(shuffle) != shuffle or shuffle < 1):
+        raise ValueError(
+            f"shuffle must be None, a bool or a positive buffer size, received {shuffle!r}."
+        )
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+
+    if synthetic:
+        total = num_examples(name, split, mock_data=mock_data, mock_examples=mock_examples,
+                             num_samples=num_samples)
+        ds = synthetic_lib.synthetic_dataset(
+            spec, batch_size=batch_size, num_examples=max(1, total // num_pipelines),
+            repeat=repeat, seed=None if seed is None else seed + pipeline_id)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    with tfds_pipeline.mock_context(mock_data and spec.tfds_name is not None, mock_examples):
+        if spec.tfds_name is None:  # mnist1d
+            x, y = mnist1d_lib.mnist1d_arrays(
+                split, num_samples=num_samples, mock_data=mock_data, mock_examples=mock_examples)
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+            if num_pipelines > 1:
+                ds = ds.shard(num_pipelines, pipeline_id)
+        else:
+            tfds_split = spec.train_split if split == "train" else spec.eval_split
+            ds = tfds_pipeline.read_raw(
+                spec, tfds_split, data_dir=data_dir, download=download, mock_data=mock_data,
+                training=training, shuffle_files=bool(shuffle), seed=seed,
+                input_context=input_context, skip_image_decoding=name == "imagenet2012")
+            if name != "imagenet2012":
+                ds = ds.cache()
+        if shuffle:
+            buffer = _shuffle_buffer(name, shuffle, batch_size, mock_data, mock_examples)
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        fn, needs_seed = _example_fns(name, spec, training)
+        if needs_seed:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda example, s: fn(example[0], example[1], s),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.deterministic = seed is not None
+        if input_context is not None:
+            # Already sharded per worker; tf.distribute must not shard again.
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.OFF)
+        return ds.with_options(options)

@@ -1,0 +1,102 @@
+"""Durations in steps: the one place where epochs and examples become steps.
+
+Every duration of a run (its length, the evaluation period, the learning-rate
+breakpoints through `LargeBatchSchedule`) is counted in optimizer steps here.
+Regime adaptation (Hoffer et al. 2017) is one multiplication, done by
+`tfgap.schedules.adapted_steps`, the same rounding the schedule uses for its
+breakpoints, so training ends exactly on a breakpoint when it should.
+"""
+
+import dataclasses
+import math
+
+from tfgap import schedules
+from tfgap.training.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """How many steps a run takes, derived from its config and data size.
+
+        steps_per_epoch = floor(num_train_examples / batch_size)   (full batches only)
+        total_steps     = round(epochs * stretch * steps_per_epoch)
+        stretch         = batch_size / base_batch_size  if regime_adaptation is True
+                          the factor                    if it is a number
+                          1                             if it is False
+
+    Attributes:
+        num_train_examples: examples in one pass over the training split.
+        steps_per_epoch: optimizer steps in one epoch (incomplete batch dropped).
+        total_steps: optimizer steps of the whole run.
+        stretch: the regime-adaptation factor.
+        epochs: epochs actually trained, `total_steps / steps_per_epoch`.
+        num_epochs: epochs started (the last may be partial).
+        eval_steps: evaluation batches (the last may be partial).
+    """
+
+    num_train_examples: int
+    steps_per_epoch: int
+    total_steps: int
+    stretch: float
+    epochs: float
+    num_epochs: int
+    eval_steps: int
+
+    def epoch_of(self, step):
+        """`(epoch index, step within that epoch)` of a global step count."""
+        return divmod(int(step), self.steps_per_epoch)
+
+    def steps_in_epoch(self, epoch):
+        """Steps of epoch `epoch` (the last one may be shorter)."""
+        return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
+
+def plan_steps(config, *, num_train_examples, num_eval_examples):
+    """The `StepPlan` of `config` for a data set of the given sizes.
+
+    Args:
+        config: a `TrainConfig`.
+        num_train_examples: size of the training split (as read).
+        num_eval_examples: size of the evaluation split.
+
+    Returns:
+        A `StepPlan`.
+
+    Raises:
+        ConfigError: when the global batch exceeds the training split.
+
+    Example:
+
+    >>> from tfgap.training import TrainConfig
+    >>> config = TrainConfig(dataset="cifar10", model="resnet44", model_dir="/tmp/r",
+    ...                      epochs=164, batch_size=4096, regime_adaptation=True)
+    >>> plan = plan_steps(config, num_train_examples=50000, num_eval_examples=10000)
+    >>> plan.steps_per_epoch, plan.stretch, plan.total_steps
+    (12, 32.0, 62976)
+    """
+    steps_per_epoch = int(num_train_examples) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"Expected batch_size <= the {num_train_examples} training examples of "
+            f"{config.dataset!r}. Received: batch_size={config.batch_size}"
+        )
+    stretch = schedules.stretch_factor(
+        config.base_batch_size, config.batch_size, config.regime_adaptation
+    )
+    total_steps = schedules.adapted_steps(
+        config.epochs,
+        config.base_batch_size,
+        config.batch_size,
+        steps_per_epoch,
+        config.regime_adaptation,
+    )
+    total_steps = max(int(total_steps), 1)
+    return StepPlan(
+        num_train_examples=int(num_train_examples),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        stretch=float(stretch),
+        epochs=total_steps / steps_per_epoch,
+        num_epochs=math.ceil(total_steps / steps_per_epoch),
+        eval_steps=math.ceil(int(num_eval_examples) / config.global_eval_batch_size),
+    )
