@@ -15,9 +15,16 @@ N = 16
 def _raw_mock_examples(name, split):
     """The mock examples, read straight from tfds (not through tfgap)."""
     spec = data.get_spec(name)
+    if name != "imagenet2012":
+        with tfds.testing.mock_data(num_examples=N):
+            ds = tfds.load(spec.tfds_name, split=split, as_supervised=True)
+            return [(x.numpy(), int(y)) for x, y in ds]
+    # ImageNet is read as JPEG bytes (the mock encodes its random images);
+    # decode them here to get the known raw images.
     with tfds.testing.mock_data(num_examples=N):
-        ds = tfds.load(spec.tfds_name, split=split, as_supervised=True)
-        return [(x.numpy(), int(y)) for x, y in ds]
+        ds = tfds.load(spec.tfds_name, split=split, as_supervised=True,
+                       decoders={"image": tfds.decode.SkipDecoding()})
+        return [(tf.io.decode_jpeg(x, channels=3).numpy(), int(y)) for x, y in ds]
 
 
 def _eval_reference(name, raw):

@@ -132,3 +132,14 @@ def test_bad_input():
         sharpness(ls.make_model(4, loss=None), x, y)
     with pytest.raises(ValueError, match="y"):
         sharpness(model, x)
+
+
+def test_model_built_under_a_strategy(two_cpus):
+    x, y = ls.make_problem()
+    w0 = ls.minimizer(x, y)
+    with two_cpus.scope():
+        model = ls.make_model(4, w0)
+    before = model.get_weights()[0].copy()
+    value = sharpness(model, x, y, epsilon=1e-2)
+    assert value == pytest.approx(sharpness(ls.make_model(4, w0), x, y, epsilon=1e-2), rel=1e-6)
+    assert np.array_equal(model.get_weights()[0], before)

@@ -115,7 +115,7 @@ def test_mixed_precision_logits_are_float32():
         assert out.dtype == "float32"
         assert np.all(np.isfinite(np.asarray(out)))
         mlp = build_model("mlp", num_classes=10, input_shape=(40,), weight_decay=1e-4, seed=0)
-        mlp.compile(optimizer=keras.optimizers.SGD(0.1), loss=_xent())
+        mlp.compile(optimizer=keras.optimizers.SGD(0.1), loss=_xent(), jit_compile=False)
         x = np.random.default_rng(0).normal(size=(16, 40)).astype("float32")
         history = mlp.fit(x, np.arange(16) % 10, batch_size=8, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
@@ -136,16 +136,16 @@ def test_mirrored_strategy_fit(two_cpus):
             "mlp", num_classes=2, input_shape=(40,), ghost_batch_size=8, weight_decay=1e-4,
             mlp_width=32, seed=0,
         )
-        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=_xent())
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=_xent(),
+                      jit_compile=False)
     assert isinstance(model.trainable_weights[0].value, tf.distribute.DistributedValues)
-    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
 def test_export_serves_any_batch_size(tmp_path):
-    model = build_model("resnet44", num_classes=10, input_shape=(8, 8, 3), ghost_batch_size=4,
-                        seed=0)
+    model = build_model("c1", num_classes=10, input_shape=(8, 8, 3), ghost_batch_size=4, seed=0)
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
     model(x, training=True)  # move the moving statistics away from their initial values
     model.export(str(tmp_path / "export"), verbose=False)

@@ -43,10 +43,19 @@ def test_resnet44_projection_and_zero_init():
               if isinstance(l, tfgap.layers.GhostBatchNormalization)}
     assert all(np.all(g == 0) for n, g in gammas.items() if n.endswith("_norm2"))
     assert all(np.all(g == 1) for n, g in gammas.items() if not n.endswith("_norm2"))
-    # Every block starts as the identity on its (ReLU'd) input: stem output == pooled features.
-    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
-    out = model(x, training=True)
+    out = model(np.ones((4, 8, 8, 3), "float32"), training=True)
     assert tuple(out.shape) == (4, 100)
+
+
+def test_resnet44_zero_init_blocks_start_as_identity():
+    """With gamma = 0 closing each block, a stage-1 block maps its ReLU'd input to itself."""
+    model = build_model("resnet44", num_classes=10, input_shape=(8, 8, 3),
+                        zero_init_residual=True, seed=0)
+    probe = keras.Model(model.input, [model.get_layer("stem_relu").output,
+                                      model.get_layer("stage1_block7_out").output])
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    stem, stage1 = probe(x, training=False)
+    np.testing.assert_allclose(np.asarray(stage1), np.asarray(stem), rtol=1e-6, atol=1e-6)
 
 
 def _reference_shortcut(x, filters, strides):

@@ -248,8 +248,11 @@ def fit_batch_size_schedule(
     if getattr(model, "optimizer", None) is None:
         raise ValueError("Expected a compiled model, but received a model without an optimizer.")
 
+    # tf.data pipelines shuffle themselves; fit's shuffle=True would only warn.
+    fit_kwargs.setdefault("shuffle", False)
     merged = keras.callbacks.History()
     merged.set_model(model)
+    merged.epoch, merged.history = [], {}
     for phase in phases:
         if phase.end_epoch <= initial_epoch:
             continue
@@ -258,8 +261,7 @@ def fit_batch_size_schedule(
         except TypeError:
             raise ValueError(
                 "Expected an optimizer created with a float `learning_rate` (the phases set it), "
-                f"but received an optimizer with learning_rate={model.optimizer.learning_rate!r} "
-                "from a LearningRateSchedule."
+                f"but received {type(model.optimizer).__name__} with a LearningRateSchedule."
             ) from None
         if callable(dataset) and not isinstance(dataset, tf.data.Dataset):
             data = dataset(phase.batch_size)

@@ -31,10 +31,13 @@ class _Serving(tf.Module):
         self.model = model
         spec = data.get_spec(dataset)
         self._dataset = dataset
+        raw_shape = list(spec.raw_shape)
+        if dataset == "imagenet2012":  # any height and width: resized and centre-cropped
+            raw_shape = [None, None, raw_shape[-1]]
 
         @tf.function(
             input_signature=[
-                tf.TensorSpec([None, *spec.raw_shape], tf.as_dtype(spec.raw_dtype), name="images")
+                tf.TensorSpec([None, *raw_shape], tf.as_dtype(spec.raw_dtype), name="images")
             ]
         )
         def serve(images):

@@ -1,0 +1,20 @@
+"""`python -m tfgap.recipes.cifar10`: ResNet-44 on cifar10, the paper's small-batch regime.
+
+Defaults: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1, /10 at epochs 81, 122, 164; 200 epochs
+(`tfgap/recipes/defaults.py`). Every flag: `--helpfull`; the paper's Table 1
+rows: `--flagfile=recipes/cifar10/<row>.flags`.
+
+Example:
+
+    python -m tfgap.recipes.cifar10 --mock_data --mock_examples=64 --epochs=1
+"""
+
+from tfgap.recipes import flags
+
+
+def main():
+    flags.run("cifar10")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""`python -m tfgap.recipes.mnist`: F1 (Keskar et al. 2017), 784-5x[512, BN, ReLU]-10 on mnist, the paper's small-batch regime.
+
+Defaults: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1, /10 at epochs 10, 20, 30; 40 epochs
+(`tfgap/recipes/defaults.py`). Every flag: `--helpfull`; the paper's Table 1
+rows: `--flagfile=recipes/mnist/<row>.flags`.
+
+Example:
+
+    python -m tfgap.recipes.mnist --mock_data --mock_examples=64 --epochs=1
+"""
+
+from tfgap.recipes import flags
+
+
+def main():
+    flags.run("mnist")
+
+
+if __name__ == "__main__":
+    main()
