@@ -137,7 +137,8 @@ def test_multi_phase_fit_continues_epochs_and_optimizer_state():
     phases = batch_size_phases(**PHASE_ARGS)
     assert [(p.batch_size, p.learning_rate) for p in phases] == [(4, 0.1), (8, 0.1), (8, 0.05)]
     model = _linear_model()
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse",
+                  jit_compile=True)
     recorder = _EpochRecorder()
     history = fit_batch_size_schedule(model, _examples(), phases, callbacks=[recorder],
                                       verbose=0)
@@ -154,10 +155,11 @@ def test_multi_phase_fit_continues_epochs_and_optimizer_state():
 
 def test_multi_phase_fit_under_mirrored_strategy_keeps_ghost_batch_size(two_cpus):
     # Global batches 8 and 16 over 2 replicas: 4 and 8 per replica, whole
-    # ghost batches of 4 (batch_multiple = ghost 4 * 2 replicas).
-    phases = batch_size_phases([1], [0.1, 0.05], base_batch_size=8, max_batch_size=16,
+    # ghost batches of 4 (batch_multiple = ghost 4 * 2 replicas). The decay by
+    # 4 would need batch 32 > 16: batch 16, rate 0.025 * 16 / 8 = 0.05.
+    phases = batch_size_phases([1], [0.1, 0.025], base_batch_size=8, max_batch_size=16,
                                epochs=2, batch_multiple=8)
-    assert [(p.batch_size, p.learning_rate) for p in phases] == [(8, 0.1), (16, 0.1)]
+    assert [(p.batch_size, p.learning_rate) for p in phases] == [(8, 0.1), (16, 0.05)]
     with two_cpus.scope():
         model = keras.Sequential([
             keras.Input((3,)),
@@ -178,6 +180,7 @@ def test_multi_phase_fit_under_mirrored_strategy_keeps_ghost_batch_size(two_cpus
                                       callbacks=[recorder], verbose=0)
     assert recorder.epochs == [0, 1]
     assert recorder.iterations == [4, 6]  # 32 / 8 steps, then 32 / 16 more
+    np.testing.assert_allclose(recorder.rates, [0.1, 0.05], rtol=1e-6)
     assert history.history["batch_size"] == [8, 16]
     assert model.layers[1].virtual_batch_size == 4
     assert np.isfinite(history.history["loss"]).all()

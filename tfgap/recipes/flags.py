@@ -234,6 +234,9 @@ def run(recipe):
             usage_error(str(e).replace("\n", " "))
 
     def main(argv):
+        from absl import logging  # noqa: PLC0415
+
+        logging.set_verbosity(logging.WARNING)
         if len(argv) > 1:
             usage_error(f"unexpected positional arguments {argv[1:]}")
         try:

@@ -17,7 +17,9 @@ def positive_int(name, value):
         or value != int(value)
         or value <= 0
     ):
-        raise ValueError(f"Expected `{name}` to be a positive integer, but received {name}={value!r}.")
+        raise ValueError(
+            f"Expected `{name}` to be a positive integer, but received {name}={value!r}."
+        )
     return int(value)
 
 
@@ -33,7 +35,9 @@ def finite_float(name, value, minimum=None):
 def float_list(name, values, minimum=None):
     """Returns `values` (any iterable of numbers) as a list of finite floats."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"Expected `{name}` to be a list of numbers, but received {name}={values!r}.")
+        raise ValueError(
+            f"Expected `{name}` to be a list of numbers, but received {name}={values!r}."
+        )
     values = list(values)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):

@@ -72,8 +72,8 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
     ...     base_batch_size=128, batch_size=512, steps_per_epoch=98)
     >>> schedule.breakpoint_steps
     [31752, 47824]
-    >>> float(schedule(0)), float(schedule(31752))
-    (0.2, 0.02)
+    >>> [round(float(schedule(step)), 6) for step in (0, 31751, 31752, 47824)]
+    [0.2, 0.2, 0.02, 0.002]
     >>> optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
     """
 

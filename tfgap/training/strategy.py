@@ -108,11 +108,17 @@ def make_strategy(name="auto", *, tpu=None):
     1
     """
     tf_config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    name = resolve_strategy_name(
-        name, tpu=tpu, num_gpus=len(gpus), num_cpus=len(cpus), tf_config=tf_config
-    )
+    # Multi-worker and TPU set up the runtime: decide on them before any call
+    # that initializes TensorFlow's devices.
+    early = resolve_strategy_name(name, tpu=tpu, tf_config=tf_config)
+    if early in ("tpu", "multi_worker"):
+        name = early
+    else:
+        gpus = tf.config.list_logical_devices("GPU")
+        cpus = tf.config.list_logical_devices("CPU")
+        name = resolve_strategy_name(
+            name, tpu=tpu, num_gpus=len(gpus), num_cpus=len(cpus), tf_config=tf_config
+        )
     if name == "tpu":
         return make_tpu_strategy(tpu)
     if name == "multi_worker":
