@@ -27,9 +27,14 @@ except RuntimeError:
 import pytest  # noqa: E402
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpus():
-    """A `MirroredStrategy` over the two logical CPUs."""
+    """A `MirroredStrategy` over the two logical CPUs, shared by the session.
+
+    One strategy per process: a second MirroredStrategy that runs collectives
+    in the same process aborts with a collective shape mismatch
+    (tensorflow/tensorflow#62790).
+    """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) >= 2, f"expected 2 logical CPUs, got {devices}"
     return tf.distribute.MirroredStrategy(devices[:2])

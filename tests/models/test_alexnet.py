@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from tfgap.models import build_model
 
@@ -28,7 +27,6 @@ def test_alexnet_small_input():
     assert tuple(out.shape) == (4, 10)
 
 
-@pytest.mark.slow
 def test_alexnet_imagenet_count():
     model = build_model("alexnet_bn", num_classes=1000, input_shape=(224, 224, 3))
     assert model.get_layer("flatten").input.shape[1:] == (6, 6, 256)

@@ -35,6 +35,7 @@ def test_model_options():
         ({"input_shape": (8, 0, 3)}, "positive integers"),
         ({"input_shape": None}, "input_shape=None"),
         ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),
+        ({"weight_decay": "1e-4"}, "weight_decay='1e-4'"),
         ({"bn_momentum": 1.0}, "bn_momentum=1.0"),
         ({"seed": 1.5}, "seed=1.5"),
         ({"width": 3}, r"Unknown option\(s\) \['width'\].*Expected a subset of \[\]"),
@@ -60,6 +61,13 @@ def test_bad_network_options():
 
 def _weights(model):
     return [np.asarray(w) for w in model.weights]
+
+
+def test_numpy_integers_are_accepted():
+    model = build_model("mlp", num_classes=np.int64(3), input_shape=(np.int64(40),),
+                        ghost_batch_size=np.int32(4), seed=np.int64(1), mlp_width=8)
+    assert model.output_shape == (None, 3)
+    assert model.get_layer("norm1").virtual_batch_size == 4
 
 
 def test_seed_makes_init_deterministic():

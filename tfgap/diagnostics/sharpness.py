@@ -52,9 +52,14 @@ def sharpness(
     The model's weights are restored bit for bit on return, also when an
     exception interrupts the computation.
 
-    Random subspace: the entries of `A` are i.i.d. standard normal, drawn with
-    `numpy.random.default_rng(seed)`; `A+ x` is computed by least squares.
-    `A` is held in memory (`8 * n * p` bytes).
+    Random subspace: `A` is a uniformly random orthonormal basis of a
+    `p`-dimensional subspace, the Q factor (`numpy.linalg.qr`) of an `n x p`
+    matrix of i.i.d. standard normal entries drawn with
+    `numpy.random.default_rng(seed)`; so `A+ = A^T` and `A+ x` is the
+    projection of the weights. (With raw Gaussian columns, of norm about
+    `sqrt(n)`, the subspace box would allow perturbations `sqrt(n)` times
+    larger than the full-space one; Keskar's Table 4 values, all below Table
+    3's, fit unit-scale columns.) `A` is held in memory (`8 * n * p` bytes).
 
     Paper: Keskar, Mudigere, Nocedal, Smelyanskiy & Tang, "On Large-Batch
     Training for Deep Learning: Generalization Gap and Sharp Minima", ICLR 2017
@@ -120,8 +125,10 @@ def sharpness(
             matrix = None
             coords = x0
         else:
-            matrix = rng.standard_normal((n, subspace_dim))
-            coords = np.linalg.lstsq(matrix, x0, rcond=None)[0]
+            # Orthonormal columns: A+ = A^T, and the box sides are on the scale
+            # of the full-space ones (a Gaussian A would inflate |A y| by sqrt(n)).
+            matrix = np.linalg.qr(rng.standard_normal((n, subspace_dim)))[0]
+            coords = matrix.T @ x0
         bound = epsilon * (np.abs(coords) + 1.0)
         f0 = evaluator.value()
         best = [f0]

@@ -1,6 +1,7 @@
 """`build_model` and `available_models`: the networks of the papers by name."""
 
 import inspect
+import numbers
 
 from tfgap.models import alexnet, keskar, mlp, resnet50, resnet_cifar, wrn
 from tfgap.models._factory import LayerFactory
@@ -59,7 +60,11 @@ def _lookup(name):
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _validate(name, num_classes, input_shape, ghost_batch_size, weight_decay, bn_momentum, seed):
@@ -87,17 +92,17 @@ def _validate(name, num_classes, input_shape, ghost_batch_size, weight_decay, bn
             "Expected `ghost_batch_size` to be an integer >= 0 (0 = plain batch normalization). "
             f"Received: ghost_batch_size={ghost_batch_size!r}"
         )
-    if isinstance(weight_decay, bool) or not float(weight_decay) >= 0.0:
+    if not _is_real(weight_decay) or not weight_decay >= 0.0:
         raise ValueError(
             f"Expected `weight_decay` to be a float >= 0. Received: weight_decay={weight_decay!r}"
         )
-    if isinstance(bn_momentum, bool) or not 0.0 <= float(bn_momentum) < 1.0:
+    if not _is_real(bn_momentum) or not 0.0 <= bn_momentum < 1.0:
         raise ValueError(
             f"Expected `bn_momentum` in [0, 1). Received: bn_momentum={bn_momentum!r}"
         )
     if seed is not None and not _is_int(seed):
         raise ValueError(f"Expected `seed` to be None or an integer. Received: seed={seed!r}")
-    return shape
+    return tuple(int(d) for d in shape)
 
 
 def build_model(
@@ -192,10 +197,10 @@ def build_model(
         )
     builder, _ = _MODELS[name]
     factory = LayerFactory(
-        ghost_batch_size=ghost_batch_size,
+        ghost_batch_size=int(ghost_batch_size),
         moving_update=moving_update,
         weight_decay=float(weight_decay),
         bn_momentum=float(bn_momentum),
-        seed=seed,
+        seed=None if seed is None else int(seed),
     )
-    return builder(factory, num_classes=num_classes, input_shape=shape, **options)
+    return builder(factory, num_classes=int(num_classes), input_shape=shape, **options)

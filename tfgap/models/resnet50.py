@@ -7,7 +7,7 @@
 
 A bottleneck block, v1.5: the stride sits on the 3x3 convolution (v1, the
 paper's and `keras.applications.ResNet50`'s, puts it on the first 1x1). Same
-parameter count, about 0.5% better top-1 (NVIDIA's and torchvision's ResNet-50):
+parameter count; NVIDIA reports about 0.5% better top-1 (torchvision's layout):
 
     y = norm(conv1x1(relu(norm(conv3x3_s(relu(norm(conv1x1(x))))))))
     out = relu(y + (x or norm(conv1x1_s(x))))

@@ -22,10 +22,16 @@ gamma = 0, so every block is the identity at initialization (Goyal et al.
 2017's large-batch trick); the default is the papers' gamma = 1.
 """
 
+import numbers
+
 import keras
 from keras import ops
 
 _SHORTCUTS = ("zero_pad", "projection")
+
+
+def _is_positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 @keras.saving.register_keras_serializable(package="tfgap")
@@ -63,10 +69,14 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def __init__(self, filters, strides=2, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or int(filters) != filters or filters < 1:
-            raise ValueError(f"Expected `filters` to be an integer >= 1. Received: filters={filters!r}")
-        if isinstance(strides, bool) or int(strides) != strides or strides < 1:
-            raise ValueError(f"Expected `strides` to be an integer >= 1. Received: strides={strides!r}")
+        if not _is_positive_int(filters):
+            raise ValueError(
+                f"Expected `filters` to be an integer >= 1. Received: filters={filters!r}"
+            )
+        if not _is_positive_int(strides):
+            raise ValueError(
+                f"Expected `strides` to be an integer >= 1. Received: strides={strides!r}"
+            )
         self.filters = int(filters)
         self.strides = int(strides)
 
@@ -141,7 +151,9 @@ def resnet44(
     0.66M parameters (658,586 trainable with 10 classes and "zero_pad").
     """
     if shortcut not in _SHORTCUTS:
-        raise ValueError(f"Expected `shortcut` in {list(_SHORTCUTS)}. Received: shortcut={shortcut!r}")
+        raise ValueError(
+            f"Expected `shortcut` in {list(_SHORTCUTS)}. Received: shortcut={shortcut!r}"
+        )
     inputs = keras.Input(shape=input_shape, name="inputs")
     x = factory.conv(16, 3, name="stem_conv")(inputs)
     x = factory.norm("stem_norm")(x)

@@ -89,8 +89,11 @@ class PreemptionGuard:
         directory: `<model_dir>/checkpoints`.
     """
 
-    def __init__(self, strategy, checkpoint, directory):
+    def __init__(self, strategy, checkpoint, directory, *, is_chief=True, task_id=None):
         self._previous = signal.getsignal(signal.SIGTERM)
+        # The handler's own temporary directory of a non-chief worker.
+        self._worker_tmp = None if is_chief else os.path.join(
+            os.path.dirname(directory), f"workertemp_{task_id or 0}")
 
         def exit_fn():
             raise Preempted(f"Preempted: checkpoint saved in {directory}")
@@ -118,6 +121,8 @@ class PreemptionGuard:
             handler.__del__()  # joins its watcher threads (multi-worker)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+        if self._worker_tmp:
+            shutil.rmtree(self._worker_tmp, ignore_errors=True)
 
 
 def remove_worker_tmp(directory):

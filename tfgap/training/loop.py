@@ -130,12 +130,33 @@ def make_distance_fn(variables, initial):
     return distance
 
 
-def log_spaced(step, per_decade=10):
-    """Whether `step` is one of the log-spaced record steps (1, 2, ..., 8, 10, 13, ...)."""
-    if step < 1:
-        return False
-    index = math.ceil(math.log10(step) * per_decade - 1e-9)
-    return step == math.ceil(10.0 ** (index / per_decade) - 1e-9)
+class LogSpaced:
+    """Log-spaced record steps: `ceil(10 ** (i / per_decade))`, i = 0, 1, ...
+
+    That is 1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26, 32, 40, 51, 64, 80, 100, ...
+    (the steps of `tfgap.diagnostics.WeightDistance`), so `||w_t - w_0||`
+    against `log t` has evenly spread points.
+
+    Example:
+
+    >>> due = LogSpaced()
+    >>> [t for t in range(1, 30) if due(t)]
+    [1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26]
+    """
+
+    def __init__(self, per_decade=10):
+        self.per_decade = per_decade
+        self._index = 0
+
+    def _at(self, index):
+        return int(math.ceil(10.0 ** (index / self.per_decade) - 1e-9))
+
+    def __call__(self, step):
+        if step < self._at(self._index):
+            return False
+        while self._at(self._index) <= step:
+            self._index += 1
+        return True
 
 
 class Progress:

@@ -157,7 +157,8 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     restored = checkpointer.restore()
     guard = None
     if config.preemption and checkpointing.PreemptionGuard.available():
-        guard = checkpointing.PreemptionGuard(strategy, checkpointer.checkpoint, ckpt_dir)
+        guard = checkpointing.PreemptionGuard(strategy, checkpointer.checkpoint, ckpt_dir,
+                                             is_chief=is_chief, task_id=task_id)
     summaries_writer = None
     try:
         resumed_from_step = int(step_var.numpy()) if restored else 0
@@ -310,6 +311,8 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
     timed_steps, timed_seconds = 0, 0.0
     if step == 0 and is_chief:
         distance_record = [[0, 0.0]]
+    record_due = loop.LogSpaced()
+    record_due(step)  # skip the steps already recorded before a resume
 
     def save(at_step):
         nonlocal last_saved
@@ -372,7 +375,7 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
             train_accuracy.update_state(correct / max(count, 1.0), sample_weight=count)
             values = {"loss": float(train_loss.result()),
                       "accuracy": float(train_accuracy.result())}
-            if is_chief and loop.log_spaced(step):
+            if record_due(step) and is_chief:
                 distance_record.append([step, float(distance_fn())])
             if step % config.summary_every_steps == 0:
                 summaries.scalars("train", {"step_loss": loss, "learning_rate": _current_lr(state)},

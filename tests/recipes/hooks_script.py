@@ -1,0 +1,60 @@
+"""Test helper (not a test): run a recipe's config through `train` with hooks.
+
+    python tests/recipes/hooks_script.py RECIPE [--kill_at=N] [--sigterm_at=N]
+        [--dump_weights=PATH] -- RECIPE FLAGS...
+
+--kill_at: SIGKILL this process after step N (a hard crash, nothing flushed).
+--sigterm_at: send SIGTERM to this process after step N (a preemption notice).
+--dump_weights: save the final weights (np.savez) from every worker.
+Exit status: 0 done, 42 preempted.
+"""
+
+import os
+import signal
+import sys
+
+import keras
+import numpy as np
+
+from tfgap.recipes import flags as recipe_flags
+from tfgap.training import Preempted, train
+
+
+class Hooks(keras.callbacks.Callback):
+    def __init__(self, kill_at=None, sigterm_at=None, dump_weights=None):
+        super().__init__()
+        self.kill_at, self.sigterm_at, self.dump_weights = kill_at, sigterm_at, dump_weights
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs["step"] == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if logs["step"] == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_end(self, logs=None):
+        weights = self.model.get_weights()
+        if self.dump_weights:
+            np.savez(self.dump_weights, *weights)
+
+
+def main(argv):
+    split = argv.index("--")
+    options = dict(a[2:].split("=", 1) for a in argv[2:split])
+    recipe, flags = argv[1], argv[split + 1:]
+    config = recipe_flags.parse([recipe] + flags, recipe)
+    hooks = Hooks(
+        kill_at=int(options["kill_at"]) if "kill_at" in options else None,
+        sigterm_at=int(options["sigterm_at"]) if "sigterm_at" in options else None,
+        dump_weights=options.get("dump_weights"),
+    )
+    try:
+        result = train(config, callbacks=[hooks])
+    except Preempted as e:
+        print(f"PREEMPTED: {e}", flush=True)
+        return 42
+    print(f"DONE step={result['global_step']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,114 @@
+"""TrainConfig validation, the step plan and strategy selection (no training)."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from tfgap.training import ConfigError, TrainConfig, plan_steps, resolve_strategy_name
+from tfgap.training import strategy as strategy_lib
+
+
+def make(**changes):
+    base = dict(dataset="cifar10", model="resnet44", model_dir="/tmp/x", epochs=164,
+                batch_size=4096, lr_boundaries=(81, 122), lr_values=(0.1, 0.01, 0.001))
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_round_trip_through_json():
+    config = make(regime_adaptation=4.0, model_options={"mlp_width": 8}, ghost_batch_size=128)
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert again.lr_boundaries == (81.0, 122.0)
+
+
+@pytest.mark.parametrize(
+    "changes, received",
+    [
+        (dict(ghost_batch_size=3000), "ghost_batch_size=3000"),
+        (dict(ghost_batch_size=96), "ghost_batch_size=96"),
+        (dict(lr_values=(0.1,)), "lr_values=[0.1]"),
+        (dict(lr_boundaries=(122, 81)), "lr_boundaries=[122.0, 81.0]"),
+        (dict(lr_scaling="cube"), "lr_scaling='cube'"),
+        (dict(regime_adaptation=0.5), "regime_adaptation=0.5"),
+        (dict(dataset="svhn"), "dataset='svhn'"),
+        (dict(strategy="tpu"), "tpu=None"),
+        (dict(mock_data=True, synthetic=True), "synthetic=True"),
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(epochs=-1), "epochs=-1"),
+    ],
+)
+def test_bad_values_name_what_was_received(changes, received):
+    with pytest.raises(ConfigError, match="Expected") as info:
+        make(**changes)
+    assert received in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_ghost_must_divide_the_per_replica_batch():
+    config = make(batch_size=512, ghost_batch_size=128)
+    assert config.per_replica_batch_size(4) == 128
+    with pytest.raises(ConfigError, match="per-replica batch of 64"):
+        config.per_replica_batch_size(8)
+    with pytest.raises(ConfigError, match="divisible by the 3 replicas"):
+        config.per_replica_batch_size(3)
+
+
+def test_plan_steps_by_hand():
+    # 50000 // 4096 = 12 steps per epoch; regime adaptation stretches by 4096 / 128 = 32.
+    plan = plan_steps(make(regime_adaptation=True), num_train_examples=50000,
+                      num_eval_examples=10000)
+    assert (plan.steps_per_epoch, plan.stretch, plan.total_steps) == (12, 32.0, 164 * 32 * 12)
+    assert plan.eval_steps == 3  # ceil(10000 / 4096)
+    plan = plan_steps(make(regime_adaptation=2.5, epochs=3), num_train_examples=50000,
+                      num_eval_examples=10000)
+    assert plan.total_steps == 90 and plan.num_epochs == 8  # 3 * 2.5 * 12 = 90 = 7.5 epochs
+    assert plan.steps_in_epoch(7) == 6 and plan.epoch_of(90) == (7, 6)
+    plan = plan_steps(make(), num_train_examples=50000, num_eval_examples=1)
+    assert plan.total_steps == 164 * 12
+    with pytest.raises(ConfigError, match="batch_size=4096"):
+        plan_steps(make(), num_train_examples=100, num_eval_examples=1)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (dict(name="auto"), "one_device"),
+        (dict(name="auto", num_gpus=1), "one_device"),
+        (dict(name="auto", num_gpus=4), "mirrored"),
+        (dict(name="auto", num_cpus=2), "mirrored"),
+        (dict(name="auto", tpu="local"), "tpu"),
+        (dict(name="auto", tf_config={"cluster": {"worker": ["a:1", "b:2"]}}), "multi_worker"),
+        (dict(name="auto", tf_config={"cluster": {"worker": ["a:1"]}}), "one_device"),
+        (dict(name="mirrored"), "mirrored"),
+    ],
+)
+def test_strategy_selection(args, expected):
+    name = args.pop("name")
+    assert resolve_strategy_name(name, **args) == expected
+
+
+def test_tpu_path_with_a_stand_in(monkeypatch):
+    calls = []
+
+    class Resolver:
+        def __init__(self, tpu):
+            calls.append(("resolver", tpu))
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", Resolver)
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster",
+                        lambda r: calls.append(("connect", type(r).__name__)))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                        lambda r: calls.append(("initialize", type(r).__name__)))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy",
+                        lambda r: calls.append(("strategy", type(r).__name__)) or "tpu-strategy")
+    assert strategy_lib.make_strategy("auto", tpu="grpc://10.0.0.2:8470") == "tpu-strategy"
+    assert calls == [("resolver", "grpc://10.0.0.2:8470"), ("connect", "Resolver"),
+                     ("initialize", "Resolver"), ("strategy", "Resolver")]
+
+
+def test_one_device_and_mirrored_strategies(two_cpus):
+    assert strategy_lib.make_strategy("one_device").num_replicas_in_sync == 1
+    assert strategy_lib.make_strategy("mirrored").num_replicas_in_sync == 2
+    assert strategy_lib.task_info(two_cpus) == (None, None, True)
