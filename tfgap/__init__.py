@@ -9,16 +9,15 @@ Public API:
   scaling with regime adaptation and warm-up; batch-size phases (Smith et al.).
 - `tfgap.diagnostics`: weight distance, Keskar sharpness, Hessian curvature,
   gradient noise scale, 1-D interpolation.
+- `tfgap.models`: the papers' networks with the normalization layer injected;
+  `tfgap.data`: input pipelines; `tfgap.training`: the one trainer behind
+  the recipes (`python -m tfgap.recipes.<name>`).
 
 Importing tfgap has no side effect other than registering its Keras objects.
 """
 
-from tfgap import diagnostics, layers, schedules
+from tfgap import diagnostics, layers, models, schedules
 from tfgap.layers import GhostBatchNormalization, ghostify
+from tfgap.schedules import LargeBatchSchedule
 
 __version__ = "0.1.0"
-
-try:
-    from tfgap.schedules import LargeBatchSchedule
-except ImportError:  # pragma: no cover - filled in by the schedules module
-    pass

@@ -71,11 +71,11 @@ def as_dataset(x, y=None, batch_size=None):
             "Expected targets `y` with array inputs (or a tf.data.Dataset of (x, y)); "
             "received y=None."
         )
-    n = _num_examples(x)
-    if _num_examples(y) != n:
+    n = num_examples(x)
+    if num_examples(y) != n:
         raise ValueError(
             f"Expected x and y with the same number of examples; received {n} and "
-            f"{_num_examples(y)}."
+            f"{num_examples(y)}."
         )
     if n == 0:
         raise ValueError("Expected at least one example; received empty arrays.")
@@ -87,7 +87,7 @@ def as_dataset(x, y=None, batch_size=None):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 
-def _num_examples(a):
+def num_examples(a):
     return int(np.shape(tf.nest.flatten(a)[0])[0])
 
 

@@ -88,7 +88,8 @@ def interpolate(
     alphas = np.linspace(-1.0, 2.0, 25) if alphas is None else np.asarray(alphas, np.float64)
     if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)):
         raise ValueError(
-            f"Expected alphas to be a non-empty 1-D sequence of finite numbers; received {alphas!r}."
+            "Expected alphas to be a non-empty 1-D sequence of finite numbers; "
+            f"received {alphas!r}."
         )
     weights_sb, weights_lb = model_sb.weights, model_lb.weights
     _check_same_architecture(model_sb, model_lb)

@@ -119,8 +119,8 @@ def gradient_noise_scale(
         if isinstance(small, bool) or int(small) != small or int(small) < 1:
             raise ValueError(f"Expected batch_size to be an integer >= 1; received {small!r}.")
         small = int(small)
-        n = _evaluation._num_examples(x)
-        if y is None or _evaluation._num_examples(y) != n:
+        n = _evaluation.num_examples(x)
+        if y is None or _evaluation.num_examples(y) != n:
             # as_dataset raises the precise error.
             _evaluation.as_dataset(x, y, small)
         if large_batch_size is None:
