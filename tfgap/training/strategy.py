@@ -176,3 +176,13 @@ def num_workers(strategy):
         return 1
     cluster = resolver.cluster_spec().as_dict()
     return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def strategy_name(strategy):
+    """The tfgap name of a strategy object (`"mirrored"`, ...), else its class name."""
+    for name, cls in (("multi_worker", tf.distribute.MultiWorkerMirroredStrategy),
+                      ("mirrored", tf.distribute.MirroredStrategy),
+                      ("one_device", tf.distribute.OneDeviceStrategy)):
+        if isinstance(strategy, cls):
+            return name
+    return "tpu" if is_tpu(strategy) else type(strategy).__name__

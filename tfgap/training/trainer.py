@@ -22,13 +22,16 @@ and in `config.export_dir` the SavedModel with a raw-input `serving_default`.
 import json
 import math
 import os
+import sys
 import time
 
 import keras
 import tensorflow as tf
 
 from tfgap import data, models, schedules
-from tfgap.training import checkpointing, export, loop, steps, strategy as strategy_lib
+from tfgap.training import checkpointing, export, loop, steps
+from tfgap.training import strategy as strategy_lib
+from tfgap.training import summaries as summaries_lib
 from tfgap.training.config import ConfigError
 
 RESULT_FILENAME = "result.json"
@@ -162,9 +165,9 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     summaries_writer = None
     try:
         resumed_from_step = int(step_var.numpy()) if restored else 0
-        summaries_writer = loop_summaries = _summaries(config, is_chief)
+        summaries_writer = _summaries(config, is_chief)
         result = _run(
-            config, strategy, state, plan, checkpointer, guard, loop_summaries,
+            config, strategy, state, plan, checkpointer, guard, summaries_writer,
             callbacks=list(callbacks), stream=stream, is_chief=is_chief,
             resumed_from_step=resumed_from_step, per_replica_batch=per_replica_batch,
             static_shapes=static_shapes, data_kwargs=data_kwargs, start_time=start_time,
@@ -178,9 +181,7 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
 
 
 def _summaries(config, is_chief):
-    from tfgap.training.summaries import Summaries
-
-    return Summaries(config.model_dir, enabled=is_chief)
+    return summaries_lib.Summaries(config.model_dir, enabled=is_chief)
 
 
 def _policy_name(config):
@@ -331,7 +332,7 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
                          export_dir=None, message=message)
         if is_chief:
             _write_json(os.path.join(config.model_dir, RESULT_FILENAME), record)
-        print(f"\n{message}", file=stream or __import__("sys").stdout, flush=True)
+        print(f"\n{message}", file=stream or sys.stdout, flush=True)
         raise NonFiniteLossError(message, step=at_step, checkpoint=good)
 
     start_epoch, skip = plan.epoch_of(step)
@@ -455,7 +456,7 @@ def _result(config, plan, strategy, *, status, step, resumed_from_step, last_log
         "throughput": throughput,
         "wall_time": time.time() - start_time,
         "num_replicas": strategy.num_replicas_in_sync,
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_lib.strategy_name(strategy),
         "steps_per_epoch": plan.steps_per_epoch,
         "stretch": plan.stretch,
         "num_train_examples": plan.num_train_examples,

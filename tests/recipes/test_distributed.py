@@ -1,0 +1,136 @@
+"""Several processes: multi-worker training, SIGKILL and resume, SIGTERM preemption,
+and the --logical_cpus split. Each test starts recipe processes (TF import ~5-10 s each)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HOOKS = os.path.join(HERE, "hooks_script.py")
+# 64 mock examples at batch 16: 4 steps per epoch, 3 epochs = 12 steps.
+FLAGS = ["--mock_data", "--mock_examples=64", "--batch_size=16", "--base_batch_size=16",
+         "--epochs=3", "--model=mlp", "--model_options=mlp_width=16,mlp_depth=1", "--verbose=2",
+         "--lr_boundaries=2", "--lr_values=0.1,0.01", "--noexport"]
+
+
+def env(**extra):
+    out = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out.pop("TF_CONFIG", None)
+    out.update(extra)
+    return out
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def hooks(options, flags, **kwargs):
+    return subprocess.run([sys.executable, HOOKS, "mnist", *options, "--", *flags],
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def recipe(flags, **kwargs):
+    return subprocess.run([sys.executable, "-m", "tfgap.recipes.mnist", *flags],
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def model_weights(model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    names = sorted(n for n in reader.get_variable_to_shape_map()
+                   if n.startswith("model/") and n.endswith("VARIABLE_VALUE"))
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def result(model_dir):
+    with open(os.path.join(model_dir, "result.json")) as f:
+        return json.load(f)
+
+
+def test_two_workers_train_and_agree(tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, HOOKS, "mnist", f"--dump_weights={tmp_path / f'w{index}.npz'}", "--",
+             *FLAGS, "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env(TF_CONFIG=tf_config)))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "DONE step=12" in out
+    record = result(tmp_path / "run")
+    assert record["num_replicas"] == 2 and record["global_step"] == 12
+    assert record["strategy"] == "multi_worker"
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 0
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
+    assert not os.path.exists(tmp_path / "run" / "workertemp_1")
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    flags = FLAGS + ["--strategy=one_device", "--deterministic", "--checkpoint_every_steps=3"]
+    killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
+    # Killed hard after step 7: the last checkpoint is step 6, mid-epoch 2.
+    proc = hooks(["--kill_at=7"], flags + [f"--model_dir={killed_dir}"], env=env())
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not os.path.exists(killed_dir / "result.json")
+    # Re-running the same recipe command resumes.
+    proc = recipe(flags + [f"--model_dir={killed_dir}"], env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = result(killed_dir)
+    assert resumed["resumed_from_step"] == 6 and resumed["global_step"] == 12
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    proc = hooks([], flags + [f"--model_dir={full_dir}"], env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    full = result(full_dir)
+    assert full["global_step"] == 12 and full["resumed_from_step"] == 0
+    a, b = model_weights(killed_dir), model_weights(full_dir)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_resumes(tmp_path):
+    flags = FLAGS + ["--strategy=one_device", f"--model_dir={tmp_path / 'run'}"]
+    proc = hooks(["--sigterm_at=5"], flags, env=env())
+    assert proc.returncode == 42, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "PREEMPTED" in proc.stdout
+    saved = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert saved is not None
+    step = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert 5 <= step < 12
+    proc = recipe(flags, env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = result(tmp_path / "run")
+    assert record["resumed_from_step"] == step and record["global_step"] == 12
+
+
+@pytest.mark.slow
+def test_logical_cpus_mirrored_from_the_command_line(tmp_path):
+    proc = recipe(FLAGS + ["--strategy=mirrored", "--logical_cpus=2", "--export",
+                           f"--export_dir={tmp_path / 'export'}",
+                           f"--model_dir={tmp_path / 'run'}"], env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = result(tmp_path / "run")
+    assert record["num_replicas"] == 2 and record["global_step"] == 12
+    assert os.path.exists(tmp_path / "export" / "saved_model.pb")
+    assert "Epoch 3/3" in proc.stdout

@@ -1,0 +1,212 @@
+"""The ImageNet recipe: mock data on one device, the real tfds builder on a tiny generated
+manual directory under two mirrored CPUs (a subprocess), the missing-data message,
+throughput, and every `recipes/imagenet_*` file.
+
+There is no smaller-resolution option (the data layer crops to 224x224), so the default
+suite runs AlexNet-BN at 224 with 2-4 images per step; ResNet-50 and a second mirrored run
+are marked slow.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.data.test_imagenet_manual_build import NUM_VAL, PER_CLASS, SYNSETS, _write_manual_dir
+from tfgap import data
+from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import imagenet
+from tfgap.training import read_result, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROG = "python -m tfgap.recipes.imagenet"
+TINY = ["--mock_data", "--mock_examples=8", "--batch_size=4", "--epochs=1", "--verbose=2",
+        "--nopreemption", "--keep_checkpoints=1"]
+
+
+def run_module(args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "tfgap.recipes.imagenet", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith(PROG + ":")]
+
+
+# -- defaults and recipe files ------------------------------------------------------------
+
+
+def test_defaults_are_the_papers_regimes():
+    alexnet = imagenet.parse(["prog"])
+    assert (alexnet.dataset, alexnet.model, alexnet.batch_size) == ("imagenet2012", "alexnet_bn", 128)
+    assert alexnet.lr_values == (1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
+    assert alexnet.lr_boundaries == (10, 15, 20, 25) and alexnet.weight_decay == 5e-4
+    resnet = imagenet.parse(["prog", "--model=resnet50"])
+    assert resnet.lr_values == (0.1, 1e-2, 1e-3, 1e-4) and resnet.lr_boundaries == (30, 60, 90)
+    assert (resnet.weight_decay, resnet.batch_size, resnet.base_batch_size) == (1e-4, 256, 256)
+    # A flag given explicitly wins over the model's regime.
+    mine = imagenet.parse(["prog", "--model=resnet50", "--weight_decay=5e-5", "--epochs=3"])
+    assert (mine.weight_decay, mine.epochs, mine.lr_values[0]) == (5e-5, 3.0, 0.1)
+
+
+EXPECTED_ROWS = {  # row -> (batch_size, lr_scaling, ghost, regime_adaptation)
+    "sb": (None, "sqrt", 0, False), "lb": (None, "none", 0, False),
+    "lr": (None, "sqrt", 0, False), "gbn": (None, "sqrt", 128, False),
+    "ra": (None, "sqrt", 128, True),
+}
+
+
+def test_every_imagenet_recipe_file_parses_and_validates():
+    paths = sorted(glob.glob(os.path.join(ROOT, "recipes", "imagenet_*.flags")))
+    names = {os.path.basename(p)[:-len(".flags")] for p in paths}
+    for model in ("alexnet_bn", "resnet50"):
+        assert f"imagenet_{model}_sb" in names
+    for batch in (4096, 8192):
+        for row in ("lb", "lr", "gbn", "ra"):
+            assert f"imagenet_alexnet_bn_b{batch}_{row}" in names
+    for path in paths:
+        name = os.path.basename(path)[:-len(".flags")]
+        with open(path) as f:
+            header = f.read().splitlines()[:4]
+        assert header[2] == f"# Run: {PROG} --flagfile=recipes/{name}.flags", header
+        config = imagenet.parse(["prog", f"--flagfile={path}"])
+        model, rest = ("resnet50", name[len("imagenet_resnet50_"):]) if "resnet50" in name \
+            else ("alexnet_bn", name[len("imagenet_alexnet_bn_"):])
+        batch, row = (int(rest.split("_")[0][1:]), rest.split("_")[1]) if "_" in rest \
+            else (128 if model == "alexnet_bn" else 256, rest)
+        _, scaling, ghost, ra = EXPECTED_ROWS[row]
+        assert (config.model, config.batch_size, config.lr_scaling, config.ghost_batch_size,
+                config.regime_adaptation) == (model, batch, scaling, ghost, ra), name
+        base = 128 if model == "alexnet_bn" else 256
+        assert config.base_batch_size == base
+        # The stretch of +RA is B_L / B_S (Hoffer et al.'s regime adaptation).
+        if ra:
+            assert batch / base in (32, 64)
+
+
+# -- missing data -------------------------------------------------------------------------
+
+
+def test_missing_data_exits_within_seconds_with_one_line(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    start = time.time()
+    proc = run_module([f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'run'}"])
+    elapsed = time.time() - start
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr[-2000:]
+    line = lines[0]
+    manual = os.path.join(data_dir, "downloads", "manual")
+    for needle in ("imagenet2012", data_dir, manual, "ILSVRC2012_img_train.tar",
+                   "ILSVRC2012_img_val.tar", "both"):
+        assert needle in line, (needle, line)
+    assert elapsed < 60, elapsed  # TF import included; the data check itself is ~1 s
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_missing_archive_with_download_names_it(tmp_path, capsys):
+    data_dir = tmp_path / "tfds"
+    manual = data_dir / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    (manual / "ILSVRC2012_img_train.tar").write_bytes(b"")
+    config = imagenet.parse(["prog", f"--data_dir={data_dir}", "--download",
+                             f"--model_dir={tmp_path / 'run'}"])
+    assert imagenet.train_and_report(config) == recipe_flags.EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(PROG + ":")
+    assert "Missing from the manual directory: ILSVRC2012_img_val.tar" in err[0]
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def test_one_device_mock_run_exports_raw_uint8_serving(tmp_path, capsys):
+    config = imagenet.parse(["prog", "--strategy=one_device", f"--model_dir={tmp_path / 'run'}",
+                             f"--export_dir={tmp_path / 'export'}", *TINY])
+    assert imagenet.train_and_report(config) == 0
+    out = capsys.readouterr().out
+    assert "Done: 2 steps" in out and "images/s" in out, out
+    result = read_result(str(tmp_path / "run"))
+    assert result["global_step"] == 2 and result["num_replicas"] == 1
+    assert result["config"]["model"] == "alexnet_bn" and result["throughput"] > 0
+    # lr = 1e-2 * sqrt(4 / 128) in the first epochs (sqrt scaling).
+    np.testing.assert_allclose(result["history"][0]["learning_rate"], 1e-2 * (4 / 128) ** 0.5,
+                               rtol=1e-5)
+
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, size=(3, 256, 256, 3), dtype=np.uint8)
+    batch = served(images=tf.constant(raw))
+    probs = batch["probabilities"].numpy()
+    assert probs.shape == (3, 1000) and np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # Inference uses the moving statistics: one image alone gives the same logits as in a
+    # batch (ghost or batch statistics would make them depend on the batch).
+    for i in range(3):
+        alone = served(images=tf.constant(raw[i:i + 1]))["logits"].numpy()
+        np.testing.assert_allclose(alone[0], batch["logits"].numpy()[i], rtol=1e-4, atol=1e-4)
+    # Any image size: resized (shorter side 256) and centre-cropped like evaluation.
+    other = served(images=tf.constant(rng.integers(0, 256, (2, 300, 200, 3), dtype=np.uint8)))
+    assert other["logits"].shape == (2, 1000)
+
+
+def test_mirrored_run_on_the_real_builder_from_a_tiny_manual_dir(tmp_path):
+    data_dir = tmp_path / "tfds"
+    _write_manual_dir(str(data_dir / "downloads" / "manual"))
+    proc = run_module(["--strategy=mirrored", "--logical_cpus=2", f"--data_dir={data_dir}",
+                       "--download", "--batch_size=4", "--epochs=2", "--noexport",
+                       "--verbose=2", "--keep_checkpoints=1", f"--model_dir={tmp_path / 'run'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(str(tmp_path / "run"))
+    train_examples = len(SYNSETS) * PER_CLASS
+    assert result["num_train_examples"] == train_examples
+    assert result["num_replicas"] == 2 and result["strategy"] == "MirroredStrategy"
+    assert result["steps_per_epoch"] == train_examples // 4
+    assert result["global_step"] == 2 * (train_examples // 4)
+    assert result["test"]["accuracy"] is not None
+    # The prepared data is tfds' real imagenet2012 build, read again by the next run.
+    assert glob.glob(str(data_dir / "imagenet2012" / "*" / "dataset_info.json"))
+    ds = data.build_dataset("imagenet2012", "test", batch_size=NUM_VAL, training=False,
+                            data_dir=str(data_dir))
+    assert next(iter(ds))[0].shape == (NUM_VAL, 224, 224, 3)
+
+
+def test_synthetic_reports_a_positive_throughput(tmp_path):
+    # Any recipe: the trainer times every step after the first (tracing) one.
+    config = recipe_flags.parse(
+        ["prog", "--synthetic", "--batch_size=64", "--epochs=0.005", "--eval_batch_size=2000",
+         "--noexport", "--verbose=0", "--nopreemption", f"--model_dir={tmp_path / 'run'}"],
+        "mnist")
+    result = train(config)
+    assert result["global_step"] == round(0.005 * (60000 // 64)) == 5
+    assert result["throughput"] > 0
+    with open(tmp_path / "run" / "result.json") as f:
+        assert json.load(f)["throughput"] == result["throughput"]
+
+
+@pytest.mark.slow
+def test_mirrored_mock_run_in_a_subprocess(tmp_path):
+    proc = run_module(["--strategy=mirrored", "--logical_cpus=2", "--noexport",
+                       f"--model_dir={tmp_path / 'run'}", *TINY])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "images/s" in proc.stdout
+    result = read_result(str(tmp_path / "run"))
+    assert result["num_replicas"] == 2 and result["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_resnet50_one_device_mock_run(tmp_path, capsys):
+    config = imagenet.parse(["prog", "--model=resnet50", "--strategy=one_device", "--noexport",
+                             f"--model_dir={tmp_path / 'run'}", *TINY])
+    assert imagenet.train_and_report(config) == 0
+    result = read_result(str(tmp_path / "run"))
+    assert result["global_step"] == 2 and result["config"]["model"] == "resnet50"
+    np.testing.assert_allclose(result["history"][0]["learning_rate"], 0.1 * (4 / 256) ** 0.5,
+                               rtol=1e-5)

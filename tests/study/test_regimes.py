@@ -1,0 +1,101 @@
+"""The regimes differ exactly as their names say (checked against closed forms)."""
+
+import math
+
+import pytest
+
+from tfgap import schedules
+from tfgap.study import REGIMES, regime_config, regime_configs, slug, small_batch_config
+from tfgap.training import TrainConfig, plan_steps
+
+B_S, B_L, B_G, LR, EPOCHS, N = 32, 1024, 32, 0.03, 20, 4000
+
+
+@pytest.fixture
+def base():
+    return small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/unused",
+                              small_batch_size=B_S, lr=LR, epochs=EPOCHS,
+                              lr_boundaries=(14,), lr_decay=0.1, weight_decay=5e-4, seed=3)
+
+
+def test_names_are_table_1s():
+    assert REGIMES == ("SB", "LB", "LB+LR", "LB+LR+GBN", "LB+LR+GBN+RA")
+    assert [slug(n) for n in REGIMES] == ["sb", "lb", "lb_lr", "lb_lr_gbn", "lb_lr_gbn_ra"]
+
+
+def test_small_batch_config_values(base):
+    assert base.batch_size == base.base_batch_size == B_S
+    assert base.lr_values == pytest.approx((LR, LR * 0.1))
+    assert base.lr_boundaries == (14.0,)
+    assert (base.ghost_batch_size, base.lr_scaling, base.regime_adaptation) == (0, "none", False)
+
+
+def test_settings_per_regime(base):
+    configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G)
+    assert list(configs) == list(REGIMES)
+    expected = {  # batch, lr scaling, ghost, regime adaptation
+        "SB": (B_S, "none", 0, False),
+        "LB": (B_L, "none", 0, False),
+        "LB+LR": (B_L, "sqrt", 0, False),
+        "LB+LR+GBN": (B_L, "sqrt", B_G, False),
+        "LB+LR+GBN+RA": (B_L, "sqrt", B_G, True),
+    }
+    for name, config in configs.items():
+        got = (config.batch_size, config.lr_scaling, config.ghost_batch_size,
+               config.regime_adaptation)
+        assert got == expected[name], name
+        # Everything else is the baseline's.
+        same = config.replace(batch_size=B_S, lr_scaling="none", ghost_batch_size=0,
+                              regime_adaptation=False)
+        assert same == base, name
+
+
+def test_base_is_not_modified(base):
+    before = base.to_dict()
+    regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G)
+    assert base.to_dict() == before
+
+
+def _schedule(config, steps_per_epoch):
+    return schedules.LargeBatchSchedule(
+        boundaries=list(config.lr_boundaries), values=list(config.lr_values),
+        base_batch_size=config.base_batch_size, batch_size=config.batch_size,
+        steps_per_epoch=steps_per_epoch, scaling=config.lr_scaling,
+        regime_adaptation=config.regime_adaptation)
+
+
+def test_learning_rates_and_updates_closed_form(base):
+    """Peak rate, breakpoint and number of updates against closed forms."""
+    configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G)
+    for name, config in configs.items():
+        plan = plan_steps(config, num_train_examples=N, num_eval_examples=1000)
+        batch = B_S if name == "SB" else B_L
+        steps_per_epoch = N // batch
+        stretch = B_L / B_S if name.endswith("+RA") else 1.0
+        assert plan.steps_per_epoch == steps_per_epoch, name
+        assert plan.total_steps == math.floor(EPOCHS * stretch * steps_per_epoch + 0.5), name
+        peak = LR * (math.sqrt(B_L / B_S) if "+LR" in name else 1.0)
+        drop = math.floor(14 * stretch * steps_per_epoch + 0.5)
+        schedule = _schedule(config, steps_per_epoch)
+        assert float(schedule(0)) == pytest.approx(peak, rel=1e-6), name
+        assert float(schedule(drop - 1)) == pytest.approx(peak, rel=1e-6), name
+        assert float(schedule(drop)) == pytest.approx(0.1 * peak, rel=1e-6), name
+    sb = plan_steps(configs["SB"], num_train_examples=N, num_eval_examples=1000)
+    ra = plan_steps(configs["LB+LR+GBN+RA"], num_train_examples=N, num_eval_examples=1000)
+    lb = plan_steps(configs["LB"], num_train_examples=N, num_eval_examples=1000)
+    assert sb.total_steps == 2500 and lb.total_steps == 60 and ra.total_steps == 1920
+
+
+def test_bad_inputs(base):
+    with pytest.raises(ValueError, match="regime name"):
+        regime_config("LB+GBN", base, large_batch_size=B_L, ghost_batch_size=B_G)
+    with pytest.raises(ValueError, match="ghost_batch_size"):
+        regime_config("LB", base, large_batch_size=B_L, ghost_batch_size=48)
+    with pytest.raises(ValueError, match="large_batch_size"):
+        regime_config("LB", base, large_batch_size=16, ghost_batch_size=16)
+    with pytest.raises(ValueError, match="TrainConfig"):
+        regime_config("LB", {"batch_size": 32}, large_batch_size=B_L, ghost_batch_size=B_G)
+    with pytest.raises(ValueError, match="lr_decay"):
+        small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/x",
+                           small_batch_size=32, lr=0.1, epochs=1, lr_decay=0.0)
+    assert isinstance(base, TrainConfig)

@@ -1,0 +1,100 @@
+"""The table is computed from the runs' files: checked against hand computations."""
+
+import csv
+import json
+import math
+import os
+import statistics
+
+import numpy as np
+import pytest
+
+from tfgap.study import report
+from tfgap.study.runner import run_dir
+
+
+def test_diffusion_slope_recovers_a_log_law():
+    record = [[0, 0.0]] + [[t, 0.7 * math.log(t) + 0.2] for t in (1, 2, 3, 5, 8, 13, 21)]
+    assert report.diffusion_slope(record) == pytest.approx(0.7, abs=1e-9)
+
+
+def test_diffusion_slope_least_squares_by_hand():
+    # Three points, normal equations solved by hand: slope = cov(x, y) / var(x).
+    record = [[1, 1.0], [10, 2.0], [100, 4.0]]
+    x = [math.log(1), math.log(10), math.log(100)]
+    y = [1.0, 2.0, 4.0]
+    mx, my = sum(x) / 3, sum(y) / 3
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+    assert report.diffusion_slope(record) == pytest.approx(slope, rel=1e-12)
+    assert report.diffusion_slope([[0, 0.0], [5, 1.0]]) is None
+
+
+def test_mean_std_is_sample_std():
+    values = [0.71, 0.74, 0.69]
+    mean, std = report.mean_std(values)
+    assert mean == pytest.approx(statistics.mean(values))
+    assert std == pytest.approx(statistics.stdev(values))
+    assert report.mean_std([None, None]) == (None, None)
+    assert report.mean_std([None, 0.5]) == (0.5, 0.0)
+
+
+def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, test, train, steps, wall, dist,
+              record, sharp):
+    model_dir = run_dir(output_dir, regime, seed)
+    os.makedirs(model_dir)
+    config = dict(seed=seed, batch_size=batch, base_batch_size=32, ghost_batch_size=0,
+                  lr_values=[0.01], lr_multiplier=1.0, lr_scaling=lr_scaling,
+                  regime_adaptation=False)
+    result = dict(status="completed", config=config, test={"accuracy": test, "loss": 1.0},
+                  train={"accuracy": train, "loss": 0.5}, global_step=steps,
+                  epochs_completed=2.0, steps_per_epoch=steps // 2, wall_time=wall,
+                  weight_distance=dist, distance_record=record,
+                  history=[dict(epoch=1, step=steps // 2, epochs_completed=1.0,
+                                test_accuracy=test - 0.1),
+                           dict(epoch=2, step=steps, epochs_completed=2.0, test_accuracy=test)])
+    with open(os.path.join(model_dir, "result.json"), "w") as f:
+        json.dump(result, f)
+    with open(os.path.join(model_dir, "study.json"), "w") as f:
+        json.dump(dict(regime=regime, seed=seed, sharpness=sharp), f)
+
+
+def test_summarize_and_write(tmp_path):
+    out = str(tmp_path)
+    tests = {"SB": [0.80, 0.84], "LB+LR": [0.70, 0.75]}
+    for name, batch, scaling in (("SB", 32, "none"), ("LB+LR", 512, "sqrt")):
+        for i, seed in enumerate((0, 1)):
+            record = [[0, 0.0]] + [[t, (i + 1) * math.log(t) + 3] for t in (1, 2, 4, 8)]
+            _fake_run(out, name, seed, batch=batch, lr_scaling=scaling, test=tests[name][i],
+                      train=0.9 + 0.01 * i, steps=100 if name == "SB" else 8,
+                      wall=10.0 + i, dist=5.0 + 2 * i, record=record, sharp=1.0 + 3 * i)
+    runs = report.load_runs(out, regimes=["SB", "LB+LR"], seeds=[0, 1])
+    results = report.summarize(runs)
+    rows = {r["name"]: r for r in results["regimes"]}
+    assert list(rows) == ["SB", "LB+LR"]
+    sb, lb = rows["SB"], rows["LB+LR"]
+    assert sb["test_accuracy_mean"] == pytest.approx(0.82)
+    assert sb["test_accuracy_std"] == pytest.approx(math.sqrt(2 * 0.02**2))
+    assert lb["test_accuracy_mean"] == pytest.approx(0.725)
+    assert sb["train_accuracy_mean"] == pytest.approx(0.905)
+    assert sb["wall_time_mean"] == pytest.approx(10.5)
+    assert sb["weight_distance_mean"] == pytest.approx(6.0)
+    assert sb["weight_distance_std"] == pytest.approx(math.sqrt(2.0))
+    assert sb["diffusion_slope"] == pytest.approx(1.5)  # slopes 1 and 2
+    assert sb["sharpness"] == pytest.approx(2.5) and sb["sharpness_std"] == pytest.approx(
+        math.sqrt(4.5))
+    assert (sb["updates"], lb["updates"]) == (100, 8)
+    assert sb["lr"] == pytest.approx(0.01)
+    assert lb["lr"] == pytest.approx(0.01 * 4.0)  # sqrt(512 / 32)
+
+    results["wall_time"] = 1.0
+    report.write_results(results, out)
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f)["regimes"][0]["test_accuracy_mean"] == pytest.approx(0.82)
+    with open(os.path.join(out, "results.csv")) as f:
+        rows_csv = list(csv.DictReader(f))
+    assert [r["name"] for r in rows_csv] == ["SB", "LB+LR"]
+    assert float(rows_csv[1]["test_accuracy_std"]) == pytest.approx(
+        np.std([0.70, 0.75], ddof=1))
+    table = report.format_table(results)
+    assert "82.00 ± 2.83" in table and "LB+LR" in table
+    assert report.format_markdown(results).count("\n") == 3

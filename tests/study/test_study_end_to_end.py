@@ -1,0 +1,118 @@
+"""A tiny study, end to end through the command line (one seed, 256 MNIST-1D examples).
+
+One subprocess run of `python -m tfgap.recipes.study` feeds every test here:
+the files it must write, the table recomputed from the per-run `result.json`
+files the trainer wrote, and the regimes' resolved configs and step counts
+against closed forms.
+"""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfgap.study import REGIMES, slug
+
+B_S, B_L, B_G, EPOCHS, N = 16, 128, 16, 2, 256
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    cmd = [sys.executable, "-m", "tfgap.recipes.study", "--seeds=1", f"--epochs={EPOCHS}",
+           "--mock_data", f"--mock_examples={N}", f"--small_batch_size={B_S}",
+           f"--large_batch_size={B_L}", f"--ghost_batch_size={B_G}", "--lr=0.05",
+           "--lr_boundaries=1", "--sharpness_examples=64", "--interpolation_points=5",
+           f"--output_dir={out / 'study'}", f"--export_dir={out / 'savedmodels' / 'ra'}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "study" / "results.json") as f:
+        results = json.load(f)
+    return dict(out=out, dir=out / "study", stdout=proc.stdout, results=results)
+
+
+def _run_result(study, name):
+    with open(study["dir"] / "runs" / slug(name) / "seed0" / "result.json") as f:
+        return json.load(f)
+
+
+def test_writes_all_regimes_table_and_figures(study):
+    rows = study["results"]["regimes"]
+    assert [r["name"] for r in rows] == list(REGIMES)
+    for row in rows:
+        for key in ("name", "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean",
+                    "updates", "sharpness", "diffusion_slope", "wall_time_mean",
+                    "wall_time_std", "weight_distance_mean", "weight_distance_std"):
+            assert row[key] is not None, (row["name"], key)
+    for png in ("test_error.png", "weight_distance.png", "interpolation.png"):
+        with open(study["dir"] / png, "rb") as f:
+            assert f.read(8) == PNG_MAGIC, png
+        assert png in study["results"]["figures"]
+    with open(study["dir"] / "results.csv") as f:
+        assert [r["name"] for r in csv.DictReader(f)] == list(REGIMES)
+    for name in REGIMES:  # a progress line per run and a table row per regime
+        assert f"{name} seed 0 [" in study["stdout"]
+    assert "test acc %" in study["stdout"]
+    interp = study["results"]["interpolation"]
+    assert len(interp["alphas"]) == 5 and len(interp["test_accuracy"]) == 5
+
+
+def test_exports_the_remedied_model(study):
+    export = study["out"] / "savedmodels" / "ra"
+    assert (export / "saved_model.pb").exists()
+    assert _run_result(study, "LB+LR+GBN+RA")["export_dir"]
+    assert not _run_result(study, "SB")["export_dir"]
+
+
+def test_table_is_computed_from_the_runs(study):
+    for row in study["results"]["regimes"]:
+        result = _run_result(study, row["name"])
+        assert row["test_accuracy_mean"] == result["test"]["accuracy"]
+        assert row["train_accuracy_mean"] == result["train"]["accuracy"]
+        assert row["updates"] == result["global_step"]
+        assert row["wall_time_mean"] == result["wall_time"]
+        assert row["weight_distance_mean"] == result["weight_distance"]
+        # The diffusion slope, refitted here by least squares on (log t, distance).
+        pts = np.array([p for p in result["distance_record"] if p[0] >= 1], np.float64)
+        x, y = np.log(pts[:, 0]), pts[:, 1]
+        slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
+        assert row["diffusion_slope"] == pytest.approx(slope, rel=1e-9)
+        with open(study["dir"] / "runs" / slug(row["name"]) / "seed0" / "study.json") as f:
+            assert row["sharpness"] == json.load(f)["sharpness"]
+        assert row["sharpness"] >= 0.0
+        assert row["test_accuracy_std"] == 0.0  # one seed
+
+
+def test_regimes_differ_as_named(study):
+    configs = {name: _run_result(study, name)["config"] for name in REGIMES}
+    steps = {name: _run_result(study, name)["global_step"] for name in REGIMES}
+    k = B_L / B_S
+    expected = {  # batch, scaling, ghost, regime adaptation, updates (closed form)
+        "SB": (B_S, "none", 0, False, EPOCHS * (N // B_S)),
+        "LB": (B_L, "none", 0, False, EPOCHS * (N // B_L)),
+        "LB+LR": (B_L, "sqrt", 0, False, EPOCHS * (N // B_L)),
+        "LB+LR+GBN": (B_L, "sqrt", B_G, False, EPOCHS * (N // B_L)),
+        "LB+LR+GBN+RA": (B_L, "sqrt", B_G, True, round(EPOCHS * k * (N // B_L))),
+    }
+    for name, (batch, scaling, ghost, ra, updates) in expected.items():
+        c = configs[name]
+        assert (c["batch_size"], c["lr_scaling"], c["ghost_batch_size"],
+                c["regime_adaptation"]) == (batch, scaling, ghost, ra), name
+        assert c["base_batch_size"] == B_S
+        assert steps[name] == updates, name
+    assert steps["LB+LR+GBN+RA"] == steps["SB"]  # regime adaptation restores the updates
+    rows = {r["name"]: r for r in study["results"]["regimes"]}
+    assert rows["LB"]["lr"] == pytest.approx(0.05)
+    assert rows["LB+LR"]["lr"] == pytest.approx(0.05 * math.sqrt(k))
+    # The learning rate the trainer actually used at the end (before the drop at epoch 1 *
+    # stretch it is the peak, after it a tenth of it).
+    for name in ("LB", "LB+LR"):
+        last = _run_result(study, name)["history"][-1]["learning_rate"]
+        assert last == pytest.approx(rows[name]["lr"] * 0.1, rel=1e-5), name

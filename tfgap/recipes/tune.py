@@ -1,0 +1,167 @@
+"""`python -m tfgap.recipes.tune --recipe=NAME --max_trials=N [recipe flags]`: search the ghost batch size.
+
+Keras Tuner (`--tuner` hyperband, bayesian or random) searches
+`ghost_batch_size` over the divisors of the per-replica batch (down to
+`--min_ghost_batch_size`, plus plain BN) together with the learning-rate
+multiplier (`--lr_multiplier_min`..`--lr_multiplier_max`, log-uniform) and,
+with `--tune_regime_adaptation`, the regime-adaptation factor. Every trial is
+a training run of recipe NAME with all the other recipe flags as given (same
+strategy, data, schedule). The search lives in `--model_dir` (default
+`runs/tune/<recipe>_<run name>`): re-running the same command resumes it. At
+the end it prints a summary naming `ghost_batch_size` and writes the best
+setting as a recipe flagfile (`--best_recipe`, default
+`<model_dir>/best.flags`): `python -m tfgap.recipes.NAME --flagfile=<it>`.
+
+Example:
+
+    python -m tfgap.recipes.tune --recipe=mnist --max_trials=2 --tuner=random \\
+        --mock_data --mock_examples=64 --batch_size=32 --epochs=1 \\
+        --model=mlp --model_options=mlp_width=32 --min_ghost_batch_size=8
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags as absl_flags
+
+from tfgap.recipes import flags as recipe_flags
+
+PROG = "python -m tfgap.recipes.tune"
+
+
+def _recipe_from_argv(argv):
+    """Reads `--recipe` (also from `--flagfile`) before the recipe's flags are defined."""
+    from tfgap.tuning import available_recipes  # noqa: PLC0415
+
+    fv = absl_flags.FlagValues()
+    absl_flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
+    try:
+        fv(list(argv), known_only=True)
+    except absl_flags.Error as e:
+        return None, str(e)
+    return fv.recipe, None
+
+
+def define_tuner_flags(flag_values):
+    """The tuner's own flags (the recipe's are defined by `recipe_flags.define_flags`)."""
+    from tfgap.tuning import TUNERS, available_recipes  # noqa: PLC0415
+
+    fv, f = flag_values, absl_flags
+    f.DEFINE_enum("recipe", None, available_recipes(), "Recipe whose runs are tuned.",
+                  flag_values=fv)
+    f.DEFINE_integer("max_trials", 10, "Number of trials.", lower_bound=1, flag_values=fv)
+    f.DEFINE_enum("tuner", "bayesian", list(TUNERS), "Search algorithm.", flag_values=fv)
+    f.DEFINE_integer("min_ghost_batch_size", 16, "Smallest ghost batch size tried (the "
+                     "candidates are the divisors of the per-replica batch from here).",
+                     lower_bound=1, flag_values=fv)
+    f.DEFINE_boolean("tune_plain_bn", True, "Also try plain batch normalization "
+                     "(ghost_batch_size=0).", flag_values=fv)
+    f.DEFINE_float("lr_multiplier_min", 0.25, "Smallest learning-rate multiplier tried.",
+                   lower_bound=0.0, flag_values=fv)
+    f.DEFINE_float("lr_multiplier_max", 4.0, "Largest learning-rate multiplier tried "
+                   "(equal to the min: not tuned).", lower_bound=0.0, flag_values=fv)
+    f.DEFINE_boolean("tune_regime_adaptation", False, "Also search the regime-adaptation "
+                     "factor (powers of 2 up to batch_size / base_batch_size).",
+                     flag_values=fv)
+    f.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.", lower_bound=2,
+                     flag_values=fv)
+    f.DEFINE_string("best_recipe", None, "Where the best setting is written as a recipe "
+                    "flagfile (default <model_dir>/best.flags).", flag_values=fv)
+
+
+def main():
+    def usage_error(message):
+        sys.stderr.write(f"{PROG}: usage error: {' '.join(str(message).split())} "
+                         "(see --helpfull)\n")
+        sys.exit(recipe_flags.EXIT_USAGE)
+
+    recipe, error = _recipe_from_argv(sys.argv)
+    if error:
+        usage_error(error)
+    defaults = _recipe_defaults(recipe or "mnist")
+    recipe_flags.define_flags(defaults, absl_flags.FLAGS)
+    define_tuner_flags(absl_flags.FLAGS)
+
+    def parser(argv):
+        try:
+            return absl_flags.FLAGS(argv)
+        except absl_flags.Error as e:
+            usage_error(e)
+
+    def run(argv):
+        from absl import logging  # noqa: PLC0415
+
+        logging.set_verbosity(logging.WARNING)
+        fv = absl_flags.FLAGS
+        if len(argv) > 1:
+            usage_error(f"unexpected positional arguments {argv[1:]}")
+        if fv.recipe is None:
+            usage_error("Expected --recipe=NAME. Received none")
+        if fv.lr_multiplier_min <= 0 or fv.lr_multiplier_max < fv.lr_multiplier_min:
+            usage_error("Expected 0 < --lr_multiplier_min <= --lr_multiplier_max. Received: "
+                        f"{fv.lr_multiplier_min}, {fv.lr_multiplier_max}")
+        if fv.recipe == "imagenet":
+            from tfgap.recipes import imagenet  # noqa: PLC0415
+
+            imagenet.apply_model_regime(fv)
+        try:
+            config = recipe_flags.config_from_flags(fv, defaults)
+        except recipe_flags.UsageError as e:
+            usage_error(e)
+        model_dir = fv.model_dir or os.path.join(
+            "runs", "tune", f"{fv.recipe}_{recipe_flags.run_name(config.to_dict())}")
+        sys.exit(_search(config, fv, model_dir, usage_error))
+
+    app.run(run, flags_parser=parser)
+
+
+def _recipe_defaults(recipe):
+    if recipe == "imagenet":
+        from tfgap.recipes import imagenet  # noqa: PLC0415
+
+        return imagenet.DEFAULTS
+    from tfgap.recipes.defaults import recipe_defaults  # noqa: PLC0415
+
+    return recipe_defaults(recipe)
+
+
+def _search(config, fv, model_dir, usage_error):
+    from tfgap import data  # noqa: PLC0415
+    from tfgap.training import ConfigError, make_strategy, split_logical_cpus  # noqa: PLC0415
+    from tfgap.tuning import run_search  # noqa: PLC0415
+
+    def fail(message):
+        sys.stderr.write(f"{PROG}: {' '.join(str(message).split())}\n")
+        return recipe_flags.EXIT_FAILED
+
+    # The CPU split and the strategy come before any other TensorFlow op.
+    split_logical_cpus(config.logical_cpus)
+    strategy = make_strategy(config.strategy, tpu=config.tpu)
+    try:
+        # Fail within seconds when the data is missing, not after three failed trials.
+        data.build_dataset(config.dataset, "test", batch_size=1, training=False,
+                           data_dir=config.data_dir, download=config.download,
+                           mock_data=config.mock_data, mock_examples=config.mock_examples,
+                           synthetic=config.synthetic)
+    except data.DatasetNotPreparedError as e:
+        return fail(e)
+    try:
+        run_search(
+            config, fv.recipe, model_dir=model_dir, kind=fv.tuner, max_trials=fv.max_trials,
+            strategy=strategy, min_ghost_batch_size=fv.min_ghost_batch_size,
+            include_plain_bn=fv.tune_plain_bn,
+            lr_multiplier_range=(fv.lr_multiplier_min, fv.lr_multiplier_max),
+            tune_regime_adaptation=fv.tune_regime_adaptation,
+            hyperband_factor=fv.hyperband_factor, best_recipe=fv.best_recipe,
+            verbose=config.verbose,
+        )
+    except (ConfigError, ValueError) as e:
+        usage_error(e)
+    except RuntimeError as e:
+        return fail(e)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The generalization-gap study: Table 1's five regimes on one trainer.
+
+`python -m tfgap.recipes.study` trains `SB`, `LB`, `LB+LR`, `LB+LR+GBN` and
+`LB+LR+GBN+RA` (Hoffer et al. 2017) over several seeds with
+`tfgap.training.train`, then writes a table (`results.json`, `results.csv`,
+stdout), figures (test error vs epochs and updates, `||w_t - w_0||` vs
+`log t`, Keskar's SB <-> LB interpolation) and the `LB+LR+GBN+RA` SavedModel.
+
+- `REGIMES`, `small_batch_config`, `regime_config`, `regime_configs`: the
+  regimes as `TrainConfig` transforms (`tfgap.study.regimes`).
+- `run_study`: train, measure, aggregate, plot (`tfgap.study.runner`).
+- `tfgap.study.report`: aggregation, table, CSV and JSON.
+- `tfgap.study.plots`: the figures (matplotlib Agg canvas, no pyplot).
+"""
+
+from tfgap.study.regimes import (
+    MNIST1D_DEFAULTS,
+    REGIMES,
+    regime_config,
+    regime_configs,
+    slug,
+    small_batch_config,
+)
+from tfgap.study.runner import run_study
+
+__all__ = [
+    "MNIST1D_DEFAULTS",
+    "REGIMES",
+    "regime_config",
+    "regime_configs",
+    "run_study",
+    "slug",
+    "small_batch_config",
+]

@@ -1,0 +1,246 @@
+"""`GhostBatchHyperModel`: Keras Tuner searches the ghost batch size with the learning rate.
+
+Hoffer et al. 2017 normalize ghost batches of the small-batch size (128) and
+scale the learning rate by `sqrt(B_L / B_S)`; neither is known to be optimal
+for a new network, batch size or number of replicas, and the two interact
+(smaller ghost batches add noise, like a larger learning rate). The
+hypermodel puts the model choice in `build(hp)` and the training choices in
+`fit(hp, model, ...)`, as Keras Tuner intends:
+
+    build(hp):  ghost_batch_size  in  {0 (plain BN)} + {d : d | b, floor <= d < b}
+    fit(hp):    lr_multiplier     in  [lo, hi] (log-uniform)
+                regime_adaptation in  {1, 2, 4, ..., B / B_base}  (optional)
+
+where `b` is the per-replica batch (ghost batches never straddle replicas).
+Each trial trains with `tfgap.training.train`: the recipe's strategy, data
+pipeline, schedule, checkpoints (a trial interrupted mid-way resumes) and
+`result.json`, one `model_dir` per trial.
+"""
+
+import math
+import os
+import shutil
+
+import keras
+import keras_tuner
+
+from tfgap import data, models
+
+OBJECTIVE = "test_accuracy"
+
+
+def ghost_batch_candidates(per_replica_batch, min_ghost_batch_size=16, include_plain_bn=True):
+    """The ghost batch sizes worth trying for a per-replica batch.
+
+    The divisors `d` of `per_replica_batch` with `min_ghost_batch_size <= d <
+    per_replica_batch` (a ghost batch equal to the replica batch is plain
+    batch normalization, listed as 0), ascending, after 0 when
+    `include_plain_bn`. Below about 16 examples the batch statistics are too
+    noisy to train well (Wu & He 2018 see Batch Normalization degrade below
+    ~16 per group), hence the default floor.
+
+    Args:
+        per_replica_batch: int >= 1, the batch each replica normalizes.
+        min_ghost_batch_size: int >= 1, the smallest ghost batch to try.
+        include_plain_bn: also try plain batch normalization (0).
+
+    Returns:
+        A list of ints.
+
+    Raises:
+        ValueError: bad arguments, or no candidate at all.
+
+    Example:
+
+    >>> ghost_batch_candidates(256)
+    [0, 16, 32, 64, 128]
+    >>> ghost_batch_candidates(48, min_ghost_batch_size=8, include_plain_bn=False)
+    [8, 12, 16, 24]
+    """
+    for name, value in (("per_replica_batch", per_replica_batch),
+                        ("min_ghost_batch_size", min_ghost_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Expected `{name}` to be an int >= 1. Received: {name}={value!r}")
+    ghosts = [d for d in range(min_ghost_batch_size, per_replica_batch)
+              if per_replica_batch % d == 0]
+    out = ([0] if include_plain_bn else []) + ghosts
+    if not out:
+        raise ValueError(
+            f"Expected a divisor of the per-replica batch {per_replica_batch} that is >= "
+            f"min_ghost_batch_size={min_ghost_batch_size} and smaller than the batch (or "
+            "include_plain_bn=True). Received none: lower min_ghost_batch_size or raise "
+            "the batch size."
+        )
+    return out
+
+
+def regime_adaptation_candidates(batch_size, base_batch_size):
+    """Stretch factors to try: powers of two from 1 up to `batch_size / base_batch_size`.
+
+    Example:
+
+    >>> regime_adaptation_candidates(4096, 128)
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+    >>> regime_adaptation_candidates(3000, 1000)
+    [1.0, 2.0, 3.0]
+    """
+    k = batch_size / base_batch_size
+    if k <= 1:
+        return [1.0]
+    out = [float(2**i) for i in range(int(math.floor(math.log2(k))) + 1)]
+    if out[-1] != k:
+        out.append(float(k))
+    return out
+
+
+class GhostBatchHyperModel(keras_tuner.HyperModel):
+    """Searches `ghost_batch_size` (in `build`) and the learning rate (in `fit`).
+
+    Every trial is a full `tfgap.training.train` run of `config` with the
+    trial's values, in `<trials_dir>/<trial_id>` (so an interrupted trial
+    resumes from its checkpoint). `fit` hands the tuner's callbacks to the
+    trainer (Keras Tuner's best-epoch checkpoint then saves the trained
+    weights) and copies the trained weights into the model `build` made, so
+    the tuner's model *is* the trained one. It returns the final metrics,
+    `test_accuracy` (the objective, to maximize) among them.
+
+    With Hyperband, `fit(epochs=...)` sets the run length in epochs of the
+    small-batch regime (the schedule is the recipe's, cut short); a trial
+    continuing an earlier one ("tuner/trial_id") starts from a copy of that
+    trial's checkpoints and trains on to the new length.
+
+    Args:
+        config: the base `tfgap.training.TrainConfig` (the recipe's settings).
+        strategy: the `tf.distribute.Strategy` every trial trains under; give
+            the same one to the tuner (`distribution_strategy=`). `None` uses
+            the default (one device).
+        trials_dir: where each trial's run directory goes.
+        min_ghost_batch_size: smallest ghost batch to try (default 16).
+        include_plain_bn: also try plain batch normalization (0).
+        lr_multiplier_range: `(low, high)` of the learning-rate multiplier,
+            searched log-uniformly; `low == high` fixes it. It multiplies the
+            config's own `lr_multiplier`.
+        tune_regime_adaptation: also search the regime-adaptation factor
+            (`regime_adaptation_candidates`); otherwise the config's is used.
+        verbose: the trainer's verbosity in trials.
+
+    Example:
+
+    ```python
+    import keras_tuner
+    from tfgap.training import TrainConfig
+    from tfgap.tuning import GhostBatchHyperModel
+    config = TrainConfig(dataset="mnist", model="mlp", model_dir="/tmp/unused",
+                         epochs=1, batch_size=32, mock_data=True, mock_examples=64,
+                         model_options={"mlp_width": 32})
+    hypermodel = GhostBatchHyperModel(config, trials_dir="/tmp/tune/trials",
+                                      min_ghost_batch_size=8)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=keras_tuner.Objective("test_accuracy", "max"),
+        max_trials=2, directory="/tmp/tune", project_name="search")
+    tuner.search()
+    ```
+    """
+
+    def __init__(self, config, *, strategy=None, trials_dir, min_ghost_batch_size=16,
+                 include_plain_bn=True, lr_multiplier_range=(0.25, 4.0),
+                 tune_regime_adaptation=False, verbose=2, name=None, tunable=True):
+        super().__init__(name=name, tunable=tunable)
+        low, high = (float(v) for v in lr_multiplier_range)
+        if not 0 < low <= high:
+            raise ValueError(
+                "Expected `lr_multiplier_range` = (low, high) with 0 < low <= high. "
+                f"Received: lr_multiplier_range={tuple(lr_multiplier_range)!r}"
+            )
+        self.config = config
+        self.strategy = strategy
+        self.trials_dir = str(trials_dir)
+        self.lr_multiplier_range = (low, high)
+        self.tune_regime_adaptation = bool(tune_regime_adaptation)
+        self.verbose = int(verbose)
+        num_replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        self.per_replica_batch = config.per_replica_batch_size(num_replicas)
+        self.ghost_choices = ghost_batch_candidates(
+            self.per_replica_batch, int(min_ghost_batch_size), bool(include_plain_bn))
+
+    def build(self, hp):
+        """The recipe's network with the trial's `ghost_batch_size` (0 = plain BN)."""
+        ghost = hp.Choice("ghost_batch_size", self.ghost_choices, ordered=True)
+        spec = data.get_spec(self.config.dataset)
+        return models.build_model(
+            self.config.model,
+            num_classes=spec.num_classes,
+            input_shape=spec.input_shape,
+            ghost_batch_size=ghost,
+            moving_update=self.config.moving_update,
+            weight_decay=self.config.weight_decay,
+            bn_momentum=self.config.bn_momentum,
+            seed=self.config.seed,
+            **self.config.model_options,
+        )
+
+    def trial_config(self, hp, *, trial_id, epochs=None):
+        """The `TrainConfig` of one trial (validated)."""
+        low, high = self.lr_multiplier_range
+        if low == high:
+            multiplier = hp.Fixed("lr_multiplier", low)
+        else:
+            multiplier = hp.Float("lr_multiplier", low, high, sampling="log",
+                                  default=min(max(1.0, low), high))
+        changes = dict(
+            ghost_batch_size=int(hp.get("ghost_batch_size")),
+            lr_multiplier=self.config.lr_multiplier * float(multiplier),
+            model_dir=os.path.join(self.trials_dir, str(trial_id)),
+            export_dir=None,
+            verbose=self.verbose,
+        )
+        if self.tune_regime_adaptation:
+            choices = regime_adaptation_candidates(self.config.batch_size,
+                                                   self.config.base_batch_size)
+            changes["regime_adaptation"] = float(
+                hp.Choice("regime_adaptation", choices, ordered=True))
+        if epochs is not None:
+            changes["epochs"] = float(epochs)
+        return self.config.replace(**changes)
+
+    def fit(self, hp, model, *args, trial_id=None, callbacks=None, epochs=None, **kwargs):
+        """Trains one trial with `tfgap.training.train`; returns its final metrics.
+
+        Args:
+            hp: the trial's `HyperParameters`.
+            model: the model `build(hp)` made; it receives the trained weights.
+            trial_id: the trial's id (passed by tfgap's tuners; names the
+                trial's run directory).
+            callbacks: Keras callbacks (the tuner's), handed to the trainer.
+            epochs: run length in epochs of the small-batch regime (Hyperband).
+            *args, **kwargs: ignored (the data comes from the config).
+        """
+        from tfgap.training import train  # noqa: PLC0415 (training imports the whole stack)
+
+        if trial_id is None:
+            raise ValueError(
+                "Expected `trial_id` (use a tuner from `tfgap.tuning.make_tuner`, which "
+                "passes it). Received: trial_id=None"
+            )
+        config = self.trial_config(hp, trial_id=trial_id, epochs=epochs)
+        previous = hp.values.get("tuner/trial_id")
+        if previous and not os.path.exists(config.model_dir):
+            source = os.path.join(self.trials_dir, str(previous))
+            if os.path.isdir(source):  # Hyperband: continue the earlier trial's run
+                shutil.copytree(source, config.model_dir)
+        keep = _KeepModel()
+        result = train(config, strategy=self.strategy,
+                       callbacks=[*(callbacks or []), keep])
+        model.set_weights(keep.model.get_weights())
+        metrics = {
+            OBJECTIVE: result["test"]["accuracy"],
+            "test_loss": result["test"]["loss"],
+            "loss": result["train"]["loss"],
+            "accuracy": result["train"]["accuracy"],
+            "global_step": float(result["global_step"]),
+        }
+        return {k: float(v) for k, v in metrics.items() if v is not None}
+
+
+class _KeepModel(keras.callbacks.Callback):
+    """Holds on to the trainer's model (set by `set_model`)."""
