@@ -20,12 +20,14 @@ def test_diffusion_slope_recovers_a_log_law():
 
 def test_diffusion_slope_least_squares_by_hand():
     # Three points, normal equations solved by hand: slope = cov(x, y) / var(x).
+    record = [[1, 1.0], [10, 2.0], [100, 4.0]]  # last decade: t >= 10
+    assert report.diffusion_slope(record) == pytest.approx(2.0 / math.log(10), rel=1e-12)
     record = [[1, 1.0], [10, 2.0], [100, 4.0]]
     x = [math.log(1), math.log(10), math.log(100)]
     y = [1.0, 2.0, 4.0]
     mx, my = sum(x) / 3, sum(y) / 3
     slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-    assert report.diffusion_slope(record) == pytest.approx(slope, rel=1e-12)
+    assert report.diffusion_slope(record, last_fraction=0.0) == pytest.approx(slope, rel=1e-12)
     assert report.diffusion_slope([[0, 0.0], [5, 1.0]]) is None
 
 

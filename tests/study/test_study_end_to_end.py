@@ -30,12 +30,17 @@ def study(tmp_path_factory):
            f"--large_batch_size={B_L}", f"--ghost_batch_size={B_G}", "--lr=0.05",
            "--lr_boundaries=1", "--sharpness_examples=64", "--interpolation_points=5",
            f"--output_dir={out / 'study'}", f"--export_dir={out / 'savedmodels' / 'ra'}"]
+    proc = _run(cmd)
+    with open(out / "study" / "results.json") as f:
+        results = json.load(f)
+    return dict(out=out, dir=out / "study", stdout=proc.stdout, results=results, cmd=cmd)
+
+
+def _run(cmd):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(out / "study" / "results.json") as f:
-        results = json.load(f)
-    return dict(out=out, dir=out / "study", stdout=proc.stdout, results=results)
+    return proc
 
 
 def _run_result(study, name):
@@ -80,7 +85,9 @@ def test_table_is_computed_from_the_runs(study):
         assert row["wall_time_mean"] == result["wall_time"]
         assert row["weight_distance_mean"] == result["weight_distance"]
         # The diffusion slope, refitted here by least squares on (log t, distance).
-        pts = np.array([p for p in result["distance_record"] if p[0] >= 1], np.float64)
+        last = max(p[0] for p in result["distance_record"])
+        pts = np.array([p for p in result["distance_record"] if p[0] >= max(1, last / 10)],
+                       np.float64)
         x, y = np.log(pts[:, 0]), pts[:, 1]
         slope = np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2)
         assert row["diffusion_slope"] == pytest.approx(slope, rel=1e-9)
@@ -116,3 +123,39 @@ def test_regimes_differ_as_named(study):
     for name in ("LB", "LB+LR"):
         last = _run_result(study, name)["history"][-1]["learning_rate"]
         assert last == pytest.approx(rows[name]["lr"] * 0.1, rel=1e-5), name
+
+
+def test_rerun_reuses_finished_runs(study):
+    """Re-running the same command trains nothing and restores the same weights."""
+    proc = _run(study["cmd"])
+    assert proc.stdout.count("finished before, reusing") == len(REGIMES)
+    with open(study["dir"] / "results.json") as f:
+        again = json.load(f)
+    for a, b in zip(again["regimes"], study["results"]["regimes"]):
+        assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
+        assert a["updates"] == b["updates"]
+    # The interpolation runs on weights restored from the checkpoints: same numbers.
+    np.testing.assert_allclose(again["interpolation"]["test_loss"],
+                               study["results"]["interpolation"]["test_loss"], rtol=1e-6)
+
+
+def test_bad_flags_are_one_line_usage_errors(tmp_path):
+    cmd = [sys.executable, "-m", "tfgap.recipes.study", "--large_batch_size=100",
+           "--ghost_batch_size=32", f"--output_dir={tmp_path}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "usage error" in line]
+    assert len(errors) == 1 and "ghost_batch_size" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not os.listdir(tmp_path)  # nothing trained
+
+
+@pytest.mark.slow
+def test_changed_settings_do_not_resume_another_run(study):
+    cmd = [a if not a.startswith("--lr=") else "--lr=0.07" for a in study["cmd"]]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "lr_values" in proc.stderr and "new --output_dir" in proc.stderr
+    assert "Traceback" not in proc.stderr

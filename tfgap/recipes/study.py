@@ -6,8 +6,9 @@ into `--output_dir`: `results.json`, `results.csv`, the table on stdout,
 `test_error.png`, `weight_distance.png`, `interpolation.png`; the
 `LB+LR+GBN+RA` model of the first seed goes to `--export_dir` as a SavedModel.
 
-Default: MNIST-1D (generated locally, no download), a 3 x 128 BN MLP, SB 32
-against LB 1024, ghost batch 32 (see docs/study.md for the measured table).
+Default: MNIST-1D (4000 training signals generated locally, no download), a
+3 x 128 BN MLP, SB 50 against LB 800, ghost batch 50, SB learning rate 0.02
+for 10 epochs (see docs/study.md for how these were chosen and the table).
 Any recipe dataset works (`--dataset=cifar10` takes the recipe's network and
 small-batch regime unless flags say otherwise).
 
@@ -26,6 +27,7 @@ from absl import app, flags
 from tfgap.training.config import DATASETS
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 _DATASET = flags.DEFINE_enum("dataset", "mnist1d", list(DATASETS), "Dataset of the study.")
 _MODEL = flags.DEFINE_string("model", None, "Network (default: mlp on mnist1d, else the "
@@ -140,12 +142,21 @@ def main(argv):
     except ValueError as e:
         usage_error(str(e).replace("\n", " "))
     command = " ".join(["python -m tfgap.recipes.study"] + [shlex.quote(a) for a in argv[1:]])
-    run_study(
-        base, output_dir=output_dir, large_batch_size=large, ghost_batch_size=ghost,
-        seeds=range(_SEEDS.value), export_dir=export_dir,
-        sharpness_examples=_SHARP_EXAMPLES.value, sharpness_epsilon=_SHARP_EPS.value,
-        interpolation_points=_INTERP.value, settings={"command": command},
-    )
+    from tfgap.data import DatasetNotPreparedError
+    from tfgap.training import ConfigError, NonFiniteLossError
+
+    try:
+        run_study(
+            base, output_dir=output_dir, large_batch_size=large, ghost_batch_size=ghost,
+            seeds=range(_SEEDS.value), export_dir=export_dir,
+            sharpness_examples=_SHARP_EXAMPLES.value, sharpness_epsilon=_SHARP_EPS.value,
+            interpolation_points=_INTERP.value, settings={"command": command},
+        )
+    except ConfigError as e:
+        usage_error(str(e).replace("\n", " "))
+    except (DatasetNotPreparedError, NonFiniteLossError) as e:
+        sys.stderr.write(f"{prog}: {e}\n")
+        sys.exit(EXIT_FAILED)
 
 
 def _options(items, usage_error):

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+STYLES = {"SB": "-", "LB": "-", "LB+LR": "--", "LB+LR+GBN": "-.", "LB+LR+GBN+RA": "-"}
 COLORS = {
     "SB": "tab:blue",
     "LB": "tab:red",
@@ -70,7 +71,7 @@ def plot_test_error(runs):
             x, mean, std = _curves(records, key)
             if not x.size:
                 continue
-            ax.plot(x, 100 * mean, "-", color=color, label=name, lw=1.5)
+            ax.plot(x, 100 * mean, STYLES.get(name, "-"), color=color, label=name, lw=1.5)
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=color, alpha=0.15,
                             lw=0)
     for ax, label in ((ax_epochs, "epochs"), (ax_steps, "weight updates")):
@@ -97,7 +98,7 @@ def plot_weight_distance(runs):
         if not steps:
             continue
         mean = np.array([np.mean([p[s] for p in per_seed]) for s in steps])
-        ax.plot(steps, mean, "-", color=COLORS.get(name), label=name, lw=1.5)
+        ax.plot(steps, mean, STYLES.get(name, "-"), color=COLORS.get(name), label=name, lw=1.5)
     _log_x(ax)
     ax.set_xlabel("weight updates t (log scale)")
     ax.set_ylabel("||w_t - w_0||")

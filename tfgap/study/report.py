@@ -10,9 +10,10 @@ the seeds:
 The diffusion slope of a run is the least-squares fit of Hoffer et al.'s
 "ultra-slow diffusion" law to its record of `(t, ||w_t - w_0||)`:
 
-    ||w_t - w_0|| ~ a * log(t) + b,   t >= 1 (optimizer steps)
+    ||w_t - w_0|| ~ a * log(t) + b,   T / 10 <= t <= T (optimizer steps)
 
-and `a` is reported (as `tfgap.diagnostics.WeightDistance.diffusion_slope`).
+over the last decade of the run (`T` its last recorded step), and `a` is
+reported (the fit of `tfgap.diagnostics.WeightDistance.diffusion_slope`).
 """
 
 import csv
@@ -44,10 +45,15 @@ CSV_COLUMNS = (
 )
 
 
-def diffusion_slope(distance_record, min_step=1):
-    """The slope `a` of `distance = a * log(step) + b` over `[[step, distance], ...]`.
+def diffusion_slope(distance_record, last_fraction=0.1):
+    """The slope `a` of `distance = a * log(step) + b`, fitted on the run's last decade.
 
-    Returns None when fewer than two distinct steps `>= min_step` are recorded.
+    The log law is asymptotic (the first updates move the weights almost
+    linearly), so the fit uses the records at steps `t >= last_fraction * T`,
+    `T` the last recorded step (`t >= 1` always): the last factor of 10 of
+    the run with the default 0.1.
+
+    Returns None when fewer than two distinct steps are left.
 
     Example:
 
@@ -55,7 +61,11 @@ def diffusion_slope(distance_record, min_step=1):
     >>> round(diffusion_slope([[t, 2.0 * math.log(t) + 1.0] for t in (1, 2, 5, 10)]), 6)
     2.0
     """
-    pairs = [(float(s), float(d)) for s, d in distance_record if s >= max(min_step, 1)]
+    pairs = [(float(s), float(d)) for s, d in distance_record if s >= 1]
+    if not pairs:
+        return None
+    start = max(1.0, float(last_fraction) * max(s for s, _ in pairs))
+    pairs = [(s, d) for s, d in pairs if s >= start]
     if len({s for s, _ in pairs}) < 2:
         return None
     steps, distances = np.array(pairs).T
@@ -233,7 +243,7 @@ def format_markdown(results):
     """The study's table as Markdown (for docs)."""
     text = format_table(results).splitlines()
     header = [c for c in text[0].split("  ") if c.strip()]
-    out = ["| " + " | ".join(h.strip() for h in header) + " |",
+    out = ["| " + " | ".join(h.strip().replace("|", "\\|") for h in header) + " |",
            "|" + "---|" * len(header)]
     for row in results["regimes"]:
         out.append("| " + " | ".join([

@@ -24,10 +24,10 @@ import time
 import keras
 import numpy as np
 
-from tfgap import data, diagnostics, models
+from tfgap import data, diagnostics, models, schedules
 from tfgap.study import plots, report
 from tfgap.study.regimes import REGIMES, regime_configs, slug
-from tfgap.training import plan_steps, train
+from tfgap.training import ConfigError, plan_steps, train
 
 STUDY_RECORD = "study.json"
 
@@ -244,8 +244,8 @@ def run_study(
 def _run_config(config, name, seed, output_dir, export_dir):
     # Evaluate at the small-batch regime's epochs: a stretched run (+RA) would
     # otherwise evaluate `stretch` times as often, for the same curve.
-    stretch = config.batch_size / config.base_batch_size if config.regime_adaptation is True \
-        else (float(config.regime_adaptation) or 1.0)
+    stretch = schedules.stretch_factor(config.base_batch_size, config.batch_size,
+                                       config.regime_adaptation)
     return config.replace(
         model_dir=run_dir(output_dir, name, seed),
         seed=seed,
@@ -259,6 +259,7 @@ def _train_one(config, name, seed, title, *, stream, sharp_x, sharp_y, epsilon, 
     """Trains one run (or reuses a finished one); returns its final weights or None."""
     record_path = os.path.join(config.model_dir, STUDY_RECORD)
     result_path = os.path.join(config.model_dir, "result.json")
+    _check_same_run(config)
     if os.path.exists(record_path) and os.path.exists(result_path):
         with open(result_path) as f:
             finished = json.load(f)
@@ -279,6 +280,24 @@ def _train_one(config, name, seed, title, *, stream, sharp_x, sharp_y, epsilon, 
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
     return [np.array(w) for w in model.get_weights()]
+
+
+def _check_same_run(config):
+    """Refuses to resume a run directory that holds a run of another config."""
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        previous = json.load(f)
+    wanted = json.loads(json.dumps(config.to_dict()))
+    if previous != wanted:
+        changed = sorted(k for k in set(previous) | set(wanted)
+                         if previous.get(k) != wanted.get(k))
+        raise ConfigError(
+            f"Expected {config.model_dir} to hold a run of the same settings (it would be "
+            f"resumed) or nothing. Received settings that differ in {changed}; use a new "
+            "--output_dir (or delete the old one)."
+        )
 
 
 def _restored_weights(config):

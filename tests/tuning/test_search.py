@@ -1,0 +1,106 @@
+"""A two-trial search on mock data under two mirrored CPUs: the trials train with different
+ghost batch sizes, a re-run resumes without new trials, and the best recipe file runs."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfgap import data, models
+from tfgap.layers import GhostBatchNormalization
+from tfgap.training import read_result
+from tfgap.tuning import OBJECTIVE, parse_recipe, run_search
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLAGS = ["--model=mlp", "--model_options=mlp_width=16,mlp_depth=2", "--mock_data",
+         "--mock_examples=64", "--batch_size=32", "--epochs=1", "--nopreemption",
+         "--verbose=0", "--noexport"]
+
+
+def ghost_sizes(model):
+    return {layer.virtual_batch_size for layer in model.layers
+            if isinstance(layer, GhostBatchNormalization)}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, two_cpus):
+    model_dir = str(tmp_path_factory.mktemp("tune"))
+    config = parse_recipe("mnist", ["prog", *FLAGS])
+    kwargs = dict(model_dir=model_dir, kind="random", max_trials=2, strategy=two_cpus,
+                  min_ghost_batch_size=8, lr_multiplier_range=(1.0, 1.0))
+    out = io.StringIO()
+    first = run_search(config, "mnist", stream=out, **kwargs)
+    return config, kwargs, first, out.getvalue()
+
+
+def test_trials_train_with_different_ghost_batch_sizes(searched):
+    config, _, first, summary = searched
+    trials = first["trials"]
+    # 32 over 2 replicas: per-replica 16, candidates {0 (plain BN), 8}; two trials try both.
+    assert sorted(t["values"]["ghost_batch_size"] for t in trials) == [0, 8]
+    tuner = first["tuner"]
+    spec = data.get_spec("mnist")
+    for t in trials:
+        ghost = t["values"]["ghost_batch_size"]
+        result = read_result(t["model_dir"])
+        assert result["config"]["ghost_batch_size"] == ghost
+        assert result["num_replicas"] == 2 and result["global_step"] == 64 // 32
+        assert t["score"] == pytest.approx(result["test"]["accuracy"])
+        # The trained model, read back from the tuner's checkpoint of the trial.
+        trained = tuner.load_model(tuner.oracle.get_trial(t["trial_id"]))
+        assert ghost_sizes(trained) == {ghost or None}
+        fresh = models.build_model("mlp", num_classes=10, input_shape=spec.input_shape,
+                                   ghost_batch_size=ghost, seed=config.seed,
+                                   **config.model_options)
+        moved = [not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights())]
+        assert sum(moved) >= len(moved) // 2  # kernels and moving statistics were trained
+    assert "ghost_batch_size" in summary and "Best: ghost_batch_size=" in summary
+
+
+def test_rerun_resumes_without_new_trials(searched):
+    config, kwargs, first, _ = searched
+    stamps = {t["trial_id"]: os.path.getmtime(os.path.join(t["model_dir"], "result.json"))
+              for t in first["trials"]}
+    out = io.StringIO()
+    again = run_search(config, "mnist", stream=out, **kwargs)
+    assert len(again["tuner"].oracle.trials) == 2
+    assert {t["trial_id"]: t["score"] for t in again["trials"]} == \
+        {t["trial_id"]: t["score"] for t in first["trials"]}
+    for t in again["trials"]:
+        assert os.path.getmtime(os.path.join(t["model_dir"], "result.json")) == \
+            stamps[t["trial_id"]]
+    assert sorted(os.listdir(os.path.join(kwargs["model_dir"], "trials"))) == sorted(stamps)
+
+
+def test_best_recipe_file_is_accepted_by_the_recipe(searched):
+    config, _, first, _ = searched
+    path = first["recipe_file"]
+    best = parse_recipe("mnist", ["prog", f"--flagfile={path}"])
+    best_trial = max(first["trials"], key=lambda t: t["score"])
+    assert best.ghost_batch_size == best_trial["values"]["ghost_batch_size"]
+    assert (best.model, best.model_options, best.batch_size) == \
+        ("mlp", {"mlp_depth": 2, "mlp_width": 16}, 32)
+    assert best.mock_data and best.export_dir is None
+    with open(path) as f:
+        assert f.readline().startswith("# Run: python -m tfgap.recipes.mnist --flagfile=")
+
+
+def test_tune_command_line_with_hyperband(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    args = [sys.executable, "-m", "tfgap.recipes.tune", "--recipe=mnist", "--max_trials=1",
+            "--tuner=hyperband", "--min_ghost_batch_size=8", "--lr_multiplier_min=0.5",
+            "--lr_multiplier_max=2", f"--model_dir={tmp_path / 'tune'}",
+            f"--best_recipe={tmp_path / 'best.flags'}", *FLAGS]
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Best: ghost_batch_size=" in proc.stdout
+    assert len(os.listdir(tmp_path / "tune" / "trials")) == 1
+    best = parse_recipe("mnist", ["prog", f"--flagfile={tmp_path / 'best.flags'}"])
+    assert best.ghost_batch_size in (0, 8, 16) and 0.5 <= best.lr_multiplier <= 2
+
+    bad = subprocess.run([*args[:3], "--max_trials=1", "--recipe=nope"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "usage error" in bad.stderr and "Traceback" not in bad.stderr
