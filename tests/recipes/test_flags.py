@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -67,22 +68,32 @@ def test_bad_flag_on_the_command_line_is_one_line_without_traceback():
 
 
 def test_every_recipe_file_parses_and_validates():
-    assert len(RECIPE_FILES) >= 25
+    # recipes/<recipe>/<model>[_b<batch>]_<row>.flags, rows SB (the model's regime), LB (large
+    # batch, unscaled rate), +LR (sqrt rate), +GBN (+ ghost 128), +RA (+ regime adaptation).
+    assert len(RECIPE_FILES) >= 39
+    assert {os.path.basename(os.path.dirname(p)) for p in RECIPE_FILES} == {
+        "cifar10", "cifar100", "imagenet"}
     for path in RECIPE_FILES:
         recipe = os.path.basename(os.path.dirname(path))
-        assert recipe in RECIPES, path
+        name = os.path.basename(path)[:-len(".flags")]
         with open(path) as f:
             lines = f.read().splitlines()
-        assert lines[0].startswith("# Hoffer et al. 2017, Table 1"), path
-        assert any(line.startswith(f"# Run: python -m tfgap.recipes.{recipe} --flagfile=")
-                   for line in lines), path
-        assert any("% validation accuracy" in line for line in lines), path
+        assert lines[0].startswith("# ") and lines[1].startswith("# Paper: "), path
+        assert f"# Run: python -m tfgap.recipes.{recipe} --flagfile=recipes/{recipe}/{name}.flags" \
+            in lines, path
+        assert all(line.startswith(("#", "--")) for line in lines), path
         config = recipe_flags.parse(["prog", f"--flagfile={path}"], recipe)
         config.per_replica_batch_size(1)
-        row = os.path.basename(path).rsplit("_", 1)[1].split(".")[0]
-        large = config.batch_size == 4096
-        assert large == (row != "sb"), path
+        model, row = name.rsplit("_", 1)
+        model, batch = re.fullmatch(r"(.+?)(?:_b(\d+))?", model).groups()
+        assert config.model == model, path
+        assert row in ("sb", "lb", "lr", "gbn", "ra"), path
+        if row == "sb":
+            assert config.batch_size == config.base_batch_size, path
+        else:
+            assert config.batch_size == int(batch or 4096) > config.base_batch_size, path
         assert (config.lr_scaling == "none") == (row == "lb"), path
+        assert config.lr_scaling in ("none", "sqrt"), path
         assert (config.ghost_batch_size == 128) == (row in ("gbn", "ra")), path
         assert (config.regime_adaptation is True) == (row == "ra"), path
 

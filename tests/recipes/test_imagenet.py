@@ -1,6 +1,7 @@
 """The ImageNet recipe: mock data on one device, the real tfds builder on a tiny generated
 manual directory under two mirrored CPUs (a subprocess), the missing-data message,
-throughput, and every `recipes/imagenet_*` file.
+throughput, and the Table 2 files in `recipes/imagenet/` (each file's flags are checked by
+tests/recipes/test_flags.py with every other recipe file).
 
 There is no smaller-resolution option (the data layer crops to 224x224), so the default
 suite runs AlexNet-BN at 224 with 2-4 images per step; ResNet-50 and a second mirrored run
@@ -21,7 +22,6 @@ import tensorflow as tf
 from tests.data.test_imagenet_manual_build import NUM_VAL, PER_CLASS, SYNSETS, _write_manual_dir
 from tfgap import data
 from tfgap.recipes import flags as recipe_flags
-from tfgap.recipes import imagenet
 from tfgap.training import read_result, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +36,10 @@ def run_module(args, timeout=600):
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def parse(argv):
+    return recipe_flags.parse(argv, "imagenet")
+
+
 def error_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith(PROG + ":")]
 
@@ -44,51 +48,36 @@ def error_lines(stderr):
 
 
 def test_defaults_are_the_papers_regimes():
-    alexnet = imagenet.parse(["prog"])
+    alexnet = parse(["prog"])
     assert (alexnet.dataset, alexnet.model, alexnet.batch_size) == ("imagenet2012", "alexnet_bn", 128)
     assert alexnet.lr_values == (1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
     assert alexnet.lr_boundaries == (10, 15, 20, 25) and alexnet.weight_decay == 5e-4
-    resnet = imagenet.parse(["prog", "--model=resnet50"])
+    resnet = parse(["prog", "--model=resnet50"])
     assert resnet.lr_values == (0.1, 1e-2, 1e-3, 1e-4) and resnet.lr_boundaries == (30, 60, 90)
     assert (resnet.weight_decay, resnet.batch_size, resnet.base_batch_size) == (1e-4, 256, 256)
     # A flag given explicitly wins over the model's regime.
-    mine = imagenet.parse(["prog", "--model=resnet50", "--weight_decay=5e-5", "--epochs=3"])
+    mine = parse(["prog", "--model=resnet50", "--weight_decay=5e-5", "--epochs=3"])
     assert (mine.weight_decay, mine.epochs, mine.lr_values[0]) == (5e-5, 3.0, 0.1)
 
 
-EXPECTED_ROWS = {  # row -> (batch_size, lr_scaling, ghost, regime_adaptation)
-    "sb": (None, "sqrt", 0, False), "lb": (None, "none", 0, False),
-    "lr": (None, "sqrt", 0, False), "gbn": (None, "sqrt", 128, False),
-    "ra": (None, "sqrt", 128, True),
-}
+ROWS = ("lb", "lr", "gbn", "ra")
 
 
-def test_every_imagenet_recipe_file_parses_and_validates():
-    paths = sorted(glob.glob(os.path.join(ROOT, "recipes", "imagenet_*.flags")))
-    names = {os.path.basename(p)[:-len(".flags")] for p in paths}
-    for model in ("alexnet_bn", "resnet50"):
-        assert f"imagenet_{model}_sb" in names
-    for batch in (4096, 8192):
-        for row in ("lb", "lr", "gbn", "ra"):
-            assert f"imagenet_alexnet_bn_b{batch}_{row}" in names
-    for path in paths:
-        name = os.path.basename(path)[:-len(".flags")]
-        with open(path) as f:
-            header = f.read().splitlines()[:4]
-        assert header[2] == f"# Run: {PROG} --flagfile=recipes/{name}.flags", header
-        config = imagenet.parse(["prog", f"--flagfile={path}"])
-        model, rest = ("resnet50", name[len("imagenet_resnet50_"):]) if "resnet50" in name \
-            else ("alexnet_bn", name[len("imagenet_alexnet_bn_"):])
-        batch, row = (int(rest.split("_")[0][1:]), rest.split("_")[1]) if "_" in rest \
-            else (128 if model == "alexnet_bn" else 256, rest)
-        _, scaling, ghost, ra = EXPECTED_ROWS[row]
-        assert (config.model, config.batch_size, config.lr_scaling, config.ghost_batch_size,
-                config.regime_adaptation) == (model, batch, scaling, ghost, ra), name
-        base = 128 if model == "alexnet_bn" else 256
-        assert config.base_batch_size == base
-        # The stretch of +RA is B_L / B_S (Hoffer et al.'s regime adaptation).
-        if ra:
-            assert batch / base in (32, 64)
+def test_table_2_recipe_files_exist():
+    names = {os.path.basename(p)[:-len(".flags")]
+             for p in glob.glob(os.path.join(ROOT, "recipes", "imagenet", "*.flags"))}
+    expected = {"alexnet_bn_sb", "resnet50_sb"}
+    expected |= {f"alexnet_bn_b{b}_{row}" for b in (4096, 8192) for row in ROWS}
+    expected |= {f"resnet50_b8192_{row}" for row in ROWS}
+    assert names == expected
+    # +RA stretches by B_L / B_S (Hoffer et al.'s regime adaptation): x32 and x64 for
+    # AlexNet-BN (base 128), x32 for ResNet-50 (base 256).
+    for name, stretch in (("alexnet_bn_b4096_ra", 32), ("alexnet_bn_b8192_ra", 64),
+                          ("resnet50_b8192_ra", 32)):
+        config = parse(["prog", f"--flagfile={os.path.join(ROOT, 'recipes', 'imagenet', name)}"
+                        ".flags"])
+        assert config.regime_adaptation is True
+        assert config.batch_size / config.base_batch_size == stretch, name
 
 
 # -- missing data -------------------------------------------------------------------------
@@ -116,9 +105,9 @@ def test_missing_archive_with_download_names_it(tmp_path, capsys):
     manual = data_dir / "downloads" / "manual"
     manual.mkdir(parents=True)
     (manual / "ILSVRC2012_img_train.tar").write_bytes(b"")
-    config = imagenet.parse(["prog", f"--data_dir={data_dir}", "--download",
+    config = parse(["prog", f"--data_dir={data_dir}", "--download",
                              f"--model_dir={tmp_path / 'run'}"])
-    assert imagenet.train_and_report(config) == recipe_flags.EXIT_FAILED
+    assert recipe_flags._train(config, PROG) == recipe_flags.EXIT_FAILED
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(PROG + ":")
     assert "Missing from the manual directory: ILSVRC2012_img_val.tar" in err[0]
@@ -128,9 +117,9 @@ def test_missing_archive_with_download_names_it(tmp_path, capsys):
 
 
 def test_one_device_mock_run_exports_raw_uint8_serving(tmp_path, capsys):
-    config = imagenet.parse(["prog", "--strategy=one_device", f"--model_dir={tmp_path / 'run'}",
+    config = parse(["prog", "--strategy=one_device", f"--model_dir={tmp_path / 'run'}",
                              f"--export_dir={tmp_path / 'export'}", *TINY])
-    assert imagenet.train_and_report(config) == 0
+    assert recipe_flags._train(config, PROG) == 0
     out = capsys.readouterr().out
     assert "Done: 2 steps" in out and "images/s" in out, out
     result = read_result(str(tmp_path / "run"))
@@ -211,9 +200,9 @@ def test_mirrored_mock_run_in_a_subprocess(tmp_path):
 
 @pytest.mark.slow
 def test_resnet50_one_device_mock_run(tmp_path, capsys):
-    config = imagenet.parse(["prog", "--model=resnet50", "--strategy=one_device", "--noexport",
+    config = parse(["prog", "--model=resnet50", "--strategy=one_device", "--noexport",
                              f"--model_dir={tmp_path / 'run'}", *TINY])
-    assert imagenet.train_and_report(config) == 0
+    assert recipe_flags._train(config, PROG) == 0
     result = read_result(str(tmp_path / "run"))
     assert result["global_step"] == 2 and result["config"]["model"] == "resnet50"
     np.testing.assert_allclose(result["history"][0]["learning_rate"], 0.1 * (4 / 256) ** 0.5,

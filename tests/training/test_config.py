@@ -37,6 +37,9 @@ def test_round_trip_through_json():
         (dict(mock_data=True, synthetic=True), "synthetic=True"),
         (dict(batch_size=0), "batch_size=0"),
         (dict(epochs=-1), "epochs=-1"),
+        (dict(steps_per_execution=-1), "steps_per_execution=-1"),
+        (dict(checkpoint_every_seconds=-5), "checkpoint_every_seconds=-5"),
+        (dict(checkpoint_every_seconds=float("inf")), "checkpoint_every_seconds=inf"),
     ],
 )
 def test_bad_values_name_what_was_received(changes, received):

@@ -117,3 +117,83 @@ def test_mirrored_matches_one_device(tmp_path, two_cpus):
     assert two["num_replicas"] == 2 and one["num_replicas"] == 1
     assert math.isclose(one["weight_distance"], two["weight_distance"], rel_tol=1e-4)
     assert math.isclose(one["train"]["loss"], two["train"]["loss"], rel_tol=1e-4)
+
+
+def _weights(model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    names = sorted(n for n in reader.get_variable_to_shape_map()
+                   if n.startswith("model/") and n.endswith("VARIABLE_VALUE"))
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def test_steps_per_execution_does_not_change_the_numbers(tmp_path):
+    # Grouping steps into one call only changes when the host looks: same weights,
+    # same history and distance record as one step per call.
+    runs = {}
+    for n in (1, 3, 0):
+        config = tiny(tmp_path / f"spe{n}", epochs=3, steps_per_execution=n, deterministic=True)
+        runs[n] = (train(config), _weights(config.model_dir))
+    (one, w1) = runs[1]
+    for n in (3, 0):
+        other, w = runs[n]
+        assert other["global_step"] == one["global_step"] == 12
+        assert other["distance_record"] == one["distance_record"]
+        for a, b in zip(one["history"], other["history"]):
+            for key in ("loss", "accuracy", "test_loss", "test_accuracy", "weight_distance"):
+                assert math.isclose(a[key], b[key], rel_tol=1e-12), (n, key)
+        assert w.keys() == w1.keys() and w
+        for name in w:
+            np.testing.assert_array_equal(w[name], w1[name], err_msg=name)
+
+
+def test_crash_and_resume_in_process_matches_an_uninterrupted_run(tmp_path):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if logs["step"] == 7:
+                raise KeyboardInterrupt  # a crash after step 7; the last checkpoint is step 6
+
+    changes = dict(epochs=3, deterministic=True, checkpoint_every_steps=3,
+                   checkpoint_every_seconds=1e6, steps_per_execution=4)
+    crashed = tiny(tmp_path / "crashed", **changes)
+    with pytest.raises(KeyboardInterrupt):
+        train(crashed, callbacks=[Crash()])
+    resumed = train(crashed)
+    full = train(tiny(tmp_path / "full", **changes))
+    assert resumed["resumed_from_step"] == 6 and resumed["global_step"] == full["global_step"] == 12
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["distance_record"] == full["distance_record"]
+    a, b = _weights(crashed.model_dir), _weights(tmp_path / "full" / "run")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_nan_inside_a_multi_step_call_names_its_step(tmp_path):
+    # Epoch 1 is fine (rate 0.1); epoch 2 diverges (rate 1e30) inside a call of 4 steps.
+    config = tiny(tmp_path, lr_values=(0.1, 1e30), epochs=3, steps_per_execution=4,
+                  checkpoint_every_seconds=0)
+    with pytest.raises(NonFiniteLossError) as info:
+        train(config)
+    assert info.value.step > 4
+    with open(os.path.join(config.model_dir, "result.json")) as f:
+        record = json.load(f)
+    assert record["status"] == "non_finite_loss" and record["global_step"] == info.value.step
+    assert f"at step {info.value.step}" in record["message"]
+    assert info.value.checkpoint and info.value.checkpoint.endswith("ckpt-4")
+    reader = tf.train.load_checkpoint(info.value.checkpoint)
+    assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 4
+    for name in reader.get_variable_to_shape_map():
+        if name.startswith("model/") and name.endswith("VARIABLE_VALUE"):
+            assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_checkpoint_every_seconds(tmp_path):
+    every_epoch = tiny(tmp_path / "a", epochs=3, checkpoint_every_seconds=0, keep_checkpoints=5)
+    train(every_epoch)
+    state = tf.train.get_checkpoint_state(os.path.join(every_epoch.model_dir, "checkpoints"))
+    assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["4", "8", "12"]
+    rarely = tiny(tmp_path / "b", epochs=3, checkpoint_every_seconds=1e6, keep_checkpoints=5)
+    train(rarely)
+    state = tf.train.get_checkpoint_state(os.path.join(rarely.model_dir, "checkpoints"))
+    assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["12"]

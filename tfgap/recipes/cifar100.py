@@ -6,7 +6,7 @@ rows: `--flagfile=recipes/cifar100/<row>.flags`.
 
 Example:
 
-    python -m tfgap.recipes.cifar100 --mock_data --mock_examples=64 --epochs=1
+    python -m tfgap.recipes.cifar100 --mock_data --mock_examples=64 --batch_size=32 --epochs=1
 """
 
 from tfgap.recipes import flags

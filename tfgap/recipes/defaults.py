@@ -1,11 +1,16 @@
 """Each recipe's defaults: the paper's small-batch regime for its default network.
 
 From the reference code of Hoffer et al. 2017 (see PAPER.md, "Base regimes"):
-SGD, momentum 0.9, batch 128, weight decay 1e-4, the rate dropping 10x at the
-listed epochs. The run length after the last drop (`epochs`) is not in the
-table; tfgap trains 10 epochs past it on MNIST and to 200 epochs on CIFAR (the
-usual CIFAR ResNet length). Flagfiles in the top-level `recipes/` hold only
-what differs from these.
+SGD, momentum 0.9, the rate dropping at the listed epochs. The run length after
+the last drop (`epochs`) is not in the table; tfgap trains 10 epochs past it on
+MNIST and ResNet-50, 5 on AlexNet-BN, and to 200 epochs on CIFAR (the usual
+CIFAR ResNet length). Flagfiles in the top-level `recipes/<recipe>/` folders
+hold only what differs from these.
+
+A recipe whose networks have different regimes lists them in `MODEL_REGIMES`:
+choosing such a network with `--model` switches every regime flag the user did
+not set to that network's values (`tfgap.recipes.flags.apply_model_regime`);
+a flag given on the command line or in a flagfile always wins.
 """
 
 RECIPES = {
@@ -39,6 +44,33 @@ RECIPES = {
         lr_values=(0.1, 2e-2, 4e-3, 1e-4),
         weight_decay=1e-4,
     ),
+    # AlexNet-BN (Hoffer et al.'s SB = 128); weight decay 5e-4.
+    "imagenet": dict(
+        dataset="imagenet2012",
+        model="alexnet_bn",
+        epochs=30.0,
+        batch_size=128,
+        base_batch_size=128,
+        lr_boundaries=(10.0, 15.0, 20.0, 25.0),
+        lr_values=(1e-2, 5e-3, 1e-3, 5e-4, 1e-4),
+        weight_decay=5e-4,
+    ),
+}
+
+# recipe -> network -> the regime flags that differ from the recipe's defaults.
+# ResNet-50's base batch is 256, the batch its usual lr 0.1 belongs to (He et
+# al.; Goyal et al.).
+MODEL_REGIMES = {
+    "imagenet": {
+        "resnet50": dict(
+            epochs=100.0,
+            batch_size=256,
+            base_batch_size=256,
+            lr_boundaries=(30.0, 60.0, 90.0),
+            lr_values=(0.1, 1e-2, 1e-3, 1e-4),
+            weight_decay=1e-4,
+        ),
+    },
 }
 
 
@@ -47,3 +79,13 @@ def recipe_defaults(name):
     if name not in RECIPES:
         raise ValueError(f"Unknown recipe. Expected one of {sorted(RECIPES)}. Received: {name!r}")
     return dict(RECIPES[name])
+
+
+def model_regime(name, model):
+    """A copy of the regime recipe `name` uses for network `model` ({} when it has none).
+
+    The regime of a recipe's default network is its defaults, so it is empty here
+    too: nothing to switch.
+    """
+    recipe_defaults(name)  # validates the name
+    return dict(MODEL_REGIMES.get(name, {}).get(model, {}))

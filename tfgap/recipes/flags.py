@@ -1,13 +1,17 @@
 """The recipes' command-line flags, defined once, and their translation to a `TrainConfig`.
 
 Every recipe (`python -m tfgap.recipes.<name>`) takes the same flags; only
-their defaults differ (the recipe's small-batch regime, see `defaults.py`).
+their defaults differ (the recipe's small-batch regime, see `defaults.py`), and
+choosing a network with its own regime (`defaults.MODEL_REGIMES`, e.g. ImageNet's
+`--model=resnet50`) switches every regime flag not given to that network's.
 `--flagfile=FILE` reads flags from a file (the top-level `recipes/` files),
-`--helpfull` lists them all. A bad value or an inconsistent combination exits
-with status 2 and one line on stderr, never a traceback; missing data exits
-with status 1 and a message naming the dataset and `--data_dir`; a
-non-finite loss exits with status 1; a preemption (SIGTERM) exits with status
-42 after saving a checkpoint (re-run the same command to resume).
+`--helpfull` lists them all. Every error is ONE line on stderr, never a
+traceback: a bad value or an inconsistent combination exits with status 2;
+missing data exits with status 1 and a message naming the dataset and
+`--data_dir`; a non-finite loss exits with status 1; a preemption (SIGTERM)
+exits with status 42 after saving a checkpoint (re-run the same command to
+resume). The final `Done:` line gives the steps, epochs, test accuracy and the
+training throughput (images/s).
 """
 
 import os
@@ -15,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from tfgap.recipes.defaults import recipe_defaults
+from tfgap.recipes.defaults import model_regime, recipe_defaults
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -196,6 +200,23 @@ def config_from_flags(flag_values, defaults):
         raise UsageError(_flag_style(str(e))) from None
 
 
+def apply_model_regime(flag_values, recipe):
+    """Sets every regime flag the user did not give to the chosen network's regime.
+
+    A no-op for a network without its own regime (`defaults.MODEL_REGIMES`).
+    Call it after parsing and before `config_from_flags`.
+
+    Args:
+        flag_values: parsed `absl.flags.FlagValues` holding the recipe flags.
+        recipe: the recipe name.
+    """
+    for name, value in model_regime(recipe, flag_values.model).items():
+        flag = flag_values[name]
+        if flag.present:
+            continue
+        flag.value = [f"{v:g}" for v in value] if isinstance(value, (tuple, list)) else value
+
+
 def parse(argv, recipe):
     """Parses `argv` (with `argv[0]`) for `recipe` into a `TrainConfig`, in a fresh FlagValues.
 
@@ -214,6 +235,7 @@ def parse(argv, recipe):
         raise UsageError(str(e)) from None
     if len(rest) > 1:
         raise UsageError(f"Unexpected positional arguments: {rest[1:]}")
+    apply_model_regime(fv, recipe)
     return config_from_flags(fv, defaults)
 
 
@@ -224,14 +246,13 @@ def run(recipe):
     prog = f"python -m tfgap.recipes.{recipe}"
 
     def usage_error(message):
-        sys.stderr.write(f"{prog}: usage error: {message} (see --helpfull)\n")
-        sys.exit(EXIT_USAGE)
+        sys.exit(_usage(prog, message))
 
     def parser(argv):
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
-            usage_error(str(e).replace("\n", " "))
+            usage_error(e)
 
     def main(argv):
         from absl import logging  # noqa: PLC0415
@@ -239,16 +260,28 @@ def run(recipe):
         logging.set_verbosity(logging.WARNING)
         if len(argv) > 1:
             usage_error(f"unexpected positional arguments {argv[1:]}")
+        apply_model_regime(flags.FLAGS, recipe)
         try:
             config = config_from_flags(flags.FLAGS, defaults)
         except UsageError as e:
-            usage_error(str(e))
-        sys.exit(_train(config, prog, usage_error))
+            usage_error(e)
+        sys.exit(_train(config, prog))
 
     app.run(main, flags_parser=parser)
 
 
-def _train(config, prog, usage_error):
+def _fail(prog, message, status):
+    """Writes `message` as one line on stderr (whitespace collapsed); returns `status`."""
+    sys.stderr.write(f"{prog}: {' '.join(str(message).split())}\n")
+    return status
+
+
+def _usage(prog, message):
+    return _fail(prog, f"usage error: {message} (see --helpfull)", EXIT_USAGE)
+
+
+def _train(config, prog):
+    """Trains `config`; returns the exit status, printing any error as one line on stderr."""
     from tfgap.data import DatasetNotPreparedError  # noqa: PLC0415
     from tfgap.training import (  # noqa: PLC0415
         ConfigError,
@@ -260,21 +293,18 @@ def _train(config, prog, usage_error):
     try:
         result = train(config)
     except ConfigError as e:
-        usage_error(_flag_style(str(e)))
-    except DatasetNotPreparedError as e:
-        sys.stderr.write(f"{prog}: {e}\n")
-        return EXIT_FAILED
-    except NonFiniteLossError as e:
-        sys.stderr.write(f"{prog}: {e}\n")
-        return EXIT_FAILED
+        return _usage(prog, _flag_style(str(e)))
+    except (DatasetNotPreparedError, NonFiniteLossError) as e:
+        return _fail(prog, e, EXIT_FAILED)
     except Preempted as e:
-        sys.stderr.write(f"{prog}: {e}. Re-run the same command to resume.\n")
-        return EXIT_PREEMPTED
+        return _fail(prog, f"{e}. Re-run the same command to resume.", EXIT_PREEMPTED)
     test = result["test"]["accuracy"]
+    speed = result.get("throughput")
     print(
-        f"Done: {result['global_step']} steps, {result['epochs_completed']:.2f} epochs, "
-        f"test accuracy {test if test is None else round(test, 4)}; "
-        f"result in {os.path.join(config.model_dir, 'result.json')}"
+        f"Done: {result['global_step']} steps, {result['epochs_completed']:.4g} epochs, "
+        f"test accuracy {test if test is None else round(test, 4)}"
+        + (f", {speed:.1f} images/s" if speed else "")
+        + f"; result in {os.path.join(config.model_dir, 'result.json')}"
         + (f"; SavedModel in {result['export_dir']}" if result["export_dir"] else "")
     )
     return 0

@@ -26,6 +26,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes.defaults import recipe_defaults
 
 PROG = "python -m tfgap.recipes.tune"
 
@@ -79,7 +80,7 @@ def main():
     recipe, error = _recipe_from_argv(sys.argv)
     if error:
         usage_error(error)
-    defaults = _recipe_defaults(recipe or "mnist")
+    defaults = recipe_defaults(recipe or "mnist")
     recipe_flags.define_flags(defaults, absl_flags.FLAGS)
     define_tuner_flags(absl_flags.FLAGS)
 
@@ -101,10 +102,7 @@ def main():
         if fv.lr_multiplier_min <= 0 or fv.lr_multiplier_max < fv.lr_multiplier_min:
             usage_error("Expected 0 < --lr_multiplier_min <= --lr_multiplier_max. Received: "
                         f"{fv.lr_multiplier_min}, {fv.lr_multiplier_max}")
-        if fv.recipe == "imagenet":
-            from tfgap.recipes import imagenet  # noqa: PLC0415
-
-            imagenet.apply_model_regime(fv)
+        recipe_flags.apply_model_regime(fv, fv.recipe)
         try:
             config = recipe_flags.config_from_flags(fv, defaults)
         except recipe_flags.UsageError as e:
@@ -114,16 +112,6 @@ def main():
         sys.exit(_search(config, fv, model_dir, usage_error))
 
     app.run(run, flags_parser=parser)
-
-
-def _recipe_defaults(recipe):
-    if recipe == "imagenet":
-        from tfgap.recipes import imagenet  # noqa: PLC0415
-
-        return imagenet.DEFAULTS
-    from tfgap.recipes.defaults import recipe_defaults  # noqa: PLC0415
-
-    return recipe_defaults(recipe)
 
 
 def _search(config, fv, model_dir, usage_error):

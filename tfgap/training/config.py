@@ -76,6 +76,15 @@ class TrainConfig:
         eval_every_epochs: evaluate on the test split every this many epochs.
         checkpoint_every_steps: also checkpoint every this many steps (0 = at
             epoch ends only). A checkpoint is always written at the end.
+        checkpoint_every_seconds: epoch-end checkpoints are written only when
+            at least this many seconds passed since the last checkpoint (0 =
+            every epoch end). Checkpoints of `checkpoint_every_steps`, at the
+            end and on preemption are always written.
+        steps_per_execution: optimizer steps per `tf.function` call (one host
+            sync per call); 0 = automatic (calls of about 0.2 s in a single
+            process, 1 step under several workers). Callbacks still see every
+            step, after the call; `model.stop_training` takes effect at the
+            end of the call.
         keep_checkpoints: checkpoints to keep.
         summary_every_steps: TensorBoard step scalars every this many steps.
         preemption: install `PreemptionCheckpointHandler` (SIGTERM saves a
@@ -128,6 +137,8 @@ class TrainConfig:
     eval_batch_size: int = 0
     eval_every_epochs: int = 1
     checkpoint_every_steps: int = 0
+    checkpoint_every_seconds: float = 30.0
+    steps_per_execution: int = 0
     keep_checkpoints: int = 3
     summary_every_steps: int = 100
     preemption: bool = True
@@ -147,7 +158,7 @@ class TrainConfig:
                      "eval_every_epochs", "summary_every_steps"):
             set_(name, _integer(name, getattr(self, name), minimum=1))
         for name in ("ghost_batch_size", "logical_cpus", "seed", "eval_batch_size",
-                     "checkpoint_every_steps"):
+                     "checkpoint_every_steps", "steps_per_execution"):
             set_(name, _integer(name, getattr(self, name), minimum=0))
         set_("verbose", _integer("verbose", self.verbose, minimum=0))
         if self.verbose > 2:
@@ -171,6 +182,8 @@ class TrainConfig:
         set_("lr_multiplier", _number("lr_multiplier", self.lr_multiplier, minimum=0.0, strict=True))
         set_("lr_scaling", _choice("lr_scaling", self.lr_scaling, LR_SCALINGS))
         set_("regime_adaptation", parse_regime_adaptation(self.regime_adaptation))
+        set_("checkpoint_every_seconds",
+             _number("checkpoint_every_seconds", self.checkpoint_every_seconds, minimum=0.0))
         set_("warmup_epochs", _number("warmup_epochs", self.warmup_epochs, minimum=0.0))
         set_("momentum", _number("momentum", self.momentum, minimum=0.0))
         if self.momentum >= 1.0:

@@ -12,19 +12,30 @@ Under `mixed_float16` the loss is scaled by the `LossScaleOptimizer`.
 
 Steps return per-replica sums (loss, correct predictions, examples) reduced
 over replicas, so the host sees global numbers under every strategy,
-including several workers, and can stop at the first non-finite loss.
+including several workers. Several steps run per `tf.function` call and
+their numbers come back together (one host sync per call); the in-graph loop
+stops at the first non-finite loss, so no step runs after it.
 """
 
 import math
 import sys
 import time
+import warnings
 
 import keras
 import tensorflow as tf
 
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False):
-    """A `tf.function(iterator) -> (loss, correct, count, grad_sq)` running one step.
+    """A `tf.function(iterator, num_steps) -> [n, 4] float32` running up to `num_steps` steps.
+
+    Several optimizer steps run in one call (an in-graph `tf.range` loop over
+    the iterator, like Keras' `steps_per_execution`), so the host pays the
+    call and the device-to-host copy once per call, not once per step. The
+    loop stops after the first step whose loss or squared gradient norm is
+    not finite (that step is applied, as a one-step call would), so no step
+    ever runs after a non-finite one. The loop body is the same whatever
+    `num_steps` is (one trace), so grouping steps never changes the numbers.
 
     Args:
         strategy: the run's strategy (model and optimizer built in its scope).
@@ -35,9 +46,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         jit_compile: XLA-compile the forward and backward pass.
 
     Returns:
-        The step function. Its outputs are summed over replicas: the loss
+        The step function. Row `i` of its output is step `i`'s
+        `(loss, correct, count, grad_sq)`, summed over replicas: the loss
         (mean over the global batch, plus weight decay), the number of correct
-        predictions, the number of examples and the squared gradient norm.
+        predictions, the number of examples and the squared gradient norm. It
+        has `num_steps` rows, or fewer when a step was not finite (the last row
+        is then that step).
     """
     num_replicas = strategy.num_replicas_in_sync
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -69,14 +83,22 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         return loss, correct, count, grad_sq
 
     @tf.function
-    def train_step(iterator):
-        x, y = next(iterator)
-        outputs = strategy.run(replica_step, args=(x, y))
-        reduced = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
-        step_var.assign_add(1)
-        return reduced
+    def train_steps(iterator, num_steps):
+        rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True,
+                              element_shape=tf.TensorShape([4]))
+        for i in tf.range(num_steps):
+            x, y = next(iterator)
+            outputs = strategy.run(replica_step, args=(x, y))
+            reduced = tf.stack(
+                [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs])
+            step_var.assign_add(1)
+            rows = rows.write(i, reduced)
+            # The reduced numbers are the same on every worker: all stop together.
+            if not tf.reduce_all(tf.math.is_finite(reduced)):
+                break
+        return rows.stack()
 
-    return train_step
+    return train_steps
 
 
 def make_eval_step(strategy, model):
@@ -103,14 +125,31 @@ def make_eval_step(strategy, model):
     return eval_step
 
 
-def evaluate(eval_step, dist_dataset):
-    """Mean loss and accuracy over a distributed evaluation dataset."""
-    loss = correct = count = 0.0
-    for batch in dist_dataset:
-        batch_loss, batch_correct, batch_count = eval_step(batch)
-        loss += float(batch_loss)
-        correct += float(batch_correct)
-        count += float(batch_count)
+def make_evaluate(strategy, model, dist_dataset):
+    """A `tf.function() -> (loss_sum, correct, count)` over a whole distributed dataset.
+
+    The loop over the evaluation batches runs in the graph and accumulates
+    the per-batch sums in float64 on the device, so an evaluation is one
+    call and one device-to-host copy, not one per batch.
+    """
+    eval_step = make_eval_step(strategy, model)
+
+    @tf.function
+    def evaluate_all():
+        totals = [tf.constant(0.0, tf.float64)] * 3
+        for batch in dist_dataset:
+            totals = [t + tf.cast(v, tf.float64) for t, v in zip(totals, eval_step(batch))]
+        return tf.stack(totals)
+
+    return evaluate_all
+
+
+def evaluate(evaluate_all):
+    """Mean loss and accuracy from a `make_evaluate` function."""
+    with warnings.catch_warnings():  # tf.data's note on reading options while tracing
+        warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data")
+        totals = evaluate_all().numpy()
+    loss, correct, count = (float(v) for v in totals)
     if count == 0:
         return {"test_loss": None, "test_accuracy": None}
     return {"test_loss": loss / count, "test_accuracy": correct / count}
@@ -150,6 +189,13 @@ class LogSpaced:
 
     def _at(self, index):
         return int(math.ceil(10.0 ** (index / self.per_decade) - 1e-9))
+
+    def next_after(self, step):
+        """The first record step after `step` (does not advance the record)."""
+        index = 0
+        while self._at(index) <= step:
+            index += 1
+        return self._at(index)
 
     def __call__(self, step):
         if step < self._at(self._index):

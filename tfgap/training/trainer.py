@@ -83,7 +83,8 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
             `on_epoch_begin`, `on_train_batch_end` (logs: `step`, `loss`,
             `accuracy`, `learning_rate`), `on_epoch_end` (the epoch's logs) and
             `on_train_end`. Setting `model.stop_training = True` ends the run
-            after the current step (like `EarlyStopping`).
+            after the current call of `config.steps_per_execution` steps (like
+            `EarlyStopping`; set `steps_per_execution=1` to stop at the step).
         stream: where progress is printed (default `sys.stdout`).
 
     Returns:
@@ -246,21 +247,59 @@ def _epoch_seed(seed, epoch):
     return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)
 
 
-def _train_dataset(config, strategy, epoch, skip_steps, per_replica_batch, data_kwargs):
-    """The distributed pipeline of one epoch, positioned after `skip_steps` steps."""
+class _TrainInput:
+    """Distributed training iterators, one per window of consecutive epochs.
 
-    def dataset_fn(context):
-        replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
-        ds = data.build_dataset(
-            config.dataset, "train", batch_size=per_replica_batch, training=True,
-            seed=_epoch_seed(config.seed, epoch), input_context=context,
-            drop_remainder=True, repeat=True, **data_kwargs,
-        )
-        if skip_steps:
-            ds = ds.skip(skip_steps * replicas_here)
-        return ds
+    Epoch `e` reads the first `plan.steps_in_epoch(e)` steps of a pipeline
+    seeded by `(seed, e)` (after the steps already taken, on resume). A window
+    of `W` epochs concatenates those pipelines into one distributed dataset,
+    so one iterator (and its prefetching) serves `W` epochs: the batches are
+    exactly those of one pipeline per epoch, without building an iterator per
+    epoch. `W` covers about `window_steps` steps (1 epoch for long epochs).
+    """
 
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    def __init__(self, config, strategy, plan, per_replica_batch, data_kwargs,
+                 window_steps=256, max_window_epochs=32):
+        self.config, self.strategy, self.plan = config, strategy, plan
+        self.per_replica_batch, self.data_kwargs = per_replica_batch, data_kwargs
+        self.window_epochs = max(1, min(max_window_epochs,
+                                        math.ceil(window_steps / plan.steps_per_epoch)))
+        self._iterator = None
+        self._next_epoch = self._window_end = None
+
+    def iterator(self, epoch, skip_steps):
+        """The iterator positioned at step `skip_steps` of epoch `epoch`."""
+        if (self._iterator is None or skip_steps or epoch != self._next_epoch
+                or epoch >= self._window_end):
+            end = min(self.plan.num_epochs, epoch + self.window_epochs)
+            dist_ds = self._dataset(epoch, end, skip_steps)
+            self._iterator = iter(dist_ds)
+            self._window_end = end
+        self._next_epoch = epoch + 1
+        return self._iterator
+
+    def _dataset(self, start, end, skip_steps):
+        config, plan = self.config, self.plan
+
+        def dataset_fn(context):
+            replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
+            ds = None
+            for epoch in range(start, end):
+                part = data.build_dataset(
+                    config.dataset, "train", batch_size=self.per_replica_batch, training=True,
+                    seed=_epoch_seed(config.seed, epoch), input_context=context,
+                    drop_remainder=True, repeat=True, **self.data_kwargs,
+                )
+                skip = skip_steps if epoch == start else 0
+                if skip:
+                    part = part.skip(skip * replicas_here)
+                part = part.take((plan.steps_in_epoch(epoch) - skip) * replicas_here)
+                ds = part if ds is None else ds.concatenate(part)
+            if end - start > 1:
+                ds = ds.prefetch(2)  # starts the next epoch's pipeline ahead of time
+            return ds
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def _eval_dataset(config, strategy, static_shapes, data_kwargs):
@@ -278,23 +317,49 @@ def _current_lr(state):
     return float(schedule(state["step"].read_value()))
 
 
+def _lr_at(state, step):
+    """The rate after `step` steps (what `_current_lr` reads when the step counter is `step`)."""
+    return float(state["schedule"](tf.constant(int(step), tf.int64)))
+
+
+def _make_agree(strategy):
+    """A `tf.function(flag) -> bool tensor`: whether any worker's flag is set."""
+
+    @tf.function
+    def agree(flag):
+        value = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) > 0
+
+    return agree
+
+
+# Automatic steps per execution: aim for calls of about this many seconds.
+_TARGET_CALL_SECONDS = 0.2
+_MAX_STEPS_PER_EXECUTION = 1000
+
+
 def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callbacks, stream,
          is_chief, resumed_from_step, per_replica_batch, static_shapes, data_kwargs,
          start_time):
     model, optimizer, step_var = state["model"], state["optimizer"], state["step"]
-    train_step = loop.make_train_step(
+    train_steps = loop.make_train_step(
         strategy, model, optimizer, step_var, global_batch_size=config.batch_size,
         jit_compile=config.jit_compile,
     )
-    eval_step = loop.make_eval_step(strategy, model)
     eval_ds = _eval_dataset(config, strategy, static_shapes, data_kwargs)
+    evaluate_all = loop.make_evaluate(strategy, model, eval_ds)
     distance_fn = loop.make_distance_fn(model.trainable_variables, state["initial_weights"])
+    train_input = _TrainInput(config, strategy, plan, per_replica_batch, data_kwargs)
+    multi_worker = strategy_lib.num_workers(strategy) > 1
+    agree = _make_agree(strategy) if multi_worker else None
+    # Steps per call: fixed (the same on every worker), or adapted to the step time
+    # in a single process (grouping never changes the numbers, only when the host looks).
+    fixed_steps = config.steps_per_execution or (1 if multi_worker else 0)
+    auto_steps = 1
     history_path = os.path.join(config.model_dir, HISTORY_FILENAME)
     history, distance_record = _load_history(history_path, resumed_from_step)
     progress = loop.Progress(plan.num_epochs, verbose=config.verbose if is_chief else 0,
                              stream=stream)
-    train_loss = keras.metrics.Mean(name="loss")
-    train_accuracy = keras.metrics.Mean(name="accuracy")
     check_grads = state["policy"] != "mixed_float16"  # the loss scaler skips inf gradients
 
     model.stop_training = False
@@ -307,8 +372,9 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
 
     step = resumed_from_step
     last_saved = step if resumed_from_step else None
+    last_save_time = time.time()
     last_logs = history[-1] if history else {}
-    trained_steps = 0
+    calls = 0
     timed_steps, timed_seconds = 0, 0.0
     if step == 0 and is_chief:
         distance_record = [[0, 0.0]]
@@ -316,12 +382,15 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
     record_due(step)  # skip the steps already recorded before a resume
 
     def save(at_step):
-        nonlocal last_saved
+        nonlocal last_saved, last_save_time
         if last_saved == at_step:
             return
         state["epoch"].assign(at_step // plan.steps_per_epoch)
         checkpointer.save(at_step)
+        if is_chief:  # the distance records up to a checkpoint survive a resume from it
+            _write_json(history_path, {"history": history, "distance_record": distance_record})
         last_saved = at_step
+        last_save_time = time.time()
 
     def fail(message, at_step):
         good = checkpointer.latest
@@ -335,66 +404,83 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
         print(f"\n{message}", file=stream or sys.stdout, flush=True)
         raise NonFiniteLossError(message, step=at_step, checkpoint=good)
 
+    def call_end(at_step, epoch_end):
+        """Where the next call stops: never past a step the host must see."""
+        end = min(epoch_end, at_step + (fixed_steps or auto_steps),
+                  record_due.next_after(at_step))
+        if config.checkpoint_every_steps:
+            every = config.checkpoint_every_steps
+            end = min(end, (at_step // every + 1) * every)
+        return end
+
     start_epoch, skip = plan.epoch_of(step)
     for epoch in range(start_epoch, plan.num_epochs):
         steps_this_epoch = plan.steps_in_epoch(epoch)
         skip_now = skip if epoch == start_epoch else 0
         if skip_now >= steps_this_epoch:
             continue
-        train_loss.reset_state()
-        train_accuracy.reset_state()
-        dist_ds = _train_dataset(config, strategy, epoch, skip_now, per_replica_batch,
-                                 data_kwargs)
-        iterator = iter(dist_ds)
+        epoch_first_step = epoch * plan.steps_per_epoch
+        epoch_end = epoch_first_step + steps_this_epoch
+        loss_sum = correct_sum = count_sum = 0.0
+        loss_steps = 0
+        values = {}
+        iterator = train_input.iterator(epoch, skip_now)
         progress.epoch_begin(epoch, steps_this_epoch, skip_now)
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
         epoch_start = time.time()
-        for index in range(skip_now, steps_this_epoch):
+        while step < epoch_end and not model.stop_training:
+            num_steps = call_end(step, epoch_end) - step
             t0 = time.time()
-            if guard is not None:
-                outputs = guard.run(train_step, iterator)
-            else:
-                outputs = train_step(iterator)
-            loss, correct, count, grad_sq = (float(v) for v in outputs)
-            if trained_steps > 0:
-                timed_steps += 1
-                timed_seconds += time.time() - t0
-            trained_steps += 1
-            step += 1
-            if not math.isfinite(loss) or (check_grads and not math.isfinite(grad_sq)):
-                what = "loss" if not math.isfinite(loss) else "gradient"
-                fail(
-                    f"Training stopped: the {what} is not finite (loss={loss}) at step {step} "
-                    f"(epoch {epoch + 1}). Nothing was saved after it; the last good checkpoint "
-                    f"is {checkpointer.latest or 'none (no checkpoint yet)'}. Lower the learning "
-                    "rate (--lr_values/--lr_multiplier), add warm-up (--warmup_epochs) or use "
-                    "--lr_scaling=sqrt instead of linear.",
-                    step,
-                )
-            train_loss.update_state(loss, sample_weight=1.0)
-            train_accuracy.update_state(correct / max(count, 1.0), sample_weight=count)
-            values = {"loss": float(train_loss.result()),
-                      "accuracy": float(train_accuracy.result())}
+            args = (iterator, tf.constant(num_steps, tf.int32))
+            rows = guard.run(train_steps, *args) if guard is not None else train_steps(*args)
+            rows = rows.numpy().astype("float64")
+            seconds = time.time() - t0
+            if calls > 0:  # the first call traces the step function
+                timed_steps += len(rows)
+                timed_seconds += seconds
+                if not fixed_steps:
+                    per_step = seconds / max(len(rows), 1)
+                    auto_steps = int(max(1, min(_MAX_STEPS_PER_EXECUTION, 4 * auto_steps,
+                                                _TARGET_CALL_SECONDS / max(per_step, 1e-6))))
+            calls += 1
+            for loss, correct, count, grad_sq in rows.tolist():
+                step += 1
+                index = step - epoch_first_step - 1
+                if not math.isfinite(loss) or (check_grads and not math.isfinite(grad_sq)):
+                    what = "loss" if not math.isfinite(loss) else "gradient"
+                    fail(
+                        f"Training stopped: the {what} is not finite (loss={loss}) at step "
+                        f"{step} (epoch {epoch + 1}). Nothing was saved after it; the last good "
+                        f"checkpoint is {checkpointer.latest or 'none (no checkpoint yet)'}. "
+                        "Lower the learning rate (--lr_values/--lr_multiplier), add warm-up "
+                        "(--warmup_epochs) or use --lr_scaling=sqrt instead of linear.",
+                        step,
+                    )
+                loss_sum += loss
+                loss_steps += 1
+                correct_sum += correct
+                count_sum += count
+                values = {"loss": loss_sum / loss_steps,
+                          "accuracy": correct_sum / count_sum if count_sum else 0.0}
+                if step % config.summary_every_steps == 0:
+                    summaries.scalars("train", {"step_loss": loss,
+                                                "learning_rate": _lr_at(state, step)}, step)
+                batch_logs = dict(values, step=step, learning_rate=None)
+                for callback in callbacks:
+                    callback.on_train_batch_end(index, batch_logs)
+            # `step` is now the end of the call: the record and checkpoint steps are call ends.
             if record_due(step) and is_chief:
                 distance_record.append([step, float(distance_fn())])
-            if step % config.summary_every_steps == 0:
-                summaries.scalars("train", {"step_loss": loss, "learning_rate": _current_lr(state)},
-                                  step)
-            progress.step(index + 1, values)
-            batch_logs = dict(values, step=step, learning_rate=None)
-            for callback in callbacks:
-                callback.on_train_batch_end(index, batch_logs)
+            progress.step(step - epoch_first_step, values)
             if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 save(step)
-            if model.stop_training:
-                break
         epoch_seconds = time.time() - epoch_start
 
         end_of_run = step >= plan.total_steps or model.stop_training
-        logs = {"loss": float(train_loss.result()), "accuracy": float(train_accuracy.result())}
+        logs = {"loss": values.get("loss"), "accuracy": values.get("accuracy")}
         if (epoch + 1) % config.eval_every_epochs == 0 or end_of_run:
-            logs.update(loop.evaluate(eval_step, eval_ds))
+            logs.update(loop.evaluate(evaluate_all))
         logs["learning_rate"] = _current_lr(state)
         logs["weight_distance"] = float(distance_fn())
         for callback in callbacks:
@@ -412,13 +498,17 @@ def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callb
         progress.epoch_end({k: v for k, v in logs.items()})
         if is_chief:
             _write_json(history_path, {"history": history, "distance_record": distance_record})
-        save(step)
         if end_of_run:
             break
+        due = time.time() - last_save_time >= config.checkpoint_every_seconds
+        if agree is not None:  # every worker takes part in a save: decide together
+            due = bool(agree(tf.constant(float(due))))
+        if due:
+            save(step)
 
     save(step)
     if "test_accuracy" not in last_logs or last_logs.get("test_accuracy") is None:
-        last_logs = dict(last_logs, **loop.evaluate(eval_step, eval_ds))
+        last_logs = dict(last_logs, **loop.evaluate(evaluate_all))
     for callback in callbacks:
         callback.on_train_end(dict(last_logs))
 

@@ -2,7 +2,7 @@
 
 The tuner reads a recipe's defaults exactly as `python -m tfgap.recipes.<name>`
 does, and writes its best setting as a flagfile in the format of the
-top-level `recipes/` files: a header naming the command that runs it, then
+top-level `recipes/<recipe>/` files: a header naming the command that runs it, then
 one `--flag=value` per line, only for the settings that differ from the
 recipe's defaults for that model.
 """
@@ -21,7 +21,7 @@ _NOT_WRITTEN = ("dataset", "model_dir", "export_dir")
 
 def available_recipes():
     """The recipe names `python -m tfgap.recipes.<name>` accepts (and the tuner)."""
-    return sorted({*RECIPES, "imagenet"})
+    return sorted(RECIPES)
 
 
 def parse_recipe(recipe, argv):
@@ -30,10 +30,6 @@ def parse_recipe(recipe, argv):
     Raises:
         tfgap.recipes.flags.UsageError: bad flags, or an unknown recipe.
     """
-    if recipe == "imagenet":
-        from tfgap.recipes import imagenet  # noqa: PLC0415
-
-        return imagenet.parse(argv)
     if recipe not in RECIPES:
         raise recipe_flags.UsageError(
             f"Expected --recipe in {available_recipes()}. Received: --recipe={recipe}")
