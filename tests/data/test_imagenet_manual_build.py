@@ -78,6 +78,10 @@ def test_imagenet_builds_from_manual_dir_and_reads(tmp_path):
         assert x.shape[1:] == (224, 224, 3) and x.dtype == tf.float32
         labels += y.numpy().tolist()
     assert sorted(labels) == [0] * PER_CLASS + [1] * PER_CLASS
+    # Counted as prepared on disk, not as the published 1,281,167 / 50,000.
+    assert data.num_examples("imagenet2012", "train", data_dir=data_dir) == 2 * PER_CLASS
+    assert data.num_examples("imagenet2012", "test", data_dir=data_dir) == NUM_VAL
+    assert data.num_examples("imagenet2012", "train") == 1281167
 
     # Prepared now: download=False reads it, and the eval split is the validation tar.
     val = data.build_dataset("imagenet2012", "test", batch_size=NUM_VAL, training=False,

@@ -149,11 +149,11 @@ def test_one_device_mock_run_exports_raw_uint8_serving(tmp_path, capsys):
 def test_mirrored_run_on_the_real_builder_from_a_tiny_manual_dir(tmp_path):
     data_dir = tmp_path / "tfds"
     _write_manual_dir(str(data_dir / "downloads" / "manual"))
-    # The trainer plans epochs with ImageNet's published size (1,281,167 images), so two
-    # steps of batch 4 are 2 / (1281167 // 4) epochs; the 6 real images repeat.
-    steps_per_epoch = 1281167 // 4
+    # The trainer counts the data as prepared on disk (6 training images), not as the
+    # published 1,281,167: one step of batch 4 per epoch.
+    steps_per_epoch = (len(SYNSETS) * PER_CLASS) // 4
     proc = run_module(["--strategy=mirrored", "--logical_cpus=2", f"--data_dir={data_dir}",
-                       "--download", "--batch_size=4", f"--epochs={2.2 / steps_per_epoch!r}",
+                       "--download", "--batch_size=4", "--epochs=2",
                        "--noexport", "--verbose=2", "--keep_checkpoints=1",
                        f"--model_dir={tmp_path / 'run'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -31,8 +31,9 @@ def _check_split(split):
         raise ValueError(f"split must be one of {SPLITS}, received {split!r}.")
 
 
-def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples=None):
-    """Number of examples in a split (all workers together), read from no file.
+def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples=None,
+                 data_dir=None):
+    """Number of examples in a split (all workers together).
 
     Args:
         name: dataset name.
@@ -41,6 +42,10 @@ def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples
         mock_examples: examples per split under `mock_data`.
         num_samples: MNIST-1D generator size (default 5000); must be `None`
             for the other datasets.
+        data_dir: when given, and the tensorflow-datasets data is prepared
+            there, the count is read from that data's metadata (so a partial
+            or custom build is counted as it is on disk); otherwise the
+            published size of the split.
 
     Returns:
         int.
@@ -57,6 +62,11 @@ def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples
         return int(mock_examples)
     if name == "mnist1d" and num_samples is not None:
         return mnist1d_lib.num_mnist1d_examples(split, num_samples)
+    if data_dir is not None and spec.tfds_name:
+        counted = tfds_pipeline.prepared_num_examples(
+            spec, spec.train_split if split == "train" else spec.eval_split, data_dir)
+        if counted is not None:
+            return counted
     return spec.num_train_examples if split == "train" else spec.num_eval_examples
 
 

@@ -58,6 +58,19 @@ def _not_prepared_message(spec, builder, missing_archives=None):
     return "\n".join(lines)
 
 
+def prepared_num_examples(spec, tfds_split, data_dir):
+    """Examples in `tfds_split` of the data prepared in `data_dir`, or `None`.
+
+    `None` when nothing is prepared there (the caller falls back to the
+    published size); reads only the dataset's metadata, not its records.
+    """
+    tfds = _tfds()
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+    if not builder.is_prepared():
+        return None
+    return int(builder.info.splits[tfds_split].num_examples)
+
+
 def get_builder(spec, data_dir=None, download=False):
     """A tfds builder for `spec` whose data is ready to read.
 

@@ -113,6 +113,11 @@ def define_flags(defaults, flag_values=flags.FLAGS):
                      flag_values=fv)
     f.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every N steps "
                      "(0 = at epoch ends).", lower_bound=0, flag_values=fv)
+    f.DEFINE_float("checkpoint_every_seconds", 30.0, "Epoch-end checkpoints at most this "
+                   "often (0 = every epoch end); also at the end and on SIGTERM.",
+                   lower_bound=0.0, flag_values=fv)
+    f.DEFINE_integer("steps_per_execution", 0, "Optimizer steps per tf.function call "
+                     "(0 = automatic).", lower_bound=0, flag_values=fv)
     f.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", lower_bound=1,
                      flag_values=fv)
     f.DEFINE_integer("summary_every_steps", 100, "TensorBoard step scalars every N steps.",
@@ -181,6 +186,8 @@ def config_from_flags(flag_values, defaults):
             eval_batch_size=fv.eval_batch_size,
             eval_every_epochs=fv.eval_every_epochs,
             checkpoint_every_steps=fv.checkpoint_every_steps,
+            checkpoint_every_seconds=fv.checkpoint_every_seconds,
+            steps_per_execution=fv.steps_per_execution,
             keep_checkpoints=fv.keep_checkpoints,
             summary_every_steps=fv.summary_every_steps,
             preemption=fv.preemption,

@@ -65,7 +65,8 @@ class TrainConfig:
         data_dir: tensorflow-datasets data directory.
         download: let tensorflow-datasets download and prepare missing data.
         mock_data: train on tensorflow-datasets' mock data (tests, smoke runs).
-        mock_examples: examples per split with `mock_data` or `synthetic`.
+        mock_examples: examples per split with `mock_data`; with `synthetic`,
+            the examples evaluated (an epoch keeps the real split's length).
         synthetic: random tensors of the right shapes (throughput).
         export_dir: where the SavedModel goes; `None` = no export.
         mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU/TPU.
