@@ -170,7 +170,7 @@ def config_from_flags(flag_values, defaults):
             weight_decay=fv.weight_decay,
             bn_momentum=fv.bn_momentum,
             moving_update=fv.moving_update,
-            model_options=_options(fv.model_options),
+            model_options=parse_model_options(fv.model_options),
             strategy=fv.strategy,
             tpu=fv.tpu,
             logical_cpus=fv.logical_cpus,
@@ -332,7 +332,8 @@ def _floats(name, values):
     return out
 
 
-def _options(items):
+def parse_model_options(items):
+    """`["key=value", ...]` -> a dict, numbers cast to int or float (ConfigError if malformed)."""
     from tfgap.training import ConfigError  # noqa: PLC0415
 
     options = {}

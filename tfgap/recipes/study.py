@@ -160,19 +160,12 @@ def main(argv):
 
 
 def _options(items, usage_error):
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            usage_error(f"--model_options expects key=value pairs, received {item!r}")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        options[key] = value
-    return options
+    from tfgap.recipes.flags import parse_model_options  # noqa: PLC0415
+
+    try:
+        return parse_model_options(items)
+    except ValueError as e:
+        usage_error(str(e))
 
 
 if __name__ == "__main__":
