@@ -216,20 +216,8 @@ def format_table(results):
     >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:9]))
     SB 32 - 0.0300 100 1.0 90.00 ± 1.00
     """
-    headers = ("regime", "batch", "ghost", "lr", "updates", "epochs", "test acc %",
-               "train acc %", "time s", "||w-w0||", "slope", "sharpness")
-    lines = []
-    for row in results["regimes"]:
-        lines.append((
-            row["name"], str(row["batch_size"]), str(row["ghost_batch_size"] or "-"),
-            f"{row['lr']:.4f}", str(row["updates"]), f"{row['epochs']:.1f}",
-            _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 2),
-            _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
-            _pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),
-            _pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 2),
-            _pm(row["diffusion_slope"], row["diffusion_slope_std"], 1.0, 2),
-            _pm(row["sharpness"], row["sharpness_std"], 1.0, 2),
-        ))
+    headers = _HEADERS
+    lines = [_cells(row) for row in results["regimes"]]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
               for i, h in enumerate(headers)]
     fmt = lambda cells: "  ".join(  # noqa: E731
@@ -241,12 +229,19 @@ def format_table(results):
 
 def format_markdown(results):
     """The study's table as Markdown (for docs)."""
-    text = format_table(results).splitlines()
-    header = [c for c in text[0].split("  ") if c.strip()]
-    out = ["| " + " | ".join(h.strip().replace("|", "\\|") for h in header) + " |",
-           "|" + "---|" * len(header)]
-    for row in results["regimes"]:
-        out.append("| " + " | ".join([
+    out = ["| " + " | ".join(h.replace("|", "\\|") for h in _HEADERS) + " |",
+           "|" + "---|" * len(_HEADERS)]
+    out += ["| " + " | ".join(_cells(row)) + " |" for row in results["regimes"]]
+    return "\n".join(out)
+
+
+_HEADERS = ("regime", "batch", "ghost", "lr", "updates", "epochs", "test acc %",
+            "train acc %", "time s", "||w-w0||", "slope", "sharpness")
+
+
+def _cells(row):
+    """One regime's formatted table cells, in `_HEADERS` order."""
+    return (
             row["name"], str(row["batch_size"]), str(row["ghost_batch_size"] or "-"),
             f"{row['lr']:.4f}", str(row["updates"]), f"{row['epochs']:.1f}",
             _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 2),
@@ -255,8 +250,7 @@ def format_markdown(results):
             _pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 2),
             _pm(row["diffusion_slope"], row["diffusion_slope_std"], 1.0, 2),
             _pm(row["sharpness"], row["sharpness_std"], 1.0, 2),
-        ]) + " |")
-    return "\n".join(out)
+    )
 
 
 def _pm(mean, std, scale, digits):
