@@ -9,6 +9,10 @@ Public API:
 - `preprocess_for_eval(name, raw)`: the evaluation transform of raw inputs,
   usable inside a serving signature.
 - `num_examples(name, split, ...)`.
+- `SPLITS = ("train", "validation", "test")`: "validation" is the last
+  `validation_examples` of the training split, "train" the rest (disjoint,
+  the same on every run); `default_validation_examples(name, n)` gives the
+  default size (CIFAR 5000, MNIST/MNIST-1D 10%, ImageNet 1%).
 - `DatasetNotPreparedError`: data not on disk and downloading off.
 - `load_mnist1d(num_samples=5000, seed=42)`: the generated MNIST-1D arrays.
 - `measure_throughput(dataset, num_batches)`: examples per second.
@@ -22,13 +26,16 @@ from tfgap.data.mnist1d import load_mnist1d
 from tfgap.data.pipeline import build_dataset, num_examples
 from tfgap.data.preprocessing import preprocess_for_eval
 from tfgap.data.specs import DatasetSpec, available_datasets, get_spec
+from tfgap.data.splits import SPLITS, default_validation_examples
 from tfgap.data.throughput import measure_throughput
 
 __all__ = [
     "DatasetNotPreparedError",
     "DatasetSpec",
+    "SPLITS",
     "available_datasets",
     "build_dataset",
+    "default_validation_examples",
     "get_spec",
     "load_mnist1d",
     "measure_throughput",

@@ -6,9 +6,15 @@ stream; `tfgap.data.pipeline` shuffles, augments, batches and prefetches it.
 Per-worker sharding: on real data each input pipeline reads its own
 `tfds.even_splits` sub-split, so workers read disjoint files/records and no
 bytes twice (`drop_remainder=True` while training, so every worker has the
-same number of examples). Under `tfds.testing.mock_data` every split yields
-the same fake examples, so there the stream is sharded with
+same number of examples). Under `tfds.testing.mock_data` every split (and every
+sub-split or slice) yields the same fake examples, so there the stream is
+sliced with `skip`/`take` and sharded with
 `Dataset.shard(num_input_pipelines, input_pipeline_id)` instead.
+
+Slicing (the train/validation carve): on real data a `slice` of positions
+becomes tfds split slicing (`"train[:-5000]"`, `"train[-5000:]"`), which
+selects records by their absolute position in the prepared files, before
+any file shuffling, so the carve does not depend on the seed.
 """
 
 import contextlib
@@ -113,8 +119,29 @@ def mock_context(mock_data, mock_examples):
     return _tfds().testing.mock_data(num_examples=int(mock_examples))
 
 
+def split_string(tfds_split, rows=None):
+    """tfds slicing syntax for `rows` (a `slice` of positions) of a split.
+
+    Example:
+
+    >>> split_string("train", slice(None, -500)), split_string("train", slice(-500, None))
+    ('train[:-500]', 'train[-500:]')
+    >>> split_string("test")
+    'test'
+    """
+    if rows is None or (rows.start is None and rows.stop is None):
+        return tfds_split
+    if rows.step not in (None, 1):
+        raise ValueError(f"rows must be a contiguous slice, received {rows!r}.")
+
+    def bound(value):
+        return "" if value is None else str(int(value))
+
+    return f"{tfds_split}[{bound(rows.start)}:{bound(rows.stop)}]"
+
+
 def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuffle_files,
-             seed, input_context, skip_image_decoding):
+             seed, input_context, skip_image_decoding, rows=None):
     """The raw per-worker `(image, label)` stream of one tfds split.
 
     Must run inside `mock_context(...)` when `mock_data` is true.
@@ -132,6 +159,8 @@ def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuff
         input_context: a `tf.distribute.InputContext` or `None`.
         skip_image_decoding: yield the encoded image bytes (ImageNet, so the
             training crop decodes only the crop).
+        rows: `None` (the whole split) or a `slice` of example positions
+            (negative bounds count from the end), read before sharding.
 
     Returns:
         An unbatched `tf.data.Dataset` of `(image, int64 label)`.
@@ -143,7 +172,7 @@ def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuff
         builder = get_builder(spec, data_dir=data_dir, download=download)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    split = tfds_split
+    split = tfds_split if mock_data else split_string(tfds_split, rows)
     if num_pipelines > 1 and not mock_data:
         split = tfds.even_splits(tfds_split, num_pipelines, drop_remainder=training)[pipeline_id]
     decoders = {"image": tfds.decode.SkipDecoding()} if skip_image_decoding else None
@@ -155,6 +184,13 @@ def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuff
         decoders=decoders,
         read_config=read_config,
     )
+    if mock_data and rows is not None:
+        # The mock ignores slicing: cut the one deterministic mock stream here.
+        total = int(ds.cardinality())
+        if total < 0:
+            raise ValueError(f"Cannot slice a mock split of unknown size ({total}).")
+        start, stop, _ = rows.indices(total)
+        ds = ds.skip(start).take(max(0, stop - start))
     if num_pipelines > 1 and mock_data:
         ds = ds.shard(num_pipelines, pipeline_id)
     return ds
