@@ -1,5 +1,6 @@
-"""A two-trial search on mock data under two mirrored CPUs: the trials train with different
-ghost batch sizes, a re-run resumes without new trials, and the best recipe file runs."""
+"""The search chooses on validation, never on test; a two-trial search on mock data under two
+mirrored CPUs: the trials train with different ghost batch sizes, a re-run resumes without new
+trials, and the best recipe file runs."""
 
 import io
 import os
@@ -11,13 +12,81 @@ import pytest
 
 from tfgap import data, models
 from tfgap.layers import GhostBatchNormalization
-from tfgap.training import read_result
-from tfgap.tuning import OBJECTIVE, parse_recipe, run_search
+from tfgap.training import TrainConfig, read_result
+from tfgap.tuning import (
+    OBJECTIVE,
+    GhostBatchHyperModel,
+    finish_search,
+    make_tuner,
+    parse_recipe,
+    run_search,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--model=mlp", "--model_options=mlp_width=16,mlp_depth=2", "--mock_data",
          "--mock_examples=64", "--batch_size=32", "--epochs=1", "--nopreemption",
          "--verbose=0", "--noexport"]
+
+
+# Crafted end-of-run accuracies per ghost batch size: the best on validation (8) is not the
+# best on test (0), and the test ranking is the reverse of the validation ranking at the top.
+CRAFTED = {0: (0.70, 0.90), 8: (0.80, 0.60), 16: (0.75, 0.85), 32: (0.60, 0.70)}
+
+
+class CraftedHyperModel(GhostBatchHyperModel):
+    """The real search space and tuner; `fit` reports crafted (val, test) accuracies."""
+
+    def fit(self, hp, model, *args, trial_id=None, **kwargs):
+        val, test = CRAFTED[hp.get("ghost_batch_size")]
+        return {"val_accuracy": val, "val_loss": 1.0 - val,
+                "test_accuracy": test, "test_loss": 1.0 - test}
+
+
+def test_chosen_trial_is_the_best_on_validation_not_on_test(tmp_path):
+    config = TrainConfig(dataset="mnist", model="mlp", model_dir=str(tmp_path / "unused"),
+                         epochs=1, batch_size=64, mock_data=True, mock_examples=64,
+                         model_options={"mlp_width": 8})
+    hypermodel = CraftedHyperModel(config, trials_dir=str(tmp_path / "trials"),
+                                   min_ghost_batch_size=8, lr_multiplier_range=(1.0, 1.0))
+    assert hypermodel.ghost_choices == sorted(CRAFTED)
+    tuner = make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=10, seed=0)
+    tuner.search()
+    out = io.StringIO()
+    found = finish_search(tuner, "mnist", model_dir=str(tmp_path), kind="random", stream=out)
+    # Every candidate was tried, each trial recorded both numbers.
+    tried = {t["values"]["ghost_batch_size"]: (t["score"], t["test_accuracy"])
+             for t in found["trials"]}
+    assert tried == pytest.approx(CRAFTED)
+    best_val = max(CRAFTED, key=lambda g: CRAFTED[g][0])
+    best_test = max(CRAFTED, key=lambda g: CRAFTED[g][1])
+    assert (best_val, best_test) == (8, 0)  # the two disagree
+    assert found["best_hyperparameters"]["ghost_batch_size"] == best_val
+    assert found["best_config"].ghost_batch_size == best_val
+    assert found["best_score"] == pytest.approx(0.80)
+    assert found["best_test_accuracy"] == pytest.approx(0.60)
+    # The summary ranks by validation and prints one test number: the chosen trial's.
+    text = out.getvalue()
+    assert f"objective {OBJECTIVE}" in text and OBJECTIVE == "val_accuracy"
+    ranked = [line.split(f"{OBJECTIVE}=")[1][:6] for line in text.splitlines()
+              if line.startswith("  trial ")]
+    assert ranked == ["0.8000", "0.7500", "0.7000", "0.6000"]
+    held_out = [line for line in text.splitlines() if "test accuracy" in line.lower()]
+    assert held_out == ["Held-out test accuracy of the chosen trial (not used for the choice): "
+                        "0.6000"]
+    assert "0.9000" not in text and "0.8500" not in text
+    best = parse_recipe("mnist", ["prog", f"--flagfile={found['recipe_file']}"])
+    assert best.ghost_batch_size == best_val
+    with open(found["recipe_file"]) as f:
+        header = [line for line in f if line.startswith("#")]
+    assert any("chosen on the validation split: val_accuracy 0.8000" in h for h in header)
+    assert not any("test" in h for h in header)
+
+
+def test_a_config_without_validation_split_is_refused(tmp_path):
+    config = TrainConfig(dataset="mnist", model="mlp", model_dir=str(tmp_path), epochs=1,
+                         batch_size=64, validation_examples=0, model_options={"mlp_width": 8})
+    with pytest.raises(ValueError, match="validation_examples=0"):
+        GhostBatchHyperModel(config, trials_dir=str(tmp_path))
 
 
 def ghost_sizes(model):
@@ -48,7 +117,10 @@ def test_trials_train_with_different_ghost_batch_sizes(searched):
         result = read_result(t["model_dir"])
         assert result["config"]["ghost_batch_size"] == ghost
         assert result["num_replicas"] == 2 and result["global_step"] == 64 // 32
-        assert t["score"] == pytest.approx(result["test"]["accuracy"])
+        # The score is the end-of-run validation accuracy; test accuracy is only recorded.
+        assert result["num_validation_examples"] > 0
+        assert t["score"] == pytest.approx(result["validation"]["accuracy"])
+        assert t["test_accuracy"] == pytest.approx(result["test"]["accuracy"])
         # The trained model, read back from the tuner's checkpoint of the trial.
         trained = tuner.load_model(tuner.oracle.get_trial(t["trial_id"]))
         assert ghost_sizes(trained) == {ghost or None}
@@ -58,6 +130,9 @@ def test_trials_train_with_different_ghost_batch_sizes(searched):
         moved = [not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights())]
         assert sum(moved) >= len(moved) // 2  # kernels and moving statistics were trained
     assert "ghost_batch_size" in summary and "Best: ghost_batch_size=" in summary
+    best = max(trials, key=lambda t: t["score"])
+    assert first["best_test_accuracy"] == pytest.approx(best["test_accuracy"])
+    assert summary.count("Held-out test accuracy of the chosen trial") == 1
 
 
 def test_rerun_resumes_without_new_trials(searched):
@@ -96,7 +171,8 @@ def test_tune_command_line_with_hyperband(tmp_path):
             f"--best_recipe={tmp_path / 'best.flags'}", *FLAGS]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Best: ghost_batch_size=" in proc.stdout
+    assert "Best: ghost_batch_size=" in proc.stdout and "val_accuracy=" in proc.stdout
+    assert proc.stdout.count("Held-out test accuracy of the chosen trial") == 1
     assert len(os.listdir(tmp_path / "tune" / "trials")) == 1
     best = parse_recipe("mnist", ["prog", f"--flagfile={tmp_path / 'best.flags'}"])
     assert best.ghost_batch_size in (0, 8, 16) and 0.5 <= best.lr_multiplier <= 2

@@ -15,6 +15,12 @@ where `b` is the per-replica batch (ghost batches never straddle replicas).
 Each trial trains with `tfgap.training.train`: the recipe's strategy, data
 pipeline, schedule, checkpoints (a trial interrupted mid-way resumes) and
 `result.json`, one `model_dir` per trial.
+
+The objective is `val_accuracy`, the accuracy on the validation split (carved
+from the training split, `TrainConfig.validation_examples`) at the end of the
+run, maximized. Each trial also records `test_accuracy`, the held-out test
+split's, as a metric that plays no part in the choice: selecting on the test
+split would make the reported test accuracy of the chosen setting optimistic.
 """
 
 import math
@@ -26,7 +32,8 @@ import keras_tuner
 
 from tfgap import data, models
 
-OBJECTIVE = "test_accuracy"
+OBJECTIVE = "val_accuracy"
+HELD_OUT_METRIC = "test_accuracy"
 
 
 def ghost_batch_candidates(per_replica_batch, min_ghost_batch_size=16, include_plain_bn=True):
@@ -101,8 +108,16 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
     resumes from its checkpoint). `fit` hands the tuner's callbacks to the
     trainer (Keras Tuner's best-epoch checkpoint then saves the trained
     weights) and copies the trained weights into the model `build` made, so
-    the tuner's model *is* the trained one. It returns the final metrics,
-    `test_accuracy` (the objective, to maximize) among them.
+    the tuner's model *is* the trained one (its final weights: the trainer's
+    epoch logs name the validation metrics `validation_*`, so Keras Tuner's
+    best-epoch checkpoint never picks an epoch, it saves every epoch). It
+    returns the final metrics: `val_accuracy` (the objective, to maximize) and
+    `val_loss` on the validation split, `test_accuracy` and `test_loss` on the
+    test split (recorded, never selected on), and the training `loss`,
+    `accuracy` and `global_step`.
+
+    The config must keep a validation split (`validation_examples` None or
+    > 0): without one the tuner could only select on the test split.
 
     With Hyperband, `fit(epochs=...)` sets the run length in epochs of the
     small-batch regime (the schedule is the recipe's, cut short); a trial
@@ -136,7 +151,7 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
     hypermodel = GhostBatchHyperModel(config, trials_dir="/tmp/tune/trials",
                                       min_ghost_batch_size=8)
     tuner = keras_tuner.RandomSearch(
-        hypermodel, objective=keras_tuner.Objective("test_accuracy", "max"),
+        hypermodel, objective=keras_tuner.Objective("val_accuracy", "max"),
         max_trials=2, directory="/tmp/tune", project_name="search")
     tuner.search()
     ```
@@ -151,6 +166,13 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             raise ValueError(
                 "Expected `lr_multiplier_range` = (low, high) with 0 < low <= high. "
                 f"Received: lr_multiplier_range={tuple(lr_multiplier_range)!r}"
+            )
+        if getattr(config, "validation_examples", None) == 0:
+            raise ValueError(
+                f"Expected a config with a validation split: the tuner selects on "
+                f"`{OBJECTIVE}` and never on the test split. Received: "
+                "validation_examples=0; leave it at None (the dataset's default) or set "
+                "it > 0."
             )
         self.config = config
         self.strategy = strategy
@@ -232,8 +254,17 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
         result = train(config, strategy=self.strategy,
                        callbacks=[*(callbacks or []), keep])
         model.set_weights(keep.model.get_weights())
+        validation = result.get("validation") or {}
+        if validation.get("accuracy") is None:
+            raise keras_tuner.errors.FatalValueError(
+                f"Expected trial {trial_id} to report a validation accuracy (the objective "
+                f"`{OBJECTIVE}`). Received: result['validation']={validation!r} from "
+                f"{config.model_dir}; the tuner does not select on the test split."
+            )
         metrics = {
-            OBJECTIVE: result["test"]["accuracy"],
+            OBJECTIVE: validation["accuracy"],
+            "val_loss": validation.get("loss"),
+            HELD_OUT_METRIC: result["test"]["accuracy"],
             "test_loss": result["test"]["loss"],
             "loss": result["train"]["loss"],
             "accuracy": result["train"]["accuracy"],

@@ -6,6 +6,12 @@ trial through `tfgap.training.train` in `<model_dir>/trials/<trial_id>`, and
 writes the best setting as a ready-to-run recipe flagfile. Re-running the same
 search continues where it stopped: finished trials are not trained again, an
 interrupted trial resumes from its last checkpoint.
+
+The choice is made on the validation split only: trials are ranked by
+`val_accuracy` (the end-of-run validation accuracy), and the summary and the
+recipe file report it. The chosen trial's test accuracy is printed once, as
+the held-out number that played no part in the choice; the other trials' test
+accuracies are recorded in their `result.json` but not shown.
 """
 
 import math
@@ -14,7 +20,7 @@ import os
 import keras_tuner
 
 from tfgap.tuning import recipe_files
-from tfgap.tuning.hypermodel import OBJECTIVE, GhostBatchHyperModel
+from tfgap.tuning.hypermodel import HELD_OUT_METRIC, OBJECTIVE, GhostBatchHyperModel
 
 TUNERS = ("hyperband", "bayesian", "random")
 SEARCH_SUBDIR = "search"
@@ -60,7 +66,7 @@ def make_tuner(kind, hypermodel, *, directory, max_trials, strategy=None, seed=N
         executions_per_trial: runs averaged per trial.
 
     Returns:
-        The tuner (objective `test_accuracy`, maximized; `overwrite=False`).
+        The tuner (objective `val_accuracy`, maximized; `overwrite=False`).
     """
     if kind not in TUNERS:
         raise ValueError(f"Expected `kind` in {TUNERS}. Received: kind={kind!r}")
@@ -110,13 +116,8 @@ def run_search(config, recipe, *, model_dir, kind="bayesian", max_trials=10, str
         stream: where the summary is printed (default stdout).
 
     Returns:
-        A dict: `best_hyperparameters` (values), `best_config` (`TrainConfig`),
-        `best_score`, `trials` (one dict per finished trial: `trial_id`,
-        `values`, `score`, `model_dir`), `recipe_file` and `tuner`.
+        See `finish_search`.
     """
-    import sys  # noqa: PLC0415
-
-    stream = stream or sys.stdout
     hypermodel = GhostBatchHyperModel(
         config, strategy=strategy, trials_dir=os.path.join(model_dir, TRIALS_SUBDIR),
         min_ghost_batch_size=min_ghost_batch_size, include_plain_bn=include_plain_bn,
@@ -126,45 +127,98 @@ def run_search(config, recipe, *, model_dir, kind="bayesian", max_trials=10, str
     tuner = make_tuner(kind, hypermodel, directory=model_dir, max_trials=max_trials,
                        strategy=strategy, seed=config.seed, hyperband_factor=hyperband_factor)
     tuner.search()
+    return finish_search(tuner, recipe, model_dir=model_dir, kind=kind,
+                         best_recipe=best_recipe, stream=stream)
 
+
+def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=None):
+    """Picks the best trial on validation, writes its recipe file, prints the summary.
+
+    The best trial is the one with the highest `val_accuracy` (Keras Tuner's
+    oracle ranks the trials by the objective). Its `test_accuracy` is looked
+    up only after the choice, and printed once as the held-out number.
+
+    Args:
+        tuner: a searched tuner over a `GhostBatchHyperModel` (`make_tuner`).
+        recipe: the recipe name (for the written recipe file).
+        model_dir: the search directory (named in the summary and the file).
+        kind: the tuner's kind (named in the summary and the file).
+        best_recipe: path of the best recipe file (default
+            `<model_dir>/best.flags`).
+        stream: where the summary is printed (default stdout).
+
+    Returns:
+        A dict: `best_hyperparameters` (values), `best_config` (`TrainConfig`),
+        `best_score` (the best trial's `val_accuracy`), `best_test_accuracy`
+        (its held-out test accuracy, None if not recorded), `trials` (one dict
+        per finished trial: `trial_id`, `values`, `score` (= `val_accuracy`),
+        `test_accuracy`, `model_dir`), `recipe_file` and `tuner`.
+
+    Raises:
+        RuntimeError: no trial finished.
+
+    Example:
+
+    ```python
+    tuner = make_tuner("random", hypermodel, directory="/tmp/tune", max_trials=4)
+    tuner.search()
+    best = finish_search(tuner, "mnist", model_dir="/tmp/tune", kind="random")
+    best["best_score"], best["best_test_accuracy"]
+    ```
+    """
+    import sys  # noqa: PLC0415
+
+    stream = stream or sys.stdout
+    hypermodel = tuner.hypermodel
+    config = hypermodel.config
     trials = []
     for trial in tuner.oracle.trials.values():
         if trial.score is None:
             continue
         trials.append(dict(trial_id=trial.trial_id, values=dict(trial.hyperparameters.values),
                            score=float(trial.score),
+                           test_accuracy=_last_value(trial, HELD_OUT_METRIC),
                            model_dir=os.path.join(hypermodel.trials_dir, trial.trial_id)))
     if not trials:
         raise RuntimeError(f"No trial of the search in {model_dir!r} finished.")
-    best_hp = tuner.get_best_hyperparameters(1)[0]
     best_trial = tuner.oracle.get_best_trials(1)[0]
-    best = hypermodel.trial_config(best_hp, trial_id=best_trial.trial_id)
+    best_hp = best_trial.hyperparameters
+    best = hypermodel.trial_config(best_hp.copy(), trial_id=best_trial.trial_id)
     best_config = config.replace(
         ghost_batch_size=best.ghost_batch_size,
         lr_multiplier=best.lr_multiplier,
         regime_adaptation=best.regime_adaptation,
     )
+    best_test = _last_value(best_trial, HELD_OUT_METRIC)
     path = best_recipe or os.path.join(model_dir, BEST_RECIPE_FILENAME)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     recipe_files.write_recipe_file(
         path, best_config, recipe,
-        header=[f"Best of {len(trials)} {kind} trials (tfgap.recipes.tune) in {model_dir}: "
-                f"{OBJECTIVE} {best_trial.score:.4f}."],
+        header=[f"Best of {len(trials)} {kind} trials (tfgap.recipes.tune) in {model_dir}, "
+                f"chosen on the validation split: {OBJECTIVE} {best_trial.score:.4f}."],
     )
-    _print_summary(stream, trials, best_trial, best_config, path, kind)
+    _print_summary(stream, trials, best_trial, best_config, path, kind, best_test)
     return dict(best_hyperparameters=dict(best_hp.values), best_config=best_config,
-                best_score=float(best_trial.score), trials=trials, recipe_file=path,
-                tuner=tuner)
+                best_score=float(best_trial.score), best_test_accuracy=best_test,
+                trials=trials, recipe_file=path, tuner=tuner)
 
 
-def _print_summary(stream, trials, best_trial, best_config, path, kind):
+def _last_value(trial, name):
+    """The trial's recorded `name` metric, or None."""
+    if not trial.metrics.exists(name):
+        return None
+    value = trial.metrics.get_last_value(name)
+    return None if value is None else float(value)
+
+
+def _print_summary(stream, trials, best_trial, best_config, path, kind, best_test):
     def fmt(values):
         shown = {k: v for k, v in values.items() if not k.startswith("tuner/")}
         return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in shown.items())
 
-    print(f"Search summary ({kind}, {len(trials)} trials, objective {OBJECTIVE}):",
-          file=stream)
+    print(f"Search summary ({kind}, {len(trials)} trials, objective {OBJECTIVE}: "
+          "accuracy on the validation split):", file=stream)
     for t in sorted(trials, key=lambda t: -t["score"]):
         print(f"  trial {t['trial_id']}: {OBJECTIVE}={t['score']:.4f}  {fmt(t['values'])}",
               file=stream)
@@ -174,5 +228,8 @@ def _print_summary(stream, trials, best_trial, best_config, path, kind):
         f"lr_multiplier={best_config.lr_multiplier:.4g}, regime_adaptation={ra}, "
         f"{OBJECTIVE}={best_trial.score:.4f} (trial {best_trial.trial_id}); "
         f"recipe file: {path}",
-        file=stream, flush=True,
+        file=stream,
     )
+    shown = "not recorded" if best_test is None else f"{best_test:.4f}"
+    print(f"Held-out test accuracy of the chosen trial (not used for the choice): {shown}",
+          file=stream, flush=True)
