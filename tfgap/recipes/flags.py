@@ -98,6 +98,9 @@ def define_flags(defaults, flag_values=flags.FLAGS):
                      lower_bound=1, flag_values=fv)
     f.DEFINE_boolean("synthetic", False, "Random tensors of the right shapes (throughput).",
                      flag_values=fv)
+    f.DEFINE_integer("validation_examples", None, "Examples carved from the training split "
+                     "for validation (unset = the dataset's default; 0 = none).", lower_bound=0,
+                     flag_values=fv)
     f.DEFINE_boolean("mixed_precision", False,
                      "mixed_float16 on GPU (with loss scaling), mixed_bfloat16 on CPU/TPU.",
                      flag_values=fv)
@@ -113,8 +116,9 @@ def define_flags(defaults, flag_values=flags.FLAGS):
                      flag_values=fv)
     f.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every N steps "
                      "(0 = at epoch ends).", lower_bound=0, flag_values=fv)
-    f.DEFINE_float("checkpoint_every_seconds", 30.0, "Epoch-end checkpoints at most this "
-                   "often (0 = every epoch end); also at the end and on SIGTERM.",
+    f.DEFINE_float("checkpoint_every_seconds", 300.0, "Write a checkpoint at least this often "
+                   "(seconds), mid-epoch included; epoch-end ones no more often (0 = every "
+                   "epoch end); also at the end and on SIGTERM.",
                    lower_bound=0.0, flag_values=fv)
     f.DEFINE_integer("steps_per_execution", 0, "Optimizer steps per tf.function call "
                      "(0 = automatic).", lower_bound=0, flag_values=fv)
@@ -179,6 +183,7 @@ def config_from_flags(flag_values, defaults):
             mock_data=fv.mock_data,
             mock_examples=fv.mock_examples,
             synthetic=fv.synthetic,
+            validation_examples=fv.validation_examples,
             mixed_precision=fv.mixed_precision,
             jit_compile=fv.jit_compile,
             seed=fv.seed,

@@ -68,6 +68,9 @@ class TrainConfig:
         mock_examples: examples per split with `mock_data`; with `synthetic`,
             the examples evaluated (an epoch keeps the real split's length).
         synthetic: random tensors of the right shapes (throughput).
+        validation_examples: examples carved from the training split for
+            validation (`None` = the dataset's default: 5,000 for CIFAR, 10%
+            for MNIST/MNIST-1D, 1% for ImageNet; 0 = no validation split).
         export_dir: where the SavedModel goes; `None` = no export.
         mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU/TPU.
         jit_compile: XLA-compile the forward and backward pass.
@@ -77,10 +80,11 @@ class TrainConfig:
         eval_every_epochs: evaluate on the test split every this many epochs.
         checkpoint_every_steps: also checkpoint every this many steps (0 = at
             epoch ends only). A checkpoint is always written at the end.
-        checkpoint_every_seconds: epoch-end checkpoints are written only when
-            at least this many seconds passed since the last checkpoint (0 =
-            every epoch end). Checkpoints of `checkpoint_every_steps`, at the
-            end and on preemption are always written.
+        checkpoint_every_seconds: write a checkpoint at least this often
+            (wall-clock seconds), mid-epoch included; epoch-end checkpoints no
+            more often than this; 0 = a checkpoint at every epoch end (and none
+            mid-epoch by time). Checkpoints of `checkpoint_every_steps`, at
+            the end and on preemption are always written.
         steps_per_execution: optimizer steps per `tf.function` call (one host
             sync per call); 0 = automatic (calls of about 0.2 s in a single
             process, 1 step under several workers). Callbacks still see every
@@ -130,6 +134,7 @@ class TrainConfig:
     mock_data: bool = False
     mock_examples: int = 256
     synthetic: bool = False
+    validation_examples: int | None = None
     export_dir: str | None = None
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -138,7 +143,7 @@ class TrainConfig:
     eval_batch_size: int = 0
     eval_every_epochs: int = 1
     checkpoint_every_steps: int = 0
-    checkpoint_every_seconds: float = 30.0
+    checkpoint_every_seconds: float = 300.0
     steps_per_execution: int = 0
     keep_checkpoints: int = 3
     summary_every_steps: int = 100
@@ -161,6 +166,9 @@ class TrainConfig:
         for name in ("ghost_batch_size", "logical_cpus", "seed", "eval_batch_size",
                      "checkpoint_every_steps", "steps_per_execution"):
             set_(name, _integer(name, getattr(self, name), minimum=0))
+        if self.validation_examples is not None:
+            set_("validation_examples",
+                 _integer("validation_examples", self.validation_examples, minimum=0))
         set_("verbose", _integer("verbose", self.verbose, minimum=0))
         if self.verbose > 2:
             raise ConfigError(f"Expected `verbose` in {{0, 1, 2}}. Received: verbose={self.verbose}")
