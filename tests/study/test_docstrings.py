@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["regimes", "report"])
+@pytest.mark.parametrize("name", ["regimes", "report", "sweep"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"tfgap.study.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

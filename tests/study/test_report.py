@@ -1,4 +1,5 @@
-"""The table is computed from the runs' files: checked against hand computations."""
+"""The table is computed from the runs' files (validation and test accuracy): checked against
+hand computations."""
 
 import csv
 import json
@@ -40,14 +41,15 @@ def test_mean_std_is_sample_std():
     assert report.mean_std([None, 0.5]) == (0.5, 0.0)
 
 
-def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, test, train, steps, wall, dist,
-              record, sharp):
+def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, val, test, train, steps, wall,
+              dist, record, sharp):
     model_dir = run_dir(output_dir, regime, seed)
     os.makedirs(model_dir)
     config = dict(seed=seed, batch_size=batch, base_batch_size=32, ghost_batch_size=0,
                   lr_values=[0.01], lr_multiplier=1.0, lr_scaling=lr_scaling,
                   regime_adaptation=False)
-    result = dict(status="completed", config=config, test={"accuracy": test, "loss": 1.0},
+    result = dict(status="completed", config=config, validation={"accuracy": val, "loss": 0.9},
+                  test={"accuracy": test, "loss": 1.0}, num_validation_examples=400,
                   train={"accuracy": train, "loss": 0.5}, global_step=steps,
                   epochs_completed=2.0, steps_per_epoch=steps // 2, wall_time=wall,
                   weight_distance=dist, distance_record=record,
@@ -63,10 +65,12 @@ def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, test, train, steps
 def test_summarize_and_write(tmp_path):
     out = str(tmp_path)
     tests = {"SB": [0.80, 0.84], "LB+LR": [0.70, 0.75]}
+    vals = {"SB": [0.78, 0.86], "LB+LR": [0.72, 0.71]}
     for name, batch, scaling in (("SB", 32, "none"), ("LB+LR", 512, "sqrt")):
         for i, seed in enumerate((0, 1)):
             record = [[0, 0.0]] + [[t, (i + 1) * math.log(t) + 3] for t in (1, 2, 4, 8)]
-            _fake_run(out, name, seed, batch=batch, lr_scaling=scaling, test=tests[name][i],
+            _fake_run(out, name, seed, batch=batch, lr_scaling=scaling, val=vals[name][i],
+                      test=tests[name][i],
                       train=0.9 + 0.01 * i, steps=100 if name == "SB" else 8,
                       wall=10.0 + i, dist=5.0 + 2 * i, record=record, sharp=1.0 + 3 * i)
     runs = report.load_runs(out, regimes=["SB", "LB+LR"], seeds=[0, 1])
@@ -75,6 +79,11 @@ def test_summarize_and_write(tmp_path):
     assert list(rows) == ["SB", "LB+LR"]
     sb, lb = rows["SB"], rows["LB+LR"]
     assert sb["test_accuracy_mean"] == pytest.approx(0.82)
+    assert sb["validation_accuracy_mean"] == pytest.approx(0.82)
+    assert sb["validation_accuracy_std"] == pytest.approx(math.sqrt(2 * 0.04**2))
+    assert lb["validation_accuracy_mean"] == pytest.approx(0.715)
+    assert sb["per_seed"]["validation_accuracy"] == [0.78, 0.86]
+    assert sb["validation_examples"] == 400
     assert sb["test_accuracy_std"] == pytest.approx(math.sqrt(2 * 0.02**2))
     assert lb["test_accuracy_mean"] == pytest.approx(0.725)
     assert sb["train_accuracy_mean"] == pytest.approx(0.905)
@@ -97,6 +106,13 @@ def test_summarize_and_write(tmp_path):
     assert [r["name"] for r in rows_csv] == ["SB", "LB+LR"]
     assert float(rows_csv[1]["test_accuracy_std"]) == pytest.approx(
         np.std([0.70, 0.75], ddof=1))
+    assert float(rows_csv[1]["validation_accuracy_mean"]) == pytest.approx(0.715)
+    assert float(rows_csv[1]["validation_accuracy_std"]) == pytest.approx(
+        np.std([0.72, 0.71], ddof=1))
     table = report.format_table(results)
     assert "82.00 ± 2.83" in table and "LB+LR" in table
+    header, _, sb_line = table.splitlines()[:3]
+    assert header.index("val acc %") < header.index("test acc %")
+    assert "82.00 ± 5.66" in sb_line  # validation: 0.78, 0.86
+    assert "71.50 ± 0.71" in table.splitlines()[3]
     assert report.format_markdown(results).count("\n") == 3

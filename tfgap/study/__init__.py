@@ -11,6 +11,11 @@ stdout), figures (test error vs epochs and updates, `||w_t - w_0||` vs
 - `run_study`: train, measure, aggregate, plot (`tfgap.study.runner`).
 - `tfgap.study.report`: aggregation, table, CSV and JSON.
 - `tfgap.study.plots`: the figures (matplotlib Agg canvas, no pyplot).
+- `sweep_learning_rate`, `summarize_sweep`: the `SB` learning-rate sweep,
+  chosen on the validation split (`tfgap.study.sweep`).
+
+Accuracies are reported on the validation split (carved from the training
+split) and on the test split; every choice is made on validation.
 """
 
 from tfgap.study.regimes import (
@@ -22,6 +27,7 @@ from tfgap.study.regimes import (
     small_batch_config,
 )
 from tfgap.study.runner import run_study
+from tfgap.study.sweep import summarize_sweep, sweep_learning_rate
 
 __all__ = [
     "MNIST1D_DEFAULTS",
@@ -31,4 +37,6 @@ __all__ = [
     "run_study",
     "slug",
     "small_batch_config",
+    "summarize_sweep",
+    "sweep_learning_rate",
 ]

@@ -2,7 +2,10 @@
 
 Every number comes from the files the runs wrote: the trainer's
 `result.json` (accuracies, steps, wall time, weight distance and its
-log-spaced record) and the study's `study.json` (sharpness). Per regime, over
+log-spaced record) and the study's `study.json` (sharpness). Accuracy is
+reported on the validation split (carved from the training split) and on the
+test split; any choice made with the study (`tfgap.study.sweep`) uses the
+validation numbers, and the test numbers are only reported. Per regime, over
 the seeds:
 
     mean = sum(x_s) / S,   std = sqrt(sum((x_s - mean)**2) / (S - 1))   (0 when S = 1)
@@ -28,6 +31,7 @@ RESULTS_CSV = "results.csv"
 
 # (column, per-run key) of the quantities averaged over seeds.
 _MEASURES = (
+    ("validation_accuracy", "validation_accuracy"),
     ("test_accuracy", "test_accuracy"),
     ("train_accuracy", "train_accuracy"),
     ("wall_time", "wall_time"),
@@ -38,7 +42,8 @@ _MEASURES = (
 
 CSV_COLUMNS = (
     "name", "seeds", "batch_size", "ghost_batch_size", "lr", "lr_scaling", "regime_adaptation",
-    "epochs", "updates",
+    "epochs", "updates", "validation_examples",
+    "validation_accuracy_mean", "validation_accuracy_std",
     "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean", "train_accuracy_std",
     "wall_time_mean", "wall_time_std", "weight_distance_mean", "weight_distance_std",
     "diffusion_slope", "diffusion_slope_std", "sharpness", "sharpness_std",
@@ -77,8 +82,9 @@ def load_run(model_dir):
     """One run's record: the trainer's `result.json` merged with `study.json`.
 
     Returns:
-        A dict with `regime`, `seed`, `model_dir`, `test_accuracy`,
-        `train_accuracy`, `updates` (optimizer steps), `epochs` (epochs of the
+        A dict with `regime`, `seed`, `model_dir`, `validation_accuracy`
+        (None without a validation split), `validation_examples`,
+        `test_accuracy`, `train_accuracy`, `updates` (optimizer steps), `epochs` (epochs of the
         data trained), `wall_time`, `weight_distance`, `diffusion_slope`,
         `sharpness`, `history`, `distance_record` and `config`.
     """
@@ -95,6 +101,8 @@ def load_run(model_dir):
         "seed": config["seed"],
         "model_dir": model_dir,
         "status": result["status"],
+        "validation_accuracy": (result.get("validation") or {}).get("accuracy"),
+        "validation_examples": result.get("num_validation_examples"),
         "test_accuracy": result["test"]["accuracy"],
         "train_accuracy": result["train"]["accuracy"],
         "updates": result["global_step"],
@@ -152,7 +160,8 @@ def summarize(runs):
     Returns:
         `{"regimes": [row, ...]}`; a row has `name`, `seeds`, the regime's
         settings (`batch_size`, `ghost_batch_size`, `lr` (the peak rate after
-        scaling), `lr_scaling`, `regime_adaptation`), `updates`, `epochs`, and
+        scaling), `lr_scaling`, `regime_adaptation`), `updates`, `epochs`,
+        `validation_examples` (the size of the validation split), and
         for every measure `<measure>_mean`, `<measure>_std` (sharpness and
         the diffusion slope as `sharpness`, `sharpness_std`, `diffusion_slope`,
         `diffusion_slope_std`), plus the per-seed values under `per_seed`.
@@ -174,6 +183,7 @@ def summarize(runs):
             "regime_adaptation": config["regime_adaptation"],
             "updates": int(round(mean_std([r["updates"] for r in records])[0])),
             "epochs": mean_std([r["epochs"] for r in records])[0],
+            "validation_examples": records[0].get("validation_examples"),
         }
         for column, key in _MEASURES:
             mean, std = mean_std([r[key] for r in records])
@@ -208,13 +218,14 @@ def format_table(results):
     Example:
 
     >>> row = dict(name="SB", batch_size=32, ghost_batch_size=0, lr=0.03, updates=100,
-    ...            epochs=1.0, test_accuracy_mean=0.9, test_accuracy_std=0.01,
+    ...            epochs=1.0, validation_accuracy_mean=0.91, validation_accuracy_std=0.02,
+    ...            test_accuracy_mean=0.9, test_accuracy_std=0.01,
     ...            train_accuracy_mean=1.0, train_accuracy_std=0.0, wall_time_mean=3.0,
     ...            wall_time_std=0.1, weight_distance_mean=5.0, weight_distance_std=0.2,
     ...            diffusion_slope=1.5, diffusion_slope_std=0.1, sharpness=2.0,
     ...            sharpness_std=0.5)
-    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:9]))
-    SB 32 - 0.0300 100 1.0 90.00 ± 1.00
+    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:12]))
+    SB 32 - 0.0300 100 1.0 91.00 ± 2.00 90.00 ± 1.00
     """
     headers = _HEADERS
     lines = [_cells(row) for row in results["regimes"]]
@@ -235,7 +246,7 @@ def format_markdown(results):
     return "\n".join(out)
 
 
-_HEADERS = ("regime", "batch", "ghost", "lr", "updates", "epochs", "test acc %",
+_HEADERS = ("regime", "batch", "ghost", "lr", "updates", "epochs", "val acc %", "test acc %",
             "train acc %", "time s", "||w-w0||", "slope", "sharpness")
 
 
@@ -244,6 +255,7 @@ def _cells(row):
     return (
             row["name"], str(row["batch_size"]), str(row["ghost_batch_size"] or "-"),
             f"{row['lr']:.4f}", str(row["updates"]), f"{row['epochs']:.1f}",
+            _pm(row.get("validation_accuracy_mean"), row.get("validation_accuracy_std"), 100.0, 2),
             _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 2),
             _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
             _pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),

@@ -83,13 +83,16 @@ class RunProgress(keras.callbacks.Callback):
             self._draw(step, end="")
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs and logs.get("test_accuracy") is not None:
-            self._logs["test_accuracy"] = logs["test_accuracy"]
+        self._keep_eval(logs)
 
     def on_train_end(self, logs=None):
-        if logs and logs.get("test_accuracy") is not None:
-            self._logs["test_accuracy"] = logs["test_accuracy"]
+        self._keep_eval(logs)
         self._draw(self.total_steps, end="\n")
+
+    def _keep_eval(self, logs):
+        for key in ("validation_accuracy", "test_accuracy"):
+            if logs and logs.get(key) is not None:
+                self._logs[key] = logs[key]
 
     def _draw(self, step, end):
         done = min(step / self.total_steps, 1.0)
@@ -112,7 +115,8 @@ def run_dir(output_dir, regime, seed):
 
 def total_steps(config):
     """The optimizer steps `train(config)` will take (`tfgap.training.plan_steps`)."""
-    kwargs = dict(mock_data=config.mock_data, mock_examples=config.mock_examples)
+    kwargs = dict(mock_data=config.mock_data, mock_examples=config.mock_examples,
+                  validation_examples=config.validation_examples)
     plan = plan_steps(
         config,
         num_train_examples=data.num_examples(config.dataset, "train", **kwargs),
@@ -126,11 +130,13 @@ def fixed_examples(config, split, num):
 
     The same examples for every run of a study: the data on which sharpness
     and the interpolation are measured (evaluation preprocessing, no shuffle).
+    `"train"` is the run's training split (without its validation examples).
     """
     ds = data.build_dataset(
         config.dataset, split, batch_size=min(int(num), 1024), training=False, shuffle=False,
         data_dir=config.data_dir, mock_data=config.mock_data,
         mock_examples=config.mock_examples, synthetic=config.synthetic, seed=0,
+        validation_examples=config.validation_examples,
     )
     xs, ys, have = [], [], 0
     for x, y in ds:
