@@ -1,10 +1,11 @@
 """Test helper (not a test): run a recipe's config through `train` with hooks.
 
     python tests/recipes/hooks_script.py RECIPE [--kill_at=N] [--sigterm_at=N]
-        [--dump_weights=PATH] -- RECIPE FLAGS...
+        [--sleep_at=N] [--dump_weights=PATH] -- RECIPE FLAGS...
 
 --kill_at: SIGKILL this process after step N (a hard crash, nothing flushed).
 --sigterm_at: send SIGTERM to this process after step N (a preemption notice).
+--sleep_at: sleep 1.5 s after step N (so a clock checkpoint falls due there).
 --dump_weights: save the final weights (np.savez) from every worker.
 Exit status: 0 done, 42 preempted.
 """
@@ -12,6 +13,7 @@ Exit status: 0 done, 42 preempted.
 import os
 import signal
 import sys
+import time
 
 import keras
 import numpy as np
@@ -21,11 +23,14 @@ from tfgap.training import Preempted, train
 
 
 class Hooks(keras.callbacks.Callback):
-    def __init__(self, kill_at=None, sigterm_at=None, dump_weights=None):
+    def __init__(self, kill_at=None, sigterm_at=None, sleep_at=None, dump_weights=None):
         super().__init__()
         self.kill_at, self.sigterm_at, self.dump_weights = kill_at, sigterm_at, dump_weights
+        self.sleep_at = sleep_at
 
     def on_train_batch_end(self, batch, logs=None):
+        if logs["step"] == self.sleep_at:
+            time.sleep(1.5)
         if logs["step"] == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if logs["step"] == self.sigterm_at:
@@ -45,6 +50,7 @@ def main(argv):
     hooks = Hooks(
         kill_at=int(options["kill_at"]) if "kill_at" in options else None,
         sigterm_at=int(options["sigterm_at"]) if "sigterm_at" in options else None,
+        sleep_at=int(options["sleep_at"]) if "sleep_at" in options else None,
         dump_weights=options.get("dump_weights"),
     )
     try:

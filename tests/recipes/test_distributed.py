@@ -3,6 +3,7 @@ and the --logical_cpus split. Each test starts recipe processes (TF import ~5-10
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,8 +15,9 @@ import tensorflow as tf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOOKS = os.path.join(HERE, "hooks_script.py")
-# 64 mock examples at batch 16: 4 steps per epoch, 3 epochs = 12 steps.
-FLAGS = ["--mock_data", "--mock_examples=64", "--batch_size=16", "--base_batch_size=16",
+# 80 mock examples, 16 held out for validation, 64 trained on at batch 16: 4 steps per
+# epoch, 3 epochs = 12 steps.
+FLAGS = ["--mock_data", "--mock_examples=80", "--validation_examples=16", "--batch_size=16", "--base_batch_size=16",
          "--epochs=3", "--model=mlp", "--model_options=mlp_width=16,mlp_depth=1", "--verbose=2",
          "--lr_boundaries=2", "--lr_values=0.1,0.01", "--noexport"]
 
@@ -108,19 +110,64 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
 
 
+def history(model_dir, drop=("seconds",)):
+    """history.json without the wall times (the one thing a resume may change)."""
+    with open(os.path.join(model_dir, "history.json")) as f:
+        saved = json.load(f)
+    saved["history"] = [{k: v for k, v in h.items() if k not in drop}
+                        for h in saved["history"]]
+    return saved
+
+
+def test_sigkill_mid_epoch_by_the_clock_resumes_with_the_same_history(tmp_path):
+    # One step per call; after step 6 (mid-epoch 2) the hook sleeps past the 1 s clock, so
+    # a checkpoint falls due there; the process is killed hard after step 7.
+    flags = FLAGS + ["--strategy=one_device", "--deterministic", "--steps_per_execution=1",
+                     "--checkpoint_every_seconds=1"]
+    killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
+    proc = hooks(["--sleep_at=6", "--kill_at=7"], flags + [f"--model_dir={killed_dir}"],
+                 env=env())
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    proc = recipe(flags + [f"--model_dir={killed_dir}"], env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = result(killed_dir)
+    assert resumed["resumed_from_step"] == 6  # inside epoch 2 (steps 5-8)
+    proc = recipe(flags + [f"--model_dir={full_dir}"], env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    full = result(full_dir)
+    assert full["resumed_from_step"] == 0 and full["global_step"] == resumed["global_step"] == 12
+    # Epoch 2's loss and accuracy are means over all four of its steps in both runs.
+    assert history(killed_dir) == history(full_dir)
+    assert len(history(full_dir)["history"]) == 3
+
+
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_resumes(tmp_path):
-    flags = FLAGS + ["--strategy=one_device", f"--model_dir={tmp_path / 'run'}"]
+def test_sigterm_saves_step_numbered_checkpoints_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = FLAGS + ["--strategy=one_device", f"--model_dir={run_dir}",
+                     "--checkpoint_every_steps=1", "--keep_checkpoints=2"]
     proc = hooks(["--sigterm_at=5"], flags, env=env())
     assert proc.returncode == 42, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "PREEMPTED" in proc.stdout
-    saved = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    saved = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     assert saved is not None
     step = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    assert 5 <= step < 12
+    assert 5 <= step < 12 and saved.endswith(f"ckpt-{step}")
+    # One manager wrote every checkpoint: step-numbered files only, at most keep_checkpoints.
+    names = sorted(os.listdir(run_dir / "checkpoints"))
+    numbers = set()
+    for name in names:
+        if name == "checkpoint":
+            continue
+        match = re.fullmatch(r"ckpt-(\d+)\.(index|data-\d+-of-\d+)", name)
+        assert match, names
+        numbers.add(int(match.group(1)))
+    assert len(numbers) <= 2 and step in numbers, names
+    assert os.path.exists(run_dir / "history.json")
+    assert [h["step"] for h in history(run_dir)["history"]] == [4]
     proc = recipe(flags, env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
-    record = result(tmp_path / "run")
+    record = result(run_dir)
     assert record["resumed_from_step"] == step and record["global_step"] == 12
 
 

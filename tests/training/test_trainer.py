@@ -17,7 +17,8 @@ def tiny(tmp_path, **changes):
     fields = dict(
         dataset="mnist", model="mlp", model_options={"mlp_width": 16, "mlp_depth": 2},
         model_dir=str(tmp_path / "run"), epochs=2, batch_size=16, base_batch_size=16,
-        lr_boundaries=(1,), lr_values=(0.1, 0.01), mock_data=True, mock_examples=64,
+        lr_boundaries=(1,), lr_values=(0.1, 0.01), mock_data=True, mock_examples=80,
+        validation_examples=16,  # 64 examples trained on: 4 steps per epoch at batch 16
         strategy="one_device", verbose=2, preemption=False,
     )
     fields.update(changes)
@@ -25,7 +26,8 @@ def tiny(tmp_path, **changes):
 
 
 def test_one_device_run_writes_result_and_history(tmp_path, capsys):
-    # k = 16 / 8 = 2: sqrt scaling and regime adaptation by 2; 64 // 16 = 4 steps per epoch.
+    # k = 16 / 8 = 2: sqrt scaling and regime adaptation by 2; 64 // 16 = 4 steps per epoch
+    # (80 mock training examples, 16 of them held out for validation).
     config = tiny(tmp_path, base_batch_size=8, regime_adaptation=True, epochs=1.5,
                   lr_boundaries=(0.5,), weight_decay=1e-4)
     result = train(config)
@@ -39,6 +41,11 @@ def test_one_device_run_writes_result_and_history(tmp_path, capsys):
     # Breakpoint 0.5 epoch * stretch 2 * 4 = step 4: after it, 0.01 * sqrt(2).
     assert math.isclose(history[0]["learning_rate"], 0.01 * math.sqrt(2), rel_tol=1e-6)
     assert all(0.0 <= h["test_accuracy"] <= 1.0 for h in history)
+    assert all(0.0 <= h["validation_accuracy"] <= 1.0 for h in history)
+    assert (on_disk["num_train_examples"], on_disk["num_validation_examples"],
+            on_disk["num_test_examples"]) == (64, 16, 80)
+    assert on_disk["validation"]["accuracy"] == history[-1]["validation_accuracy"]
+    assert on_disk["test"]["accuracy"] == history[-1]["test_accuracy"]
     distances = [h["weight_distance"] for h in history]
     assert distances[0] > 0
     steps = [s for s, _ in on_disk["distance_record"]]
@@ -47,6 +54,9 @@ def test_one_device_run_writes_result_and_history(tmp_path, capsys):
     assert os.path.isdir(os.path.join(config.model_dir, "logs", "train"))
     out = capsys.readouterr().out
     assert "Epoch 1/3" in out and "Epoch 3/3" in out and "test_accuracy" in out
+    assert "validation_accuracy" in out
+    with open(os.path.join(config.model_dir, "history.json")) as f:
+        assert json.load(f)["history"] == history
 
 
 def test_weight_distance_and_callbacks(tmp_path):
@@ -197,3 +207,117 @@ def test_checkpoint_every_seconds(tmp_path):
     train(rarely)
     state = tf.train.get_checkpoint_state(os.path.join(rarely.model_dir, "checkpoints"))
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["12"]
+
+
+def _example_keys(dataset):
+    """One key per example: its raw bytes and label (examples are told apart by content)."""
+    keys = []
+    for x, y in dataset:
+        x, y = np.asarray(x), np.asarray(y)
+        keys += [xi.tobytes() + yi.tobytes() for xi, yi in zip(x, y)]
+    return keys
+
+
+@pytest.mark.parametrize("dataset, model, changes", [
+    ("mnist", "mlp", dict(mock_examples=80, validation_examples=16)),
+    ("mnist1d", "mlp", dict(mock_data=False, batch_size=512, validation_examples=None)),
+])
+def test_the_batches_fed_never_hold_a_validation_example(tmp_path, dataset, model, changes):
+    from tfgap.training import trainer
+
+    config = tiny(tmp_path, dataset=dataset, model=model, epochs=1, **changes)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    splits = trainer._count_splits(config)
+    plan = trainer.steps.plan_steps(config, num_train_examples=splits.num_train,
+                                    num_eval_examples=splits.num_test)
+    fed_input = trainer._TrainInput(config, strategy, plan, config.batch_size)
+    iterator = fed_input.iterator(0, 0)
+    fed = _example_keys(next(iterator) for _ in range(plan.steps_per_epoch))
+    validation = _example_keys(trainer._eval_dataset(config, strategy, "validation",
+                                                     splits.num_validation, False))
+    expected_validation = 16 if dataset == "mnist" else 400  # MNIST-1D: 10% of 4,000
+    assert splits.num_validation == len(validation) == expected_validation
+    assert len(fed) == plan.steps_per_epoch * config.batch_size
+    assert not set(fed) & set(validation)
+    assert len(set(validation)) == len(validation)
+
+
+def test_validation_split_that_leaves_no_batch_is_a_config_error(tmp_path):
+    config = tiny(tmp_path, validation_examples=70)  # 80 - 70 = 10 < batch 16
+    with pytest.raises(ConfigError, match=r"at most 64 can be held out.*validation_examples=70"):
+        train(config)
+    assert not os.path.exists(config.model_dir)
+
+
+def test_no_validation_split(tmp_path):
+    result = train(tiny(tmp_path, validation_examples=0, mock_examples=64, epochs=1))
+    assert result["num_validation_examples"] == 0 and result["num_train_examples"] == 64
+    assert result["validation"] == {"loss": None, "accuracy": None}
+    assert result["test"]["accuracy"] is not None
+
+
+def test_resume_with_another_validation_split_is_refused_and_overwrites_nothing(tmp_path):
+    config = tiny(tmp_path, epochs=1)
+    train(config)
+    ckpt_dir = os.path.join(config.model_dir, "checkpoints")
+    before = {name: os.path.getmtime(os.path.join(ckpt_dir, name)) for name in os.listdir(ckpt_dir)}
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        saved_config = f.read()
+    other = tiny(tmp_path, epochs=2, validation_examples=8)
+    with pytest.raises(ConfigError, match=r"validation split of 16 .*validation_examples=8"):
+        train(other)
+    after = {name: os.path.getmtime(os.path.join(ckpt_dir, name)) for name in os.listdir(ckpt_dir)}
+    assert after == before
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        assert f.read() == saved_config
+
+
+def test_learning_rate_follows_the_optimizer_iterations_through_skipped_steps():
+    # A LossScaleOptimizer skips a step whose gradients are not finite, and its iteration
+    # count stays; the rate reported for each step is the schedule at that count.
+    import keras
+
+    from tfgap.training import loop
+    from tfgap.training.trainer import current_learning_rate
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0, 1], [0.5, 0.25, 0.125])
+        optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64)
+    train_steps = loop.make_train_step(strategy, model, optimizer, step, global_batch_size=2)
+    good = (np.ones((2, 3), np.float32), np.zeros((2,), np.int32))
+    bad = (np.full((2, 3), np.inf, np.float32), np.zeros((2,), np.int32))
+    rates = []
+    for batch in (good, bad, good, good):
+        iterator = iter(strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(batch)))
+        rows = train_steps(iterator, tf.constant(1, tf.int32)).numpy()
+        rates.append(float(rows[0, 4]))
+    # Schedule values at iterations 0, 1, 1 (the bad step was skipped), 2.
+    np.testing.assert_allclose(rates, [0.5, 0.25, 0.25, 0.125])
+    assert int(step.numpy()) == 4 and int(optimizer.iterations.numpy()) == 3
+    assert current_learning_rate(optimizer) == 0.125
+
+
+def test_synthetic_runs_evaluate_only_mock_examples(tmp_path):
+    # Synthetic CIFAR-10 keeps the real training length, but a throughput run evaluates
+    # only `mock_examples` of the test split (not 10,000) and holds out the mock default
+    # (10% of mock_examples) for validation.
+    from tfgap.training import trainer
+
+    config = tiny(tmp_path, dataset="cifar10", mock_data=False, synthetic=True, mock_examples=24,
+                  validation_examples=None, eval_batch_size=16, epochs=0.001)
+    splits = trainer._count_splits(config)
+    assert (splits.num_train, splits.num_validation, splits.num_test) == (49998, 2, 24)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    evaluated = {
+        split: sum(int(np.asarray(y).shape[0])
+                   for _, y in trainer._eval_dataset(config, strategy, split, size, False))
+        for split, size in (("validation", 2), ("test", 24))}
+    assert evaluated == {"validation": 16, "test": 32}  # whole batches of 16
+    result = train(config)
+    assert result["global_step"] == 3 and result["test"]["accuracy"] is not None
+    assert result["num_test_examples"] == 24

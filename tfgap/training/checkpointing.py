@@ -1,11 +1,17 @@
 """Checkpoints for exact mid-epoch resume, and preemption (SIGTERM) handling.
 
 A checkpoint holds the model, the optimizer (momentum slots, iteration count,
-loss scale), the global step, the epoch and the initial weights `w_0` (so the
-weight distance `||w_t - w_0||` survives a restart). The data position needs
-no state of its own: the trainer rebuilds each epoch's input pipeline from
-`(seed, epoch)` and skips the steps already taken in that epoch, so a resumed
-run sees exactly the batches an uninterrupted one would.
+loss scale), the global step, the epoch, the initial weights `w_0` (so the
+weight distance `||w_t - w_0||` survives a restart), the running sums of the
+epoch in progress (so a resumed epoch logs what an uninterrupted one would)
+and the size of the validation split it was trained beside. The data position
+needs no state of its own: the trainer rebuilds each epoch's input pipeline
+from `(seed, epoch)` and skips the steps already taken in that epoch, so a
+resumed run sees exactly the batches an uninterrupted one would.
+
+Every checkpoint, whatever made it (the clock, a step count, the end of the
+run, a SIGTERM), goes through one `tf.train.CheckpointManager` and is numbered
+by the global step, so `max_to_keep` holds for all of them.
 
 Only the chief writes to `<model_dir>/checkpoints`; other workers of a
 multi-worker cluster must take part in saving (variables may be read with
@@ -75,54 +81,42 @@ class Checkpointer:
         return path
 
 
-class PreemptionGuard:
-    """`PreemptionCheckpointHandler` for one run, undone when the run ends.
+class PreemptionWatcher:
+    """Notes a SIGTERM (a preemption notice) for the training loop to act on.
 
-    On SIGTERM (or a cluster peer's), the handler finishes the current step,
-    saves a checkpoint on every worker (the chief's in `directory`) and
-    raises `Preempted` out of `run`. `close()` restores the previous SIGTERM
-    handler so several runs in one process do not leak state.
+    The handler only sets `requested`; the trainer looks after every call of
+    its step function, saves a step-numbered checkpoint through its own
+    `Checkpointer` (all workers together: any worker's notice is agreed on
+    with a collective) and raises `Preempted`. `close()` restores the previous
+    SIGTERM handler so several runs in one process do not leak state.
 
-    Args:
-        strategy: the run's strategy (its cluster resolver names the workers).
-        checkpoint: the `tf.train.Checkpoint` of the run.
-        directory: `<model_dir>/checkpoints`.
+    Example:
+
+    >>> import os, signal
+    >>> watcher = PreemptionWatcher()
+    >>> watcher.requested
+    False
+    >>> os.kill(os.getpid(), signal.SIGTERM)
+    >>> watcher.requested
+    True
+    >>> watcher.close()
     """
 
-    def __init__(self, strategy, checkpoint, directory, *, is_chief=True, task_id=None):
-        self._previous = signal.getsignal(signal.SIGTERM)
-        # The handler's own temporary directory of a non-chief worker.
-        self._worker_tmp = None if is_chief else os.path.join(
-            os.path.dirname(directory), f"workertemp_{task_id or 0}")
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
 
-        def exit_fn():
-            raise Preempted(f"Preempted: checkpoint saved in {directory}")
-
-        self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            getattr(strategy, "cluster_resolver", None),
-            checkpoint,
-            checkpoint_dir=directory,
-            termination_config=tf.distribute.experimental.TerminationConfig(
-                exit_fn=exit_fn, grace_period=0
-            ),
-        )
+    def _handle(self, signum, frame):
+        self.requested = True
 
     @staticmethod
     def available():
         """Signal handlers can only be installed from the main thread."""
         return threading.current_thread() is threading.main_thread()
 
-    def run(self, fn, *args):
-        return self.handler.run(fn, *args)
-
     def close(self):
-        handler, self.handler = self.handler, None
-        if handler is not None:
-            handler.__del__()  # joins its watcher threads (multi-worker)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-        if self._worker_tmp:
-            shutil.rmtree(self._worker_tmp, ignore_errors=True)
 
 
 def remove_worker_tmp(directory):

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False):
-    """A `tf.function(iterator, num_steps) -> [n, 4] float32` running up to `num_steps` steps.
+    """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
     the iterator, like Keras' `steps_per_execution`), so the host pays the
@@ -47,9 +47,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
 
     Returns:
         The step function. Row `i` of its output is step `i`'s
-        `(loss, correct, count, grad_sq)`, summed over replicas: the loss
-        (mean over the global batch, plus weight decay), the number of correct
-        predictions, the number of examples and the squared gradient norm. It
+        `(loss, correct, count, grad_sq, learning_rate)`: summed over replicas,
+        the loss (mean over the global batch, plus weight decay), the number of
+        correct predictions, the number of examples and the squared gradient
+        norm; and the learning rate the optimizer applied, read from its own
+        schedule at its own iteration count (under a `LossScaleOptimizer` the
+        count does not advance on a skipped step, and neither does the rate). It
         has `num_steps` rows, or fewer when a step was not finite (the last row
         is then that step).
     """
@@ -85,12 +88,14 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     @tf.function
     def train_steps(iterator, num_steps):
         rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True,
-                              element_shape=tf.TensorShape([4]))
+                              element_shape=tf.TensorShape([5]))
         for i in tf.range(num_steps):
             x, y = next(iterator)
+            learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
             outputs = strategy.run(replica_step, args=(x, y))
             reduced = tf.stack(
-                [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs])
+                [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
+                + [learning_rate])
             step_var.assign_add(1)
             rows = rows.write(i, reduced)
             # The reduced numbers are the same on every worker: all stop together.
@@ -144,15 +149,15 @@ def make_evaluate(strategy, model, dist_dataset):
     return evaluate_all
 
 
-def evaluate(evaluate_all):
-    """Mean loss and accuracy from a `make_evaluate` function."""
+def evaluate(evaluate_all, split="test"):
+    """`{f"{split}_loss", f"{split}_accuracy"}`: means from a `make_evaluate` function."""
     with warnings.catch_warnings():  # tf.data's note on reading options while tracing
         warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data")
         totals = evaluate_all().numpy()
     loss, correct, count = (float(v) for v in totals)
     if count == 0:
-        return {"test_loss": None, "test_accuracy": None}
-    return {"test_loss": loss / count, "test_accuracy": correct / count}
+        return {f"{split}_loss": None, f"{split}_accuracy": None}
+    return {f"{split}_loss": loss / count, f"{split}_accuracy": correct / count}
 
 
 def make_distance_fn(variables, initial):

@@ -7,18 +7,23 @@ not used: it fails under `MultiWorkerMirroredStrategy` in Keras 3
 (keras-team/keras#20585), its `BackupAndRestore` replays a whole epoch, and
 its file-writing callbacks collide when workers share a directory.
 
+Three splits: the model trains on `train`, and `validation` (carved from the
+training split, disjoint from it; `config.validation_examples`) and `test` are
+evaluated every `eval_every_epochs`. Choose on validation, report test.
+
 What a run leaves in `config.model_dir`:
 
-- `checkpoints/`: `tf.train.CheckpointManager` checkpoints (model, optimizer,
-  step, epoch, initial weights); re-running with the same `model_dir` resumes
-  mid-epoch at the exact batch.
-- `logs/`: TensorBoard scalars (loss, accuracy, learning rate, weight distance).
+- `checkpoints/`: step-numbered `tf.train.CheckpointManager` checkpoints
+  (model, optimizer, step, epoch, initial weights, the epoch's running sums);
+  re-running with the same `model_dir` resumes mid-epoch at the exact batch.
+- `logs/`: TensorBoard scalars (`train`, `validation`, `test`).
 - `config.json`: the resolved config; `history.json`: the per-epoch history.
 - `result.json`: the final record (see `train`).
 
 and in `config.export_dir` the SavedModel with a raw-input `serving_default`.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -33,10 +38,12 @@ from tfgap.training import checkpointing, export, loop, steps
 from tfgap.training import strategy as strategy_lib
 from tfgap.training import summaries as summaries_lib
 from tfgap.training.config import ConfigError
+from tfgap.training.epoch_metrics import EpochMetrics
 
 RESULT_FILENAME = "result.json"
 HISTORY_FILENAME = "history.json"
 CONFIG_FILENAME = "config.json"
+EVAL_SPLITS = ("validation", "test")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -60,15 +67,23 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     """Trains `config.model` on `config.dataset` and returns the run's record.
 
     Re-running with the same `config.model_dir` resumes from the newest
-    checkpoint: mid-epoch, at the exact batch, and ends with the same number
-    of optimizer steps as an uninterrupted run (with `config.deterministic`,
-    the same weights).
+    checkpoint: mid-epoch, at the exact batch, with the epoch's running
+    metrics, and ends with the same number of optimizer steps and the same
+    `history.json` as an uninterrupted run (with `config.deterministic`, the
+    same weights and numbers; only the wall times differ).
+
+    Checkpoints: at least every `config.checkpoint_every_seconds` of wall
+    time (mid-epoch included; at epoch ends no more often than that; `0` =
+    at every epoch end), every `config.checkpoint_every_steps` steps, at the
+    end, and on SIGTERM (then `Preempted` is raised after the checkpoint and
+    `history.json` are written). A kill loses at most the work since the last
+    checkpoint.
 
     The number of steps is `round(epochs * stretch * steps_per_epoch)` (see
     `tfgap.training.plan_steps`); the learning rate follows
     `LargeBatchSchedule(lr_boundaries, lr_values * lr_multiplier,
     base_batch_size, batch_size, steps_per_epoch, lr_scaling,
-    regime_adaptation, warmup_epochs)`.
+    regime_adaptation, warmup_epochs)` at the optimizer's own iteration count.
 
     Several runs can share one Python process (the tuner and the study do
     this): each run clears the Keras session, reseeds, restores the global
@@ -81,24 +96,29 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
             `config.strategy` (then `config.logical_cpus` is ignored).
         callbacks: Keras callbacks; they get `set_model`, `on_train_begin`,
             `on_epoch_begin`, `on_train_batch_end` (logs: `step`, `loss`,
-            `accuracy`, `learning_rate`), `on_epoch_end` (the epoch's logs) and
-            `on_train_end`. Setting `model.stop_training = True` ends the run
-            after the current call of `config.steps_per_execution` steps (like
-            `EarlyStopping`; set `steps_per_execution=1` to stop at the step).
+            `accuracy`, `learning_rate`), `on_epoch_end` (the epoch's logs,
+            with `validation_loss`, `validation_accuracy`, `test_loss` and
+            `test_accuracy` on evaluated epochs) and `on_train_end`. Setting
+            `model.stop_training = True` ends the run after the current call
+            of `config.steps_per_execution` steps (like `EarlyStopping`; set
+            `steps_per_execution=1` to stop at the step).
         stream: where progress is printed (default `sys.stdout`).
 
     Returns:
         The dict written to `<model_dir>/result.json` (on the chief):
         `status`, `global_step`, `total_steps`, `epochs_completed`,
-        `resumed_from_step`, `train` and `test` metrics of the last epoch,
-        `throughput` (training examples per second), `wall_time`,
-        `weight_distance`, `history` (one entry per epoch, with test accuracy
-        and weight distance), `distance_record` (`[step, ||w_t - w_0||]` at
-        log-spaced steps), `num_replicas`, `strategy`, `steps_per_epoch`,
-        `stretch`, `checkpoint`, `export_dir` and the resolved `config`.
+        `resumed_from_step`, `train`, `validation` and `test` metrics of the
+        last epoch (`loss`, `accuracy`; validation's are `None` without a
+        validation split), `num_train_examples`, `num_validation_examples`,
+        `num_test_examples`, `throughput` (training examples per second),
+        `wall_time`, `weight_distance`, `history` (one entry per epoch),
+        `distance_record` (`[step, ||w_t - w_0||]` at log-spaced steps),
+        `num_replicas`, `strategy`, `steps_per_epoch`, `stretch`,
+        `checkpoint`, `export_dir` and the resolved `config`.
 
     Raises:
-        ConfigError: settings that do not fit the strategy or the data.
+        ConfigError: settings that do not fit the strategy or the data, or a
+            checkpoint in `model_dir` written beside another validation split.
         tfgap.data.DatasetNotPreparedError: the data is not on disk.
         NonFiniteLossError: the loss became NaN or infinite.
         tfgap.training.Preempted: SIGTERM; a checkpoint was saved.
@@ -111,7 +131,7 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
                          epochs=2, batch_size=32, mock_data=True, mock_examples=64,
                          model_options={"width": 32}, export_dir="/tmp/mnist_f1_export")
     result = train(config)
-    result["global_step"], result["test"]["accuracy"]
+    result["global_step"], result["validation"]["accuracy"], result["test"]["accuracy"]
     ```
     """
     start_time = time.time()
@@ -122,74 +142,59 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    run = _Run(config, strategy, start_time=start_time, callbacks=callbacks, stream=stream)
+    try:
+        run.train_epochs()
+        return run.finish()
+    finally:
+        run.close()
 
-    num_replicas = strategy.num_replicas_in_sync
-    per_replica_batch = config.per_replica_batch_size(num_replicas)
-    task_type, task_id, is_chief = strategy_lib.task_info(strategy)
-    static_shapes = strategy_lib.is_tpu(strategy)
-    spec = data.get_spec(config.dataset)
 
-    # Fail within seconds when the data is missing, before building anything.
-    data_kwargs = dict(
-        data_dir=config.data_dir,
-        download=config.download,
-        mock_data=config.mock_data,
-        mock_examples=config.mock_examples,
-        synthetic=config.synthetic,
-    )
-    data.build_dataset(config.dataset, "test", batch_size=1, training=False, **data_kwargs)
-    # Real data is counted as prepared on disk (a partial build counts as it is).
-    real_dir = config.data_dir if not (config.mock_data or config.synthetic) else None
-    num_train = data.num_examples(config.dataset, "train", mock_data=config.mock_data,
-                                  mock_examples=config.mock_examples, data_dir=real_dir)
-    num_eval = data.num_examples(config.dataset, "test", mock_data=config.mock_data,
-                                 mock_examples=config.mock_examples, data_dir=real_dir)
+@dataclasses.dataclass(frozen=True)
+class _Splits:
+    """The sizes of the three splits, as trained and evaluated."""
+
+    num_train: int
+    num_validation: int
+    num_test: int
+
+
+def _data_kwargs(config):
+    return dict(data_dir=config.data_dir, download=config.download,
+                mock_data=config.mock_data, mock_examples=config.mock_examples,
+                synthetic=config.synthetic, validation_examples=config.validation_examples)
+
+
+def _count_splits(config):
+    """The split sizes; fails within seconds when the data is missing or the split is bad."""
+    kwargs = _data_kwargs(config)
+    try:
+        data.build_dataset(config.dataset, "test", batch_size=1, training=False, **kwargs)
+        # Real data is counted as prepared on disk (a partial build counts as it is).
+        count_kwargs = dict(
+            mock_data=config.mock_data, mock_examples=config.mock_examples,
+            data_dir=config.data_dir if not (config.mock_data or config.synthetic) else None,
+            validation_examples=config.validation_examples, synthetic=config.synthetic)
+        sizes = {split: data.num_examples(config.dataset, split, **count_kwargs)
+                 for split in ("train", "validation", "test")}
+    except ValueError as e:  # a validation size the training split cannot give
+        raise ConfigError(str(e)) from e
     if config.synthetic:
         # Synthetic data measures training throughput: an epoch keeps the real
-        # dataset's length, but evaluating a whole fake test split (50,000
-        # ImageNet images) would only cost time, so `mock_examples` are evaluated.
-        num_eval = min(num_eval, config.mock_examples)
-    plan = steps.plan_steps(config, num_train_examples=num_train, num_eval_examples=num_eval)
-
-    os.makedirs(config.model_dir, exist_ok=True)
-    ckpt_dir = os.path.join(config.model_dir, checkpointing.CHECKPOINT_SUBDIR)
-    if is_chief:
-        _write_json(os.path.join(config.model_dir, CONFIG_FILENAME), config.to_dict())
-
-    state = _build_state(config, strategy, spec, plan)
-    model, optimizer = state["model"], state["optimizer"]
-    step_var, epoch_var = state["step"], state["epoch"]
-
-    checkpointer = checkpointing.Checkpointer(
-        ckpt_dir, is_chief=is_chief, task_id=task_id, max_to_keep=config.keep_checkpoints,
-        model=model, optimizer=optimizer, step=step_var, epoch=epoch_var,
-        initial_weights=state["initial_weights"],
-    )
-    restored = checkpointer.restore()
-    guard = None
-    if config.preemption and checkpointing.PreemptionGuard.available():
-        guard = checkpointing.PreemptionGuard(strategy, checkpointer.checkpoint, ckpt_dir,
-                                             is_chief=is_chief, task_id=task_id)
-    summaries_writer = None
-    try:
-        resumed_from_step = int(step_var.numpy()) if restored else 0
-        summaries_writer = _summaries(config, is_chief)
-        result = _run(
-            config, strategy, state, plan, checkpointer, guard, summaries_writer,
-            callbacks=list(callbacks), stream=stream, is_chief=is_chief,
-            resumed_from_step=resumed_from_step, per_replica_batch=per_replica_batch,
-            static_shapes=static_shapes, data_kwargs=data_kwargs, start_time=start_time,
+        # dataset's length, but evaluating whole fake splits (50,000 ImageNet
+        # images) would only cost time, so `mock_examples` are evaluated.
+        for split in EVAL_SPLITS:
+            sizes[split] = min(sizes[split], config.mock_examples)
+    splits = _Splits(sizes["train"], sizes["validation"], sizes["test"])
+    if splits.num_validation and splits.num_train < config.batch_size:
+        raise ConfigError(
+            f"Expected validation_examples to leave at least one global batch "
+            f"(batch_size={config.batch_size}) of the {splits.num_train + splits.num_validation} "
+            f"training examples of {config.dataset!r}; at most "
+            f"{splits.num_train + splits.num_validation - config.batch_size} can be held out. "
+            f"Received: validation_examples={splits.num_validation}"
         )
-    finally:
-        if guard is not None:
-            guard.close()
-        if summaries_writer is not None:
-            summaries_writer.close()
-    return result
-
-
-def _summaries(config, is_chief):
-    return summaries_lib.Summaries(config.model_dir, enabled=is_chief)
+    return splits
 
 
 def _policy_name(config):
@@ -219,35 +224,31 @@ def _build_model(config, spec, policy="float32"):
         keras.config.set_dtype_policy(previous)
 
 
-def _build_state(config, strategy, spec, plan):
-    """Model, optimizer, counters and `w_0`, created in the strategy's scope."""
-    policy = _policy_name(config)
-    with strategy.scope():
-        model = _build_model(config, spec, policy)
-        schedule = schedules.LargeBatchSchedule(
-            boundaries=list(config.lr_boundaries),
-            values=[v * config.lr_multiplier for v in config.lr_values],
-            base_batch_size=config.base_batch_size,
-            batch_size=config.batch_size,
-            steps_per_epoch=plan.steps_per_epoch,
-            scaling=config.lr_scaling,
-            regime_adaptation=config.regime_adaptation,
-            warmup_epochs=config.warmup_epochs,
-        )
-        optimizer = keras.optimizers.SGD(
-            learning_rate=schedule, momentum=config.momentum, nesterov=False
-        )
-        if policy == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        initial_weights = [
-            tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w0")
-            for v in model.trainable_variables
-        ]
-    return dict(model=model, optimizer=optimizer, schedule=schedule, step=step, epoch=epoch,
-                initial_weights=initial_weights, policy=policy)
+def _build_optimizer(config, plan, policy):
+    schedule = schedules.LargeBatchSchedule(
+        boundaries=list(config.lr_boundaries),
+        values=[v * config.lr_multiplier for v in config.lr_values],
+        base_batch_size=config.base_batch_size,
+        batch_size=config.batch_size,
+        steps_per_epoch=plan.steps_per_epoch,
+        scaling=config.lr_scaling,
+        regime_adaptation=config.regime_adaptation,
+        warmup_epochs=config.warmup_epochs,
+    )
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum,
+                                     nesterov=False)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def current_learning_rate(optimizer):
+    """The rate `optimizer` applies next: its schedule at its own iteration count.
+
+    Under a `LossScaleOptimizer` the count is the inner optimizer's, which
+    does not advance on a skipped (non-finite) step.
+    """
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def _epoch_seed(seed, epoch):
@@ -265,10 +266,10 @@ class _TrainInput:
     epoch. `W` covers about `window_steps` steps (1 epoch for long epochs).
     """
 
-    def __init__(self, config, strategy, plan, per_replica_batch, data_kwargs,
+    def __init__(self, config, strategy, plan, per_replica_batch,
                  window_steps=256, max_window_epochs=32):
         self.config, self.strategy, self.plan = config, strategy, plan
-        self.per_replica_batch, self.data_kwargs = per_replica_batch, data_kwargs
+        self.per_replica_batch = per_replica_batch
         self.window_epochs = max(1, min(max_window_epochs,
                                         math.ceil(window_steps / plan.steps_per_epoch)))
         self._iterator = None
@@ -295,7 +296,7 @@ class _TrainInput:
                 part = data.build_dataset(
                     config.dataset, "train", batch_size=self.per_replica_batch, training=True,
                     seed=_epoch_seed(config.seed, epoch), input_context=context,
-                    drop_remainder=True, repeat=True, **self.data_kwargs,
+                    drop_remainder=True, repeat=True, **_data_kwargs(config),
                 )
                 skip = skip_steps if epoch == start else 0
                 if skip:
@@ -309,36 +310,26 @@ class _TrainInput:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _eval_dataset(config, strategy, static_shapes, data_kwargs):
+def _eval_dataset(config, strategy, split, num_examples, static_shapes):
     ds = data.build_dataset(
-        config.dataset, "test", batch_size=config.global_eval_batch_size, training=False,
-        seed=config.seed, drop_remainder=static_shapes, **data_kwargs,
+        config.dataset, split, batch_size=config.global_eval_batch_size, training=False,
+        seed=config.seed, drop_remainder=static_shapes, **_data_kwargs(config),
     )
     if config.synthetic:
-        # The synthetic test split has the real one's length; evaluate only
-        # `mock_examples` of it (see `train`): a throughput run is not scored.
-        ds = ds.take(max(1, -(-config.mock_examples // config.global_eval_batch_size)))
+        # The synthetic splits have the real ones' length; evaluate only
+        # `num_examples` (`mock_examples`) of them: a throughput run is not scored.
+        ds = ds.take(max(1, -(-num_examples // config.global_eval_batch_size)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(ds.with_options(options))
 
 
-def _current_lr(state):
-    schedule = state["schedule"]
-    return float(schedule(state["step"].read_value()))
-
-
-def _lr_at(state, step):
-    """The rate after `step` steps (what `_current_lr` reads when the step counter is `step`)."""
-    return float(state["schedule"](tf.constant(int(step), tf.int64)))
-
-
 def _make_agree(strategy):
-    """A `tf.function(flag) -> bool tensor`: whether any worker's flag is set."""
+    """A `tf.function(flags) -> bool tensor`: for each flag, whether any worker set it."""
 
     @tf.function
-    def agree(flag):
-        value = strategy.run(lambda: tf.identity(flag))
+    def agree(flags):
+        value = strategy.run(lambda: tf.identity(flags))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) > 0
 
     return agree
@@ -349,227 +340,351 @@ _TARGET_CALL_SECONDS = 0.2
 _MAX_STEPS_PER_EXECUTION = 1000
 
 
-def _run(config, strategy, state, plan, checkpointer, guard, summaries, *, callbacks, stream,
-         is_chief, resumed_from_step, per_replica_batch, static_shapes, data_kwargs,
-         start_time):
-    model, optimizer, step_var = state["model"], state["optimizer"], state["step"]
-    train_steps = loop.make_train_step(
-        strategy, model, optimizer, step_var, global_batch_size=config.batch_size,
-        jit_compile=config.jit_compile,
-    )
-    eval_ds = _eval_dataset(config, strategy, static_shapes, data_kwargs)
-    evaluate_all = loop.make_evaluate(strategy, model, eval_ds)
-    distance_fn = loop.make_distance_fn(model.trainable_variables, state["initial_weights"])
-    train_input = _TrainInput(config, strategy, plan, per_replica_batch, data_kwargs)
-    multi_worker = strategy_lib.num_workers(strategy) > 1
-    agree = _make_agree(strategy) if multi_worker else None
-    # Steps per call: fixed (the same on every worker), or adapted to the step time
-    # in a single process (grouping never changes the numbers, only when the host looks).
-    fixed_steps = config.steps_per_execution or (1 if multi_worker else 0)
-    auto_steps = 1
-    history_path = os.path.join(config.model_dir, HISTORY_FILENAME)
-    history, distance_record = _load_history(history_path, resumed_from_step)
-    progress = loop.Progress(plan.num_epochs, verbose=config.verbose if is_chief else 0,
-                             stream=stream)
-    check_grads = state["policy"] != "mixed_float16"  # the loss scaler skips inf gradients
+class _Run:
+    """One training run: set-up (`__init__`), the loop (`train_epochs`), the end (`finish`).
 
-    model.stop_training = False
-    for callback in callbacks:
-        callback.set_model(model)
-        callback.set_params({"epochs": plan.num_epochs, "steps": plan.steps_per_epoch,
-                             "verbose": config.verbose})
-    for callback in callbacks:
-        callback.on_train_begin()
+    All of the run's state lives here: the built objects (model, optimizer,
+    counters, checkpointer, step and evaluation functions), the plan, the
+    history and the clock of the last checkpoint.
+    """
 
-    step = resumed_from_step
-    last_saved = step if resumed_from_step else None
-    last_save_time = time.time()
-    last_logs = history[-1] if history else {}
-    calls = 0
-    timed_steps, timed_seconds = 0, 0.0
-    if step == 0 and is_chief:
-        distance_record = [[0, 0.0]]
-    record_due = loop.LogSpaced()
-    record_due(step)  # skip the steps already recorded before a resume
+    def __init__(self, config, strategy, *, start_time, callbacks, stream):
+        self.config, self.strategy, self.start_time = config, strategy, start_time
+        self.callbacks, self.stream = list(callbacks), stream
+        self.num_replicas = strategy.num_replicas_in_sync
+        per_replica_batch = config.per_replica_batch_size(self.num_replicas)
+        _, task_id, self.is_chief = strategy_lib.task_info(strategy)
+        static_shapes = strategy_lib.is_tpu(strategy)
+        self.spec = data.get_spec(config.dataset)
+        self.splits = _count_splits(config)
+        self.plan = steps.plan_steps(config, num_train_examples=self.splits.num_train,
+                                     num_eval_examples=self.splits.num_test)
+        self.policy = _policy_name(config)
 
-    def save(at_step):
-        nonlocal last_saved, last_save_time
-        if last_saved == at_step:
-            return
-        state["epoch"].assign(at_step // plan.steps_per_epoch)
-        checkpointer.save(at_step)
-        if is_chief:  # the distance records up to a checkpoint survive a resume from it
-            _write_json(history_path, {"history": history, "distance_record": distance_record})
-        last_saved = at_step
-        last_save_time = time.time()
+        # The model, the optimizer and every checkpointed counter, in the strategy's scope.
+        with strategy.scope():
+            self.model = _build_model(config, self.spec, self.policy)
+            self.optimizer = _build_optimizer(config, self.plan, self.policy)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            # -1: a checkpoint from before validation splits (nothing to compare).
+            self.validation_var = tf.Variable(-1, dtype=tf.int64, trainable=False,
+                                              name="num_validation_examples")
+            initial_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w0")
+                               for v in self.model.trainable_variables]
+            self.metrics = EpochMetrics()
+        self.checkpointer = checkpointing.Checkpointer(
+            os.path.join(config.model_dir, checkpointing.CHECKPOINT_SUBDIR),
+            is_chief=self.is_chief, task_id=task_id, max_to_keep=config.keep_checkpoints,
+            model=self.model, optimizer=self.optimizer, step=self.step_var, epoch=self.epoch_var,
+            initial_weights=initial_weights, epoch_metrics=self.metrics,
+            num_validation_examples=self.validation_var,
+        )
+        restored = self.checkpointer.restore()
+        self._check_validation_split(restored)
+        self.validation_var.assign(self.splits.num_validation)
+        self.resumed_from_step = int(self.step_var.numpy()) if restored else 0
+        self.step = self.resumed_from_step
 
-    def fail(message, at_step):
-        good = checkpointer.latest
-        record = _result(config, plan, strategy, status="non_finite_loss", step=at_step,
-                         resumed_from_step=resumed_from_step, last_logs=last_logs,
-                         history=history, distance_record=distance_record,
-                         throughput=None, start_time=start_time, checkpoint=good,
-                         export_dir=None, message=message)
-        if is_chief:
-            _write_json(os.path.join(config.model_dir, RESULT_FILENAME), record)
-        print(f"\n{message}", file=stream or sys.stdout, flush=True)
-        raise NonFiniteLossError(message, step=at_step, checkpoint=good)
+        # Nothing is written to model_dir before the checkpoint is known to fit.
+        os.makedirs(config.model_dir, exist_ok=True)
+        self.history_path = os.path.join(config.model_dir, HISTORY_FILENAME)
+        if self.is_chief:
+            _write_json(os.path.join(config.model_dir, CONFIG_FILENAME), config.to_dict())
+        self.history, self.distance_record = _load_history(self.history_path,
+                                                           self.resumed_from_step)
+        if self.step == 0:
+            self.distance_record = [[0, 0.0]]
+        self.record_due = loop.LogSpaced()
+        self.record_due(self.step)  # skip the steps already recorded before a resume
+        self.last_logs = self.history[-1] if self.history else {}
+        self.last_saved = self.step if self.resumed_from_step else None
+        self.last_save_time = time.time()
 
-    def call_end(at_step, epoch_end):
-        """Where the next call stops: never past a step the host must see."""
-        end = min(epoch_end, at_step + (fixed_steps or auto_steps),
-                  record_due.next_after(at_step))
-        if config.checkpoint_every_steps:
-            every = config.checkpoint_every_steps
-            end = min(end, (at_step // every + 1) * every)
-        return end
+        self.watcher = None
+        if config.preemption and checkpointing.PreemptionWatcher.available():
+            self.watcher = checkpointing.PreemptionWatcher()
+        self.summaries = summaries_lib.Summaries(config.model_dir, enabled=self.is_chief)
+        self.progress = loop.Progress(self.plan.num_epochs,
+                                      verbose=config.verbose if self.is_chief else 0,
+                                      stream=stream)
 
-    start_epoch, skip = plan.epoch_of(step)
-    for epoch in range(start_epoch, plan.num_epochs):
-        steps_this_epoch = plan.steps_in_epoch(epoch)
-        skip_now = skip if epoch == start_epoch else 0
-        if skip_now >= steps_this_epoch:
-            continue
+        # The compiled functions.
+        self.train_steps = loop.make_train_step(
+            strategy, self.model, self.optimizer, self.step_var,
+            global_batch_size=config.batch_size, jit_compile=config.jit_compile)
+        sizes = {"validation": self.splits.num_validation, "test": self.splits.num_test}
+        self.evaluators = {
+            split: loop.make_evaluate(strategy, self.model,
+                                      _eval_dataset(config, strategy, split, sizes[split],
+                                                    static_shapes))
+            for split in EVAL_SPLITS if sizes[split]
+        }
+        self.distance_fn = loop.make_distance_fn(self.model.trainable_variables, initial_weights)
+        self.train_input = _TrainInput(config, strategy, self.plan, per_replica_batch)
+        self.agree = _make_agree(strategy) if strategy_lib.num_workers(strategy) > 1 else None
+        # Steps per call: fixed (the same on every worker), or adapted to the step time
+        # in a single process (grouping never changes the numbers, only when the host looks).
+        self.fixed_steps = config.steps_per_execution or (1 if self.agree is not None else 0)
+        self.auto_steps = 1
+        self.calls = 0
+        self.timed_steps, self.timed_seconds = 0, 0.0
+        self.check_grads = self.policy != "mixed_float16"  # the loss scaler skips inf gradients
+
+    def _check_validation_split(self, restored):
+        saved = int(self.validation_var.numpy())
+        if restored and saved >= 0 and saved != self.splits.num_validation:
+            raise ConfigError(
+                f"The checkpoint {restored} was trained beside a validation split of {saved} "
+                f"examples, so its training split differs from this run's. Expected "
+                f"validation_examples={saved} to resume it (or a new model_dir). Received: "
+                f"validation_examples={self.splits.num_validation}. Nothing was overwritten."
+            )
+
+    # The loop.
+
+    def train_epochs(self):
+        config, plan, model = self.config, self.plan, self.model
+        model.stop_training = False
+        for callback in self.callbacks:
+            callback.set_model(model)
+            callback.set_params({"epochs": plan.num_epochs, "steps": plan.steps_per_epoch,
+                                 "verbose": config.verbose})
+        for callback in self.callbacks:
+            callback.on_train_begin()
+
+        start_epoch, skip = plan.epoch_of(self.step)
+        if skip:  # resumed mid-epoch: continue that epoch's running sums
+            self.metrics.unstash()
+        for epoch in range(start_epoch, plan.num_epochs):
+            skip_now = skip if epoch == start_epoch else 0
+            if skip_now >= plan.steps_in_epoch(epoch):
+                continue
+            if not skip_now:
+                self.metrics.reset()
+            epoch_seconds = self._train_epoch(epoch, skip_now)
+            end_of_run = self.step >= plan.total_steps or model.stop_training
+            self._end_epoch(epoch, epoch_seconds, evaluate=(
+                (epoch + 1) % config.eval_every_epochs == 0 or end_of_run))
+            if end_of_run:
+                break  # `finish` saves
+            self._checkpoint_point(epoch_end=True)
+
+    def _train_epoch(self, epoch, skip):
+        """Trains epoch `epoch` from its step `skip`; returns its wall time."""
+        plan = self.plan
         epoch_first_step = epoch * plan.steps_per_epoch
-        epoch_end = epoch_first_step + steps_this_epoch
-        loss_sum = correct_sum = count_sum = 0.0
-        loss_steps = 0
-        values = {}
-        iterator = train_input.iterator(epoch, skip_now)
-        progress.epoch_begin(epoch, steps_this_epoch, skip_now)
-        for callback in callbacks:
+        epoch_end = epoch_first_step + plan.steps_in_epoch(epoch)
+        iterator = self.train_input.iterator(epoch, skip)
+        self.progress.epoch_begin(epoch, plan.steps_in_epoch(epoch), skip)
+        for callback in self.callbacks:
             callback.on_epoch_begin(epoch)
         epoch_start = time.time()
-        while step < epoch_end and not model.stop_training:
-            num_steps = call_end(step, epoch_end) - step
-            t0 = time.time()
-            args = (iterator, tf.constant(num_steps, tf.int32))
-            rows = guard.run(train_steps, *args) if guard is not None else train_steps(*args)
-            rows = rows.numpy().astype("float64")
-            seconds = time.time() - t0
-            if calls > 0:  # the first call traces the step function
-                timed_steps += len(rows)
-                timed_seconds += seconds
-                if not fixed_steps:
-                    per_step = seconds / max(len(rows), 1)
-                    auto_steps = int(max(1, min(_MAX_STEPS_PER_EXECUTION, 4 * auto_steps,
-                                                _TARGET_CALL_SECONDS / max(per_step, 1e-6))))
-            calls += 1
-            for loss, correct, count, grad_sq in rows.tolist():
-                step += 1
-                index = step - epoch_first_step - 1
-                if not math.isfinite(loss) or (check_grads and not math.isfinite(grad_sq)):
-                    what = "loss" if not math.isfinite(loss) else "gradient"
-                    fail(
-                        f"Training stopped: the {what} is not finite (loss={loss}) at step "
-                        f"{step} (epoch {epoch + 1}). Nothing was saved after it; the last good "
-                        f"checkpoint is {checkpointer.latest or 'none (no checkpoint yet)'}. "
-                        "Lower the learning rate (--lr_values/--lr_multiplier), add warm-up "
-                        "(--warmup_epochs) or use --lr_scaling=sqrt instead of linear.",
-                        step,
-                    )
-                loss_sum += loss
-                loss_steps += 1
-                correct_sum += correct
-                count_sum += count
-                values = {"loss": loss_sum / loss_steps,
-                          "accuracy": correct_sum / count_sum if count_sum else 0.0}
-                if step % config.summary_every_steps == 0:
-                    summaries.scalars("train", {"step_loss": loss,
-                                                "learning_rate": _lr_at(state, step)}, step)
-                batch_logs = dict(values, step=step, learning_rate=None)
-                for callback in callbacks:
-                    callback.on_train_batch_end(index, batch_logs)
-            # `step` is now the end of the call: the record and checkpoint steps are call ends.
-            if record_due(step) and is_chief:
-                distance_record.append([step, float(distance_fn())])
-            progress.step(step - epoch_first_step, values)
-            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-                save(step)
-        epoch_seconds = time.time() - epoch_start
+        while self.step < epoch_end and not self.model.stop_training:
+            rows = self._call(iterator, self._call_end(epoch_end) - self.step)
+            for loss, correct, count, grad_sq, learning_rate in rows:
+                self.step += 1
+                self._check_finite(loss, grad_sq, epoch)
+                self.metrics.add(loss=loss, correct=correct, count=count)
+                if self.step % self.config.summary_every_steps == 0:
+                    self.summaries.scalars("train", {"step_loss": loss,
+                                                     "learning_rate": learning_rate}, self.step)
+                batch_logs = dict(self.metrics.values(), step=self.step,
+                                  learning_rate=learning_rate)
+                for callback in self.callbacks:
+                    callback.on_train_batch_end(self.step - epoch_first_step - 1, batch_logs)
+            # `self.step` is now the end of the call: records and checkpoints are at call ends.
+            if self.record_due(self.step) and self.is_chief:
+                self.distance_record.append([self.step, float(self.distance_fn())])
+            self.progress.step(self.step - epoch_first_step, self.metrics.values())
+            if self.step < epoch_end and not self.model.stop_training:
+                self._checkpoint_point(epoch_end=False)  # at the epoch's end: after its logs
+        return time.time() - epoch_start
 
-        end_of_run = step >= plan.total_steps or model.stop_training
-        logs = {"loss": values.get("loss"), "accuracy": values.get("accuracy")}
-        if (epoch + 1) % config.eval_every_epochs == 0 or end_of_run:
-            logs.update(loop.evaluate(evaluate_all))
-        logs["learning_rate"] = _current_lr(state)
-        logs["weight_distance"] = float(distance_fn())
-        for callback in callbacks:
+    def _call(self, iterator, num_steps):
+        """One call of the step function: `num_steps` steps; their rows as float lists."""
+        t0 = time.time()
+        rows = self.train_steps(iterator, tf.constant(num_steps, tf.int32))
+        rows = rows.numpy().astype("float64")
+        seconds = time.time() - t0
+        if self.calls > 0:  # the first call traces the step function
+            self.timed_steps += len(rows)
+            self.timed_seconds += seconds
+            if not self.fixed_steps:
+                per_step = seconds / max(len(rows), 1)
+                self.auto_steps = int(max(1, min(_MAX_STEPS_PER_EXECUTION, 4 * self.auto_steps,
+                                                 _TARGET_CALL_SECONDS / max(per_step, 1e-6))))
+        self.calls += 1
+        return rows.tolist()
+
+    def _call_end(self, epoch_end):
+        """Where the next call stops: never past a step the host must see."""
+        at = self.step
+        end = min(epoch_end, at + (self.fixed_steps or self.auto_steps),
+                  self.record_due.next_after(at))
+        every = self.config.checkpoint_every_steps
+        if every:
+            end = min(end, (at // every + 1) * every)
+        return end
+
+    def _checkpoint_point(self, epoch_end):
+        """Between calls and after each epoch's logs: checkpoints that are due, and preemption.
+
+        Due: every `checkpoint_every_steps` steps; by the clock, at least every
+        `checkpoint_every_seconds` (`0`: at every epoch end instead); and on a
+        SIGTERM, after which `Preempted` is raised.
+        """
+        config = self.config
+        by_steps = bool(config.checkpoint_every_steps) and (
+            self.step % config.checkpoint_every_steps == 0)
+        if config.checkpoint_every_seconds:
+            by_clock = time.time() - self.last_save_time >= config.checkpoint_every_seconds
+        else:
+            by_clock = epoch_end
+        preempted = self.watcher is not None and self.watcher.requested
+        by_clock, preempted = self._agreed(by_clock, preempted)
+        if by_steps or by_clock or preempted:
+            self._save()
+        if preempted:
+            raise checkpointing.Preempted(
+                f"Preempted at step {self.step}: checkpoint saved in {self.checkpointer.latest}")
+
+    def _agreed(self, *flags):
+        """Each flag, set if any worker set it (every worker must take part in a save)."""
+        if self.agree is None:
+            return flags
+        agreed = self.agree(tf.constant([float(f) for f in flags]))
+        return tuple(bool(v) for v in agreed.numpy())
+
+    def _save(self):
+        if self.last_saved == self.step:
+            return
+        self.epoch_var.assign(self.step // self.plan.steps_per_epoch)
+        self.metrics.stash()
+        self.checkpointer.save(self.step)
+        self._write_history()  # the records up to a checkpoint survive a resume from it
+        self.last_saved = self.step
+        self.last_save_time = time.time()
+
+    def _write_history(self):
+        if self.is_chief:
+            _write_json(self.history_path,
+                        {"history": self.history, "distance_record": self.distance_record})
+
+    def _check_finite(self, loss, grad_sq, epoch):
+        if math.isfinite(loss) and (not self.check_grads or math.isfinite(grad_sq)):
+            return
+        what = "loss" if not math.isfinite(loss) else "gradient"
+        good = self.checkpointer.latest
+        message = (
+            f"Training stopped: the {what} is not finite (loss={loss}) at step {self.step} "
+            f"(epoch {epoch + 1}). Nothing was saved after it; the last good checkpoint is "
+            f"{good or 'none (no checkpoint yet)'}. Lower the learning rate (lr_values or "
+            "lr_multiplier), add warm-up (warmup_epochs) or use lr_scaling='sqrt' instead of "
+            "'linear'."
+        )
+        self._write_result(self._result("non_finite_loss", throughput=None, checkpoint=good,
+                                         export_dir=None, message=message))
+        print(f"\n{message}", file=self.stream or sys.stdout, flush=True)
+        raise NonFiniteLossError(message, step=self.step, checkpoint=good)
+
+    def _evaluate(self):
+        logs = {}
+        for split in EVAL_SPLITS:
+            if split in self.evaluators:
+                logs.update(loop.evaluate(self.evaluators[split], split))
+            else:
+                logs.update({f"{split}_loss": None, f"{split}_accuracy": None})
+        return logs
+
+    def _end_epoch(self, epoch, epoch_seconds, evaluate):
+        logs = dict(self.metrics.values())
+        if evaluate:
+            logs.update(self._evaluate())
+        logs["learning_rate"] = current_learning_rate(self.optimizer)
+        logs["weight_distance"] = float(self.distance_fn())
+        for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
-        entry = dict(epoch=epoch + 1, step=step, epochs_completed=step / plan.steps_per_epoch,
+        entry = dict(epoch=epoch + 1, step=self.step,
+                     epochs_completed=self.step / self.plan.steps_per_epoch,
                      seconds=epoch_seconds, **logs)
-        history.append(entry)
-        last_logs = entry
+        self.history.append(entry)
+        self.last_logs = entry
+        summaries = self.summaries
         summaries.scalars("train", {k: logs.get(k) for k in
                                     ("loss", "accuracy", "learning_rate", "weight_distance")},
-                          step)
-        summaries.scalars("test", {"loss": logs.get("test_loss"),
-                                   "accuracy": logs.get("test_accuracy")}, step)
+                          self.step)
+        for split in EVAL_SPLITS:
+            summaries.scalars(split, {"loss": logs.get(f"{split}_loss"),
+                                      "accuracy": logs.get(f"{split}_accuracy")}, self.step)
         summaries.flush()
-        progress.epoch_end({k: v for k, v in logs.items()})
-        if is_chief:
-            _write_json(history_path, {"history": history, "distance_record": distance_record})
-        if end_of_run:
-            break
-        due = time.time() - last_save_time >= config.checkpoint_every_seconds
-        if agree is not None:  # every worker takes part in a save: decide together
-            due = bool(agree(tf.constant(float(due))))
-        if due:
-            save(step)
+        self.progress.epoch_end(logs)
+        self._write_history()
 
-    save(step)
-    if "test_accuracy" not in last_logs or last_logs.get("test_accuracy") is None:
-        last_logs = dict(last_logs, **loop.evaluate(evaluate_all))
-    for callback in callbacks:
-        callback.on_train_end(dict(last_logs))
+    # The end of a run.
 
-    export_dir = None
-    if config.export_dir:
-        weights = model.get_weights()  # every worker reads (collectives), the chief exports
-        if is_chief:
-            fresh = _build_model(config, data.get_spec(config.dataset))
-            fresh.set_weights(weights)
-            export_dir = export.export_saved_model(
-                fresh, config.export_dir, dataset=config.dataset, config=config.to_dict()
-            )
-    throughput = (timed_steps * config.batch_size / timed_seconds) if timed_seconds else None
-    record = _result(config, plan, strategy, status="completed", step=step,
-                     resumed_from_step=resumed_from_step, last_logs=last_logs, history=history,
-                     distance_record=distance_record, throughput=throughput,
-                     start_time=start_time, checkpoint=checkpointer.latest,
-                     export_dir=export_dir)
-    if is_chief:
-        _write_json(os.path.join(config.model_dir, RESULT_FILENAME), record)
-    return record
+    def finish(self):
+        config = self.config
+        self._save()
+        if self.last_logs.get("test_accuracy") is None:
+            self.last_logs = dict(self.last_logs, **self._evaluate())
+        for callback in self.callbacks:
+            callback.on_train_end(dict(self.last_logs))
+        export_dir = None
+        if config.export_dir:
+            weights = self.model.get_weights()  # every worker reads (collectives), the chief exports
+            if self.is_chief:
+                fresh = _build_model(config, self.spec)
+                fresh.set_weights(weights)
+                export_dir = export.export_saved_model(
+                    fresh, config.export_dir, dataset=config.dataset, config=config.to_dict())
+        throughput = (self.timed_steps * config.batch_size / self.timed_seconds
+                      if self.timed_seconds else None)
+        record = self._result("completed", throughput=throughput,
+                              checkpoint=self.checkpointer.latest, export_dir=export_dir)
+        self._write_result(record)
+        return record
 
+    def close(self):
+        if self.watcher is not None:
+            self.watcher.close()
+        self.summaries.close()
 
-def _result(config, plan, strategy, *, status, step, resumed_from_step, last_logs, history,
-            distance_record, throughput, start_time, checkpoint, export_dir, message=None):
-    record = {
-        "status": status,
-        "global_step": int(step),
-        "total_steps": plan.total_steps,
-        "epochs_completed": step / plan.steps_per_epoch,
-        "resumed_from_step": int(resumed_from_step),
-        "train": {"loss": last_logs.get("loss"), "accuracy": last_logs.get("accuracy")},
-        "test": {"loss": last_logs.get("test_loss"), "accuracy": last_logs.get("test_accuracy")},
-        "weight_distance": last_logs.get("weight_distance"),
-        "throughput": throughput,
-        "wall_time": time.time() - start_time,
-        "num_replicas": strategy.num_replicas_in_sync,
-        "strategy": strategy_lib.strategy_name(strategy),
-        "steps_per_epoch": plan.steps_per_epoch,
-        "stretch": plan.stretch,
-        "num_train_examples": plan.num_train_examples,
-        "checkpoint": checkpoint,
-        "export_dir": export_dir,
-        "history": history,
-        "distance_record": distance_record,
-        "config": config.to_dict(),
-    }
-    if message:
-        record["message"] = message
-    return record
+    def _result(self, status, *, throughput, checkpoint, export_dir, message=None):
+        logs, plan = self.last_logs, self.plan
+        record = {
+            "status": status,
+            "global_step": int(self.step),
+            "total_steps": plan.total_steps,
+            "epochs_completed": self.step / plan.steps_per_epoch,
+            "resumed_from_step": int(self.resumed_from_step),
+            "train": {"loss": logs.get("loss"), "accuracy": logs.get("accuracy")},
+            **{split: {"loss": logs.get(f"{split}_loss"),
+                       "accuracy": logs.get(f"{split}_accuracy")} for split in EVAL_SPLITS},
+            "weight_distance": logs.get("weight_distance"),
+            "throughput": throughput,
+            "wall_time": time.time() - self.start_time,
+            "num_replicas": self.num_replicas,
+            "strategy": strategy_lib.strategy_name(self.strategy),
+            "steps_per_epoch": plan.steps_per_epoch,
+            "stretch": plan.stretch,
+            "num_train_examples": self.splits.num_train,
+            "num_validation_examples": self.splits.num_validation,
+            "num_test_examples": self.splits.num_test,
+            "checkpoint": checkpoint,
+            "export_dir": export_dir,
+            "history": self.history,
+            "distance_record": self.distance_record,
+            "config": self.config.to_dict(),
+        }
+        if message:
+            record["message"] = message
+        return record
+
+    def _write_result(self, record):
+        if self.is_chief:
+            _write_json(os.path.join(self.config.model_dir, RESULT_FILENAME), record)
 
 
 def _load_history(path, resumed_from_step):
