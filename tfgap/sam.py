@@ -1,0 +1,260 @@
+"""Sharpness-Aware Minimization (Foret et al., 2021) for `model.fit`.
+
+`sam_perturbation` is the pure computation of the ascent step; `SAM` is a
+`keras.Model` wrapper whose `train_step` makes the two passes.
+"""
+
+import math
+import numbers
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def sam_perturbation(gradients, weights, rho, adaptive=False):
+    """The SAM ascent step `e` for each weight, from the global gradient.
+
+    With `g` the gradient of all the weights together (one vector over every
+    variable), the worst-case perturbation of norm `rho` to first order is
+
+    ```
+    e   = rho * g / ||g||                              (SAM, Foret et al. 2021)
+    e_i = rho * w_i**2 * g_i / sqrt(sum_j (w_j g_j)**2)  (adaptive: ASAM, Kwon et al. 2021)
+    ```
+
+    where the sums and norms run over every element of every variable. When
+    that norm is zero or not finite (all gradients zero, or an overflow under
+    loss scaling), every `e` is zero: the step is then a plain step.
+
+    Pure: reads `weights`, assigns nothing, and computes in the weights'
+    dtype. Under a `tf.distribute` strategy, pass the all-reduced gradients
+    (the norm must be the global gradient's), as `SAM.train_step` does.
+
+    References:
+    - [Foret et al., 2021](https://arxiv.org/abs/2010.01412),
+      "Sharpness-Aware Minimization for Efficiently Improving Generalization".
+    - [Kwon et al., 2021](https://arxiv.org/abs/2102.11600), "ASAM:
+      Adaptive Sharpness-Aware Minimization for Scale-Invariant Learning of
+      Deep Neural Networks".
+
+    Args:
+        gradients: List of gradient tensors, one per weight; `None` counts as
+            zero.
+        weights: List of variables or tensors, the point the gradients were
+            taken at.
+        rho: Finite float >= 0, the radius of the neighbourhood.
+        adaptive: Whether to use the adaptive (ASAM) perturbation.
+
+    Returns:
+        A list of tensors `e`, one per weight, of the weights' shapes and
+        dtypes.
+
+    Example:
+
+    >>> import numpy as np
+    >>> e = sam_perturbation([np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")],
+    ...                      [np.array([1.0, 1.0], "float32"), np.array([2.0], "float32")],
+    ...                      rho=0.5)
+    >>> [np.round(keras.ops.convert_to_numpy(t).astype(float), 5).tolist() for t in e]  # 0.5 * g / 5
+    [[0.3, 0.0], [0.4]]
+    >>> e = sam_perturbation([np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")],
+    ...                      [np.array([1.0, 1.0], "float32"), np.array([2.0], "float32")],
+    ...                      rho=0.5, adaptive=True)   # 0.5 * w**2 * g / ||(3, 0, 8)||
+    >>> [np.round(keras.ops.convert_to_numpy(t).astype(float), 5).tolist() for t in e]
+    [[0.17556, 0.0], [0.93633]]
+    """
+    rho = check_rho(rho)
+    gradients, weights = list(gradients), list(weights)
+    if len(gradients) != len(weights):
+        raise ValueError(
+            "Expected one gradient per weight, but received "
+            f"len(gradients)={len(gradients)} and len(weights)={len(weights)}."
+        )
+    if not weights:
+        return []
+    values, grads = [], []
+    for g, w in zip(gradients, weights):
+        w = ops.convert_to_tensor(w)
+        dtype = w.dtype
+        values.append(w)
+        grads.append(ops.zeros_like(w) if g is None else ops.cast(ops.convert_to_tensor(g), dtype))
+    terms = [w * g for w, g in zip(values, grads)] if adaptive else grads
+    dtype = values[0].dtype
+    squares = ops.stack([ops.cast(ops.sum(ops.square(t)), dtype) for t in terms])
+    norm = ops.sqrt(ops.sum(squares))
+    usable = ops.logical_and(ops.greater(norm, 0.0), ops.isfinite(norm))
+    scale = ops.where(usable, rho / ops.where(usable, norm, ops.ones_like(norm)),
+                      ops.zeros_like(norm))
+    perturbations = []
+    for w, g in zip(values, grads):
+        direction = w * w * g if adaptive else g
+        e = ops.cast(scale, w.dtype) * direction
+        # 0 * NaN is NaN: a non-finite gradient must give e = 0, not NaN.
+        perturbations.append(ops.where(usable, e, ops.zeros_like(e)))
+    return perturbations
+
+
+def check_rho(rho):
+    """Returns `rho` as a float, or raises a `ValueError` unless finite and >= 0."""
+    if (
+        isinstance(rho, bool)
+        or not isinstance(rho, numbers.Real)
+        or not math.isfinite(rho)
+        or rho < 0
+    ):
+        raise ValueError(f"Expected `rho` to be a finite number >= 0, but received rho={rho!r}.")
+    return float(rho)
+
+
+@keras.saving.register_keras_serializable(package="tfgap")
+class SAM(keras.Model):
+    """Trains a model with Sharpness-Aware Minimization in `model.fit`.
+
+    SAM looks for weights whose whole neighbourhood has a low loss: flat
+    minima, which generalize better, the aim also of the large-batch remedies
+    in tfgap. Each training step, on one batch, makes two passes:
+
+    ```
+    g  = grad L(w)                 forward/backward at w (training mode)
+    e  = sam_perturbation(g, w, rho, adaptive)   global norm over all weights
+    g* = grad L(w + e)             forward/backward at w + e, same batch
+    w  <- optimizer step with g*   applied at the unperturbed w
+    ```
+
+    `L` is the compiled loss plus the model's losses (regularization at `w`
+    and at `w + e` respectively). A step costs about two plain steps.
+
+    **Normalization layers.** Their moving statistics (and every other
+    non-trainable state) are updated once per step, by the pass at `w`. The
+    pass at `w + e` runs in training mode on the same batch, so batch and
+    `tfgap.layers.GhostBatchNormalization` layers normalize it with the same
+    (ghost) batches, but it runs in a `keras.StatelessScope`: its updates of
+    moving statistics, metrics and seeds are discarded. Metrics and the
+    reported loss are those of the pass at `w`.
+
+    **Distribution.** Under a `tf.distribute` strategy the first gradient is
+    all-reduced (summed, as the optimizer does) before `e` is computed, so
+    `e` comes from the global gradient, the same on every replica; a
+    `MirroredStrategy` fit equals a single-device fit on the same global
+    batch (for a model without batch statistics).
+
+    **Saving.** The wrapper and its inner model share their variables.
+    `sam.save("sam.keras")` saves the wrapper with its config, the inner
+    model, and the compiled optimizer (`keras.models.load_model` restores a
+    `SAM`). To serve or fine-tune without SAM, save or export the inner model:
+    `sam.inner_model.save("model.keras")`, `sam.inner_model.export(path)`.
+
+    Only the TensorFlow backend is supported (the step uses
+    `tf.GradientTape` and `tf.distribute`).
+
+    References:
+    - [Foret et al., 2021](https://arxiv.org/abs/2010.01412),
+      "Sharpness-Aware Minimization for Efficiently Improving Generalization".
+    - [Kwon et al., 2021](https://arxiv.org/abs/2102.11600), "ASAM".
+
+    Args:
+        model: The `keras.Model` (or layer) to train; its call is the
+            wrapper's call. Available as `inner_model`.
+        rho: Finite float >= 0, the neighbourhood radius. Defaults to `0.05`
+            (ASAM papers use larger values, e.g. 0.5 to 2). `rho=0` is plain
+            training at twice the cost.
+        adaptive: Whether to use ASAM's scale-invariant perturbation.
+            Defaults to `False`.
+        **kwargs: `keras.Model` arguments such as `name`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> sam = SAM(inner, rho=0.05)
+    >>> sam.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    >>> history = sam.fit(x, x.sum(axis=1, keepdims=True), batch_size=8, epochs=2,
+    ...                   verbose=0)
+    >>> sam.predict(x[:2], verbose=0).shape
+    (2, 1)
+    >>> sam.inner_model is inner
+    True
+    """
+
+    def __init__(self, model, rho=0.05, adaptive=False, **kwargs):
+        if not isinstance(model, keras.layers.Layer):
+            raise ValueError(
+                "Expected `model` to be a keras.Model (or layer), but received "
+                f"model={model!r} of type {type(model).__name__}."
+            )
+        rho = check_rho(rho)
+        if not isinstance(adaptive, bool):
+            raise ValueError(
+                f"Expected `adaptive` to be True or False, but received adaptive={adaptive!r}."
+            )
+        super().__init__(**kwargs)
+        self.inner_model = model
+        self.rho = rho
+        self.adaptive = adaptive
+        if model.built:
+            self.built = True
+
+    def call(self, inputs, training=None):
+        return self.inner_model(inputs, training=training)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = list(self.trainable_variables)
+
+        # Pass 1, at w: updates the moving statistics and the metrics.
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                     training=True)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
+        gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(gradients, variables)]
+        replica_context = tf.distribute.get_replica_context()
+        if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+            # The norm in e must be that of the global gradient.
+            gradients = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        weights = [tf.convert_to_tensor(v) for v in variables]
+        perturbations = sam_perturbation(gradients, weights, self.rho, self.adaptive)
+        perturbed = [w + e for w, e in zip(weights, perturbations)]
+
+        # Pass 2, at w + e, stateless: every assignment (moving statistics,
+        # metric and seed state) is discarded with the scope.
+        with tf.GradientTape() as tape:
+            tape.watch(perturbed)
+            with keras.StatelessScope(state_mapping=list(zip(variables, perturbed)),
+                                      collect_losses=True):
+                y_pred_perturbed = self(x, training=True)
+                perturbed_loss = self.compute_loss(
+                    x=x, y=y, y_pred=y_pred_perturbed, sample_weight=sample_weight,
+                    training=True)
+                perturbed_loss = self.optimizer.scale_loss(perturbed_loss)
+        sharpness_gradients = tape.gradient(perturbed_loss, perturbed)
+        self.optimizer.apply(sharpness_gradients, variables)
+
+        for metric in self.metrics:
+            if metric.name == "loss":
+                # compute_loss divides by the number of replicas; report the
+                # per-example loss, as Keras' own train_step does.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                metric.update_state(loss * ops.cast(replicas, loss.dtype),
+                                    sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "model": keras.saving.serialize_keras_object(self.inner_model),
+            "rho": self.rho,
+            "adaptive": self.adaptive,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"),
+                                                      custom_objects=custom_objects)
+        return cls(model, **config)
