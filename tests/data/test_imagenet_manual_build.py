@@ -72,16 +72,21 @@ def test_imagenet_builds_from_manual_dir_and_reads(tmp_path):
 
     _write_manual_dir(manual)
     train = data.build_dataset("imagenet2012", "train", batch_size=4, training=True,
-                               data_dir=data_dir, download=True, seed=0)
+                               data_dir=data_dir, download=True, seed=0,
+                               validation_examples=0)  # the whole training split
     labels = []
     for x, y in train:
         assert x.shape[1:] == (224, 224, 3) and x.dtype == tf.float32
         labels += y.numpy().tolist()
     assert sorted(labels) == [0] * PER_CLASS + [1] * PER_CLASS
     # Counted as prepared on disk, not as the published 1,281,167 / 50,000.
-    assert data.num_examples("imagenet2012", "train", data_dir=data_dir) == 2 * PER_CLASS
+    assert data.num_examples("imagenet2012", "train", data_dir=data_dir,
+                             validation_examples=0) == 2 * PER_CLASS
+    # Default validation: 1% of 6 is 0, raised to 1 so that the split exists.
+    assert data.num_examples("imagenet2012", "validation", data_dir=data_dir) == 1
+    assert data.num_examples("imagenet2012", "train", data_dir=data_dir) == 2 * PER_CLASS - 1
     assert data.num_examples("imagenet2012", "test", data_dir=data_dir) == NUM_VAL
-    assert data.num_examples("imagenet2012", "train") == 1281167
+    assert data.num_examples("imagenet2012", "train", validation_examples=0) == 1281167
 
     # Prepared now: download=False reads it, and the eval split is the validation tar.
     val = data.build_dataset("imagenet2012", "test", batch_size=NUM_VAL, training=False,
@@ -100,3 +105,38 @@ def test_imagenet_builds_from_manual_dir_and_reads(tmp_path):
             [x.numpy() for x, _ in ds])])
     assert len(seen[0]) == len(seen[1]) == NUM_VAL // 2
     assert not set(seen[0]) & set(seen[1])
+
+
+def _eval_hashes(ds):
+    """One identity per example: its eval-preprocessed pixels, rounded (deterministic)."""
+    return [np.round(v, 3).tobytes() for x, _ in ds for v in x.numpy()]
+
+
+def test_real_tfds_slicing_carves_validation_from_train(tmp_path):
+    """Real records (not the mock): "train[:-2]" and "train[-2:]" of the 6 built images."""
+    data_dir = str(tmp_path / "tfds")
+    _write_manual_dir(os.path.join(data_dir, "downloads", "manual"))
+    kwargs = dict(data_dir=data_dir, training=False, batch_size=4)  # eval: in order with a seed
+    everything = _eval_hashes(data.build_dataset("imagenet2012", "train", download=True,
+                                                 seed=0, validation_examples=0, **kwargs))
+    assert len(set(everything)) == 2 * PER_CLASS
+    train = _eval_hashes(data.build_dataset("imagenet2012", "train", shuffle=True, seed=0,
+                                            validation_examples=2, **kwargs))
+    validation = _eval_hashes(data.build_dataset("imagenet2012", "validation", seed=0,
+                                                 validation_examples=2, **kwargs))
+    assert len(train) == 4 and len(validation) == 2
+    assert not set(train) & set(validation)
+    assert set(train) | set(validation) == set(everything)
+    assert validation == everything[-2:]  # the last 2 records of the prepared split
+    for seed in (1, 2):  # file shuffling and shuffling never move the carve
+        assert set(_eval_hashes(data.build_dataset(
+            "imagenet2012", "train", shuffle=True, seed=seed, validation_examples=2,
+            **kwargs))) == set(train)
+    # Per-worker tfds.even_splits of the sliced split: disjoint, covering validation.
+    shards = [_eval_hashes(data.build_dataset(
+        "imagenet2012", "validation", validation_examples=2,
+        input_context=tf.distribute.InputContext(2, i, 1), **kwargs)) for i in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 1 and shards[0] != shards[1]
+    assert set(shards[0]) | set(shards[1]) == set(validation)
+    with pytest.raises(ValueError, match=r"\[0, 5\].*has 6 examples.*received 6"):
+        data.build_dataset("imagenet2012", "validation", validation_examples=6, **kwargs)

@@ -258,6 +258,9 @@ def build_dataset(
     spec = specs_lib.get_spec(name)
     splits_lib.check_split(split)
     _check_num_samples(name, num_samples)
+    if download and spec.tfds_name and not (mock_data or synthetic):
+        # Prepare first, so that the carve counts the data as it is on disk.
+        tfds_pipeline.get_builder(spec, data_dir=data_dir, download=True)
     _, num_validation = _num_validation(
         spec, validation_examples, mock_data=mock_data, synthetic=synthetic,
         mock_examples=mock_examples, num_samples=num_samples, data_dir=data_dir)

@@ -12,9 +12,10 @@ sliced with `skip`/`take` and sharded with
 `Dataset.shard(num_input_pipelines, input_pipeline_id)` instead.
 
 Slicing (the train/validation carve): on real data a `slice` of positions
-becomes tfds split slicing (`"train[:-5000]"`, `"train[-5000:]"`), which
-selects records by their absolute position in the prepared files, before
-any file shuffling, so the carve does not depend on the seed.
+becomes tfds split slicing with absolute bounds (`"train[0:45000]"`,
+`"train[45000:50000]"`, resolved against the split's size on disk), which
+selects records by their position in the prepared files, before any file
+shuffling, so the carve does not depend on the seed.
 """
 
 import contextlib
@@ -119,25 +120,28 @@ def mock_context(mock_data, mock_examples):
     return _tfds().testing.mock_data(num_examples=int(mock_examples))
 
 
-def split_string(tfds_split, rows=None):
+def split_string(tfds_split, rows, num_examples):
     """tfds slicing syntax for `rows` (a `slice` of positions) of a split.
+
+    Negative bounds (counted from the end) are resolved against
+    `num_examples`, the split's size on disk, so the string names exactly
+    the records read, with absolute bounds.
 
     Example:
 
-    >>> split_string("train", slice(None, -500)), split_string("train", slice(-500, None))
-    ('train[:-500]', 'train[-500:]')
-    >>> split_string("test")
+    >>> split_string("train", slice(None, -500), 50000)
+    'train[0:49500]'
+    >>> split_string("train", slice(-500, None), 50000)
+    'train[49500:50000]'
+    >>> split_string("test", None, 10000)
     'test'
     """
-    if rows is None or (rows.start is None and rows.stop is None):
+    if rows is None:
         return tfds_split
     if rows.step not in (None, 1):
         raise ValueError(f"rows must be a contiguous slice, received {rows!r}.")
-
-    def bound(value):
-        return "" if value is None else str(int(value))
-
-    return f"{tfds_split}[{bound(rows.start)}:{bound(rows.stop)}]"
+    start, stop, _ = rows.indices(int(num_examples))
+    return f"{tfds_split}[{start}:{max(start, stop)}]"
 
 
 def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuffle_files,
@@ -172,9 +176,11 @@ def read_raw(spec, tfds_split, *, data_dir, download, mock_data, training, shuff
         builder = get_builder(spec, data_dir=data_dir, download=download)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    split = tfds_split if mock_data else split_string(tfds_split, rows)
+    split = tfds_split
+    if rows is not None and not mock_data:
+        split = split_string(tfds_split, rows, builder.info.splits[tfds_split].num_examples)
     if num_pipelines > 1 and not mock_data:
-        split = tfds.even_splits(tfds_split, num_pipelines, drop_remainder=training)[pipeline_id]
+        split = tfds.even_splits(split, num_pipelines, drop_remainder=training)[pipeline_id]
     decoders = {"image": tfds.decode.SkipDecoding()} if skip_image_decoding else None
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
     ds = builder.as_dataset(
