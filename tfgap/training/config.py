@@ -1,27 +1,287 @@
-"""`TrainConfig`: every resolved setting of one training run, validated.
+"""`TrainConfig`: every resolved setting of one training run, declared once, validated.
 
 The trainer reads nothing else: no flags, no environment. A recipe turns its
 flags into a `TrainConfig`; the tuner and the study build one in Python. The
 config is written as JSON beside checkpoints, `result.json` and the exported
 SavedModel, so every artifact says exactly how it was made.
+
+Each field is declared once, with `setting(...)`: its help text, its help
+group, its kind (`"int"`, `"float"`, `"bool"`, `"str"`, `"path"`, `"floats"`,
+`"factor"` or `"options"`), its allowed values or bounds, whether `None` is
+allowed and whether it is a command-line setting. `settings()` returns these
+declarations; from them come the validation in `TrainConfig.__post_init__`,
+the recipes' flags (`tfgap.recipes.flags`), the flags -> config mapping and the
+config -> flagfile writer (`tfgap.tuning.recipe_files`). Adding a setting is
+one field here, e.g.:
+
+    sam_rho: float = setting(
+        "Neighbourhood radius of SAM (0 = plain SGD).", "regime", "float",
+        default=0.0, minimum=0.0)
+
+Only checks that involve several fields are written out by hand, in
+`__post_init__`.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import numbers
+import os
+import types
 
 DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = ("sqrt", "linear", "none")
 
+# Help groups of the settings, in the order the command-line help lists them.
+GROUPS = ("data", "model", "regime", "distribution", "checkpoints", "output")
+KINDS = ("int", "float", "bool", "str", "path", "floats", "factor", "options")
+_METADATA_KEY = "tfgap_setting"
+
 
 class ConfigError(ValueError):
     """A setting, or a combination of settings, that cannot be trained.
 
-    Recipes turn it into a one-line usage error; Python callers get a
-    `ValueError` naming what was received and what was expected.
+    Messages name the arguments as Python does (`batch_size=...`); recipes turn
+    them into a one-line usage error naming the flags (`--batch_size=...`).
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """The declaration of one `TrainConfig` field (see `setting`).
+
+    `name`, `default` and `required` (no default) are filled in by `settings()`.
+    """
+
+    help: str
+    group: str
+    kind: str
+    choices: object = None
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    optional: bool = False
+    cli: bool = True
+    name: str = ""
+    default: object = None
+    required: bool = False
+
+    # -- allowed values -------------------------------------------------------
+
+    def allowed_choices(self):
+        """The allowed values (a tuple), or `None` when any value of the kind goes."""
+        if self.choices is None:
+            return None
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def bounds_text(self):
+        """The bounds as text: `">= 1"`, `"> 0"`, `"in [0, 1)"`, or `""`."""
+        low = (f"[{self.minimum:g}" if self.minimum is not None
+               else f"({self.above:g}" if self.above is not None else None)
+        high = (f"{self.maximum:g}]" if self.maximum is not None
+                else f"{self.below:g})" if self.below is not None else None)
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return ""
+
+    def describe(self):
+        """What the command line accepts, in words (for `--help`)."""
+        choices = self.allowed_choices()
+        bounds = self.bounds_text()
+        text = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "str": "a string",
+            "path": "a path",
+            "floats": "comma-separated numbers",
+            "factor": "true, false or a factor",
+            "options": "comma-separated key=value pairs",
+        }[self.kind]
+        if choices is not None:
+            text = "one of: " + ", ".join(map(str, choices))
+        if bounds:
+            text += (", each " if self.kind == "floats" else " ") + bounds
+        if self.optional:
+            text += "; empty = unset"
+        return text
+
+    # -- validation -----------------------------------------------------------
+
+    def check(self, value):
+        """Returns `value` normalized (tuples, floats, sorted dicts), or raises `ConfigError`."""
+        name = self.name
+        if value is None and self.optional:
+            return None
+        if self.kind == "factor":
+            return parse_regime_adaptation(value, name=name, minimum=self.minimum or 1.0)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"Expected `{name}` to be a bool. Received: {name}={value!r}")
+        elif self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"Expected `{name}` to be an integer. Received: {name}={value!r}")
+            value = int(value)
+            self._check_bounds(value, value)
+        elif self.kind == "float":
+            value = self._finite(value, value)
+            self._check_bounds(value, value)
+        elif self.kind == "floats":
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ConfigError(
+                    f"Expected `{name}` to be a list of numbers. Received: {name}={value!r}")
+            value = tuple(value)
+            value = tuple(self._finite(v, list(value)) for v in value)
+            for v in value:
+                self._check_bounds(v, list(value), each=True)
+        elif self.kind in ("str", "path"):
+            if self.kind == "path" and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str) or (not value and not self.optional):
+                what = "a directory path" if self.kind == "path" else "a non-empty string"
+                raise ConfigError(f"Expected `{name}` to be {what}. Received: {name}={value!r}")
+        elif self.kind == "options":
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ConfigError(
+                    f"Expected `{name}` to be a dict of build_model options. "
+                    f"Received: {name}={value!r}")
+            value = dict(sorted(value.items()))
+        choices = self.allowed_choices()
+        if choices is not None and value not in choices:
+            raise ConfigError(f"Expected `{name}` in {list(choices)}. Received: {name}={value!r}")
+        return value
+
+    def _finite(self, value, received):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+                value):
+            raise ConfigError(
+                f"Expected `{self.name}` to be a finite number. Received: {self.name}={received!r}")
+        return float(value)
+
+    def _check_bounds(self, value, received, each=False):
+        bad = ((self.minimum is not None and value < self.minimum)
+               or (self.above is not None and value <= self.above)
+               or (self.maximum is not None and value > self.maximum)
+               or (self.below is not None and value >= self.below))
+        if bad:
+            shown = f"{received:g}" if isinstance(received, float) else f"{received}"
+            what = f"every entry of `{self.name}`" if each else f"`{self.name}`"
+            raise ConfigError(f"Expected {what} {self.bounds_text()}. Received: {self.name}={shown}")
+
+    # -- text (command lines and flagfiles) -----------------------------------
+
+    def parse(self, text):
+        """The value of command-line `text` (a `str`), checked; raises `ConfigError`."""
+        if not isinstance(text, str):
+            return self.check(text)
+        stripped = text.strip()
+        if self.optional and not stripped:
+            return None
+        if self.kind == "int":
+            try:
+                number = int(stripped)
+            except ValueError:
+                raise ConfigError(
+                    f"Expected `{self.name}` to be an integer. Received: {self.name}={text}"
+                ) from None
+            return self.check(number)
+        if self.kind == "float":
+            return self.check(self._float(stripped, text))
+        if self.kind == "bool":
+            lowered = stripped.lower()
+            if lowered in ("true", "t", "1", "yes"):
+                return True
+            if lowered in ("false", "f", "0", "no"):
+                return False
+            raise ConfigError(f"Expected `{self.name}` to be true or false. "
+                              f"Received: {self.name}={text}")
+        if self.kind == "floats":
+            items = [item.strip() for item in stripped.split(",") if item.strip()]
+            return self.check(tuple(self._float(item, text, listed=True) for item in items))
+        if self.kind == "factor":
+            return self.check(stripped)
+        if self.kind == "options":
+            return self.check(parse_options(stripped, name=self.name))
+        return self.check(stripped if self.kind in ("str", "path") else text)
+
+    def _float(self, item, text, listed=False):
+        try:
+            return float(item)
+        except ValueError:
+            what = "a comma-separated list of numbers" if listed else "a finite number"
+            raise ConfigError(
+                f"Expected `{self.name}` to be {what}. Received: {self.name}={text}") from None
+
+    def format(self, value):
+        """`value` as command-line text (the inverse of `parse`)."""
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+        if isinstance(value, (tuple, list)):
+            return ",".join(self.format(v) for v in value)
+        if isinstance(value, dict):
+            return ",".join(f"{k}={self.format(v)}" for k, v in value.items())
+        return str(value)
+
+    def to_flag(self, value):
+        """`value` as one command-line flag: `--name=value`, or `--name` / `--noname` for a bool."""
+        if self.kind == "bool":
+            return f"--{self.name}" if value else f"--no{self.name}"
+        return f"--{self.name}={self.format(value)}"
+
+
+def setting(help, group, kind, *, default=dataclasses.MISSING, **spec):  # noqa: A002
+    """Declares one `TrainConfig` field: a `dataclasses.field` carrying its `Setting`.
+
+    Args:
+        help: what the setting does, one or two sentences (docstring and `--help`).
+        group: one of `GROUPS` (where `--help` lists it).
+        kind: one of `KINDS`: `"int"`, `"float"`, `"bool"`, `"str"`, `"path"`,
+            `"floats"` (a tuple of numbers; the command line takes `1,2,3`),
+            `"factor"` (true, false or a number >= `minimum`) or `"options"`
+            (a dict; the command line takes `key=value,key=value`).
+        default: the default; omitted for a required field. A dict default is
+            copied per instance.
+        **spec: `choices` (a tuple, or a function returning one, evaluated
+            when needed), `minimum`/`maximum` (inclusive), `above`/`below`
+            (exclusive), `optional=True` (`None` allowed; unset on the command
+            line), `cli=False` (not a command-line flag: set by the library).
+
+    Returns:
+        A `dataclasses.Field` for the class body.
+    """
+    if group not in GROUPS:
+        raise ValueError(f"Expected `group` in {list(GROUPS)}. Received: group={group!r}")
+    if kind not in KINDS:
+        raise ValueError(f"Expected `kind` in {list(KINDS)}. Received: kind={kind!r}")
+    metadata = {_METADATA_KEY: Setting(help=" ".join(help.split()), group=group, kind=kind,
+                                       **spec)}
+    if isinstance(default, dict):
+        frozen = dict(default)
+        return dataclasses.field(default_factory=lambda: dict(frozen), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _model_names():
+    from tfgap.models import available_models  # noqa: PLC0415 (Keras only when needed)
+
+    return available_models()
+
+
+def _moving_updates():
+    from tfgap.layers.ghost_batch_normalization import MOVING_UPDATES  # noqa: PLC0415
+
+    return MOVING_UPDATES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,63 +299,7 @@ class TrainConfig:
     Paper: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better".
 
     Args:
-        dataset: a `tfgap.data` dataset name.
-        model: a `tfgap.models.available_models()` name.
-        model_dir: where checkpoints, TensorBoard logs, `history.json` and
-            `result.json` go. Re-running with the same `model_dir` resumes.
-        epochs: length of the small-batch regime in epochs (before adaptation).
-        batch_size: the global batch size (all replicas together).
-        base_batch_size: the small-batch size the regime was tuned for.
-        ghost_batch_size: ghost batch size of Ghost Batch Normalization;
-            0 = plain Batch Normalization. Must divide the per-replica batch.
-        lr_boundaries: epochs (small-batch regime) at which the rate drops.
-        lr_values: `len(lr_boundaries) + 1` rates at `base_batch_size`.
-        lr_multiplier: extra factor on every rate (for tuners).
-        lr_scaling: `"sqrt"`, `"linear"` or `"none"`.
-        regime_adaptation: `True` (stretch by k), `False`, or a factor >= 1.
-        warmup_epochs: linear warm-up from the unscaled rate.
-        momentum: SGD momentum (no Nesterov, as the paper).
-        weight_decay: coupled L2 coefficient (gradient `weight_decay * w`).
-        bn_momentum: moving-average momentum of the normalization layers.
-        moving_update: running-statistics rule of Ghost Batch Normalization.
-        model_options: extra keyword options of `build_model` (e.g. widths).
-        strategy: `"auto"`, `"one_device"`, `"mirrored"`, `"multi_worker"` or `"tpu"`.
-        tpu: TPU name or address for `TPUClusterResolver` (`"local"` on a TPU VM).
-        logical_cpus: split the host CPU into this many logical devices (0 = no split).
-        data_dir: tensorflow-datasets data directory.
-        download: let tensorflow-datasets download and prepare missing data.
-        mock_data: train on tensorflow-datasets' mock data (tests, smoke runs).
-        mock_examples: examples per split with `mock_data`; with `synthetic`,
-            the examples evaluated (an epoch keeps the real split's length).
-        synthetic: random tensors of the right shapes (throughput).
-        validation_examples: examples carved from the training split for
-            validation (`None` = the dataset's default: 5,000 for CIFAR, 10%
-            for MNIST/MNIST-1D, 1% for ImageNet; 0 = no validation split).
-        export_dir: where the SavedModel goes; `None` = no export.
-        mixed_precision: `mixed_float16` on GPU, `mixed_bfloat16` on CPU/TPU.
-        jit_compile: XLA-compile the forward and backward pass.
-        seed: seed of the weights, the data order and the augmentation.
-        deterministic: enable TensorFlow's op determinism (bitwise resume).
-        eval_batch_size: evaluation batch (global); 0 = `batch_size`.
-        eval_every_epochs: evaluate on the test split every this many epochs.
-        checkpoint_every_steps: also checkpoint every this many steps (0 = at
-            epoch ends only). A checkpoint is always written at the end.
-        checkpoint_every_seconds: write a checkpoint at least this often
-            (wall-clock seconds), mid-epoch included; epoch-end checkpoints no
-            more often than this; 0 = a checkpoint at every epoch end (and none
-            mid-epoch by time). Checkpoints of `checkpoint_every_steps`, at
-            the end and on preemption are always written.
-        steps_per_execution: optimizer steps per `tf.function` call (one host
-            sync per call); 0 = automatic (calls of about 0.2 s in a single
-            process, 1 step under several workers). Callbacks still see every
-            step, after the call; `model.stop_training` takes effect at the
-            end of the call.
-        keep_checkpoints: checkpoints to keep.
-        summary_every_steps: TensorBoard step scalars every this many steps.
-        preemption: install `PreemptionCheckpointHandler` (SIGTERM saves a
-            checkpoint and stops the run with `Preempted`).
-        verbose: 0 silent, 1 progress bar on a terminal and lines otherwise,
-            2 one line per epoch.
+<settings>
 
     Example:
 
@@ -106,76 +310,121 @@ class TrainConfig:
     128
     >>> TrainConfig.from_dict(config.to_dict()) == config
     True
+    >>> settings()["batch_size"].describe()
+    'an integer >= 1'
     """
 
-    dataset: str
-    model: str
-    model_dir: str
-    epochs: float
-    batch_size: int
-    lr_boundaries: tuple = ()
-    lr_values: tuple = (0.1,)
-    base_batch_size: int = 128
-    ghost_batch_size: int = 0
-    lr_multiplier: float = 1.0
-    lr_scaling: str = "sqrt"
-    regime_adaptation: object = False
-    warmup_epochs: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    bn_momentum: float = 0.9
-    moving_update: str = "sequential"
-    model_options: dict = dataclasses.field(default_factory=dict)
-    strategy: str = "auto"
-    tpu: str | None = None
-    logical_cpus: int = 0
-    data_dir: str | None = None
-    download: bool = False
-    mock_data: bool = False
-    mock_examples: int = 256
-    synthetic: bool = False
-    validation_examples: int | None = None
-    export_dir: str | None = None
-    mixed_precision: bool = False
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    eval_batch_size: int = 0
-    eval_every_epochs: int = 1
-    checkpoint_every_steps: int = 0
-    checkpoint_every_seconds: float = 300.0
-    steps_per_execution: int = 0
-    keep_checkpoints: int = 3
-    summary_every_steps: int = 100
-    preemption: bool = True
-    verbose: int = 1
+    dataset: str = setting("A `tfgap.data` dataset name (the recipe's).", "data", "str",
+                           choices=DATASETS, cli=False)
+    model: str = setting("Network: a `tfgap.models.available_models()` name.", "model", "str",
+                         choices=_model_names)
+    model_dir: str = setting(
+        "Where checkpoints, TensorBoard logs, `history.json` and `result.json` go. Re-running "
+        "with the same directory resumes.", "output", "path")
+    epochs: float = setting("Length of the small-batch regime in epochs (before regime "
+                            "adaptation).", "regime", "float", above=0.0)
+    batch_size: int = setting("The global batch size (all replicas together).", "regime",
+                              "int", minimum=1)
+    lr_boundaries: tuple = setting(
+        "Epochs (of the small-batch regime) at which the learning rate drops, strictly "
+        "increasing.", "regime", "floats", default=(), above=0.0)
+    lr_values: tuple = setting("Learning rates at `base_batch_size`, one more than "
+                               "`lr_boundaries`.", "regime", "floats", default=(0.1,),
+                               minimum=0.0)
+    base_batch_size: int = setting("The small batch size the learning-rate regime was tuned "
+                                   "for.", "regime", "int", default=128, minimum=1)
+    ghost_batch_size: int = setting(
+        "Ghost batch size of Ghost Batch Normalization; 0 = plain Batch Normalization. Must "
+        "divide the per-replica batch.", "model", "int", default=0, minimum=0)
+    lr_multiplier: float = setting("Extra factor on every learning rate (for tuners).",
+                                   "regime", "float", default=1.0, above=0.0)
+    lr_scaling: str = setting(
+        "Learning-rate scaling with k = `batch_size` / `base_batch_size`: sqrt(k), k or 1.",
+        "regime", "str", default="sqrt", choices=LR_SCALINGS)
+    regime_adaptation: object = setting(
+        "Regime adaptation: true (stretch the epochs and rate drops by k = `batch_size` / "
+        "`base_batch_size`), false, or a stretch factor >= 1.", "regime", "factor",
+        default=False, minimum=1.0)
+    warmup_epochs: float = setting("Linear warm-up epochs from the unscaled rate.", "regime",
+                                   "float", default=0.0, minimum=0.0)
+    momentum: float = setting("SGD momentum (no Nesterov, as the paper).", "regime", "float",
+                              default=0.9, minimum=0.0, below=1.0)
+    weight_decay: float = setting("Coupled L2 coefficient (gradient `weight_decay * w`).",
+                                  "regime", "float", default=0.0, minimum=0.0)
+    bn_momentum: float = setting("Moving-average momentum of the normalization layers.",
+                                 "model", "float", default=0.9, minimum=0.0, below=1.0)
+    moving_update: str = setting("Running-statistics rule of Ghost Batch Normalization.",
+                                 "model", "str", default="sequential", choices=_moving_updates)
+    model_options: dict = setting("Extra keyword options of `build_model` (e.g. "
+                                  "mlp_width=64).", "model", "options", default={})
+    strategy: str = setting("Distribution strategy.", "distribution", "str", default="auto",
+                            choices=STRATEGIES)
+    tpu: str | None = setting("TPU name or address for `TPUClusterResolver` ('local' on a "
+                              "TPU VM).", "distribution", "str", default=None, optional=True)
+    logical_cpus: int = setting("Split the host CPU into this many logical devices (mirrored "
+                                "training on a CPU-only machine); 0 = no split.",
+                                "distribution", "int", default=0, minimum=0)
+    data_dir: str | None = setting("tensorflow-datasets data directory.", "data", "path",
+                                   default=None, optional=True)
+    download: bool = setting("Let tensorflow-datasets download and prepare missing data.",
+                             "data", "bool", default=False)
+    mock_data: bool = setting("Train on tensorflow-datasets' mock data (tests, smoke runs).",
+                              "data", "bool", default=False)
+    mock_examples: int = setting(
+        "Examples per split with `mock_data`; with `synthetic`, the examples evaluated (an "
+        "epoch keeps the real split's length).", "data", "int", default=256, minimum=1)
+    synthetic: bool = setting("Random tensors of the right shapes (throughput).", "data",
+                              "bool", default=False)
+    validation_examples: int | None = setting(
+        "Examples carved from the training split for validation (None = the dataset's "
+        "default: 5,000 for CIFAR, 10% for MNIST/MNIST-1D, 1% for ImageNet; 0 = no "
+        "validation split).", "data", "int", default=None, minimum=0, optional=True)
+    export_dir: str | None = setting("Where the SavedModel goes; None = no export.", "output",
+                                     "path", default=None, optional=True)
+    mixed_precision: bool = setting("`mixed_float16` on GPU (with loss scaling), "
+                                    "`mixed_bfloat16` on CPU/TPU.", "distribution", "bool",
+                                    default=False)
+    jit_compile: bool = setting("XLA-compile the forward and backward pass.", "distribution",
+                                "bool", default=False)
+    seed: int = setting("Seed of the weights, the data order and the augmentation.", "regime",
+                        "int", default=0, minimum=0)
+    deterministic: bool = setting("Enable TensorFlow's op determinism (bitwise resume).",
+                                  "distribution", "bool", default=False)
+    eval_batch_size: int = setting("Evaluation batch (global); 0 = `batch_size`.", "output",
+                                   "int", default=0, minimum=0)
+    eval_every_epochs: int = setting("Evaluate on the test split every this many epochs.",
+                                     "output", "int", default=1, minimum=1)
+    checkpoint_every_steps: int = setting(
+        "Also checkpoint every this many steps (0 = none by step count). A checkpoint is "
+        "always written at the end.", "checkpoints", "int", default=0, minimum=0)
+    checkpoint_every_seconds: float = setting(
+        "Write a checkpoint at least this often (wall-clock seconds), mid-epoch included; "
+        "epoch-end checkpoints no more often than this; 0 = a checkpoint at every epoch end "
+        "(and none mid-epoch by time). Checkpoints of `checkpoint_every_steps`, at the end "
+        "and on preemption are always written.", "checkpoints", "float", default=300.0,
+        minimum=0.0)
+    steps_per_execution: int = setting(
+        "Optimizer steps per `tf.function` call (one host sync per call); 0 = automatic "
+        "(calls of about 0.2 s in a single process, 1 step under several workers). "
+        "Callbacks still see every step, after the call; `model.stop_training` takes effect "
+        "at the end of the call.", "distribution", "int", default=0, minimum=0)
+    keep_checkpoints: int = setting("Checkpoints to keep.", "checkpoints", "int", default=3,
+                                    minimum=1)
+    summary_every_steps: int = setting("TensorBoard step scalars every this many steps.",
+                                       "output", "int", default=100, minimum=1)
+    preemption: bool = setting(
+        "Install `PreemptionCheckpointHandler`: SIGTERM saves a checkpoint and stops the run "
+        "with `Preempted` (exit status 42 on the command line).", "checkpoints", "bool",
+        default=True)
+    verbose: int = setting("0 silent, 1 progress bar on a terminal and lines otherwise, 2 one "
+                           "line per epoch.", "output", "int", default=1, minimum=0, maximum=2)
 
     def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("dataset", _choice("dataset", self.dataset, DATASETS))
-        if not isinstance(self.model, str) or not self.model:
-            raise ConfigError(f"Expected `model` to be a model name. Received: model={self.model!r}")
-        if not isinstance(self.model_dir, str) or not self.model_dir:
-            raise ConfigError(
-                f"Expected `model_dir` to be a directory path. Received: model_dir={self.model_dir!r}"
-            )
-        set_("epochs", _number("epochs", self.epochs, minimum=0.0, strict=True))
-        for name in ("batch_size", "base_batch_size", "mock_examples", "keep_checkpoints",
-                     "eval_every_epochs", "summary_every_steps"):
-            set_(name, _integer(name, getattr(self, name), minimum=1))
-        for name in ("ghost_batch_size", "logical_cpus", "seed", "eval_batch_size",
-                     "checkpoint_every_steps", "steps_per_execution"):
-            set_(name, _integer(name, getattr(self, name), minimum=0))
-        if self.validation_examples is not None:
-            set_("validation_examples",
-                 _integer("validation_examples", self.validation_examples, minimum=0))
-        set_("verbose", _integer("verbose", self.verbose, minimum=0))
-        if self.verbose > 2:
-            raise ConfigError(f"Expected `verbose` in {{0, 1, 2}}. Received: verbose={self.verbose}")
-        boundaries = tuple(_number("lr_boundaries", b, minimum=0.0, strict=True)
-                           for b in _sequence("lr_boundaries", self.lr_boundaries))
-        values = tuple(_number("lr_values", v, minimum=0.0) for v in
-                       _sequence("lr_values", self.lr_values))
+        # Each field on its own, from its declaration.
+        for name, declared in settings().items():
+            object.__setattr__(self, name, declared.check(getattr(self, name)))
+        # Combinations of fields.
+        boundaries, values = self.lr_boundaries, self.lr_values
         if len(values) != len(boundaries) + 1:
             raise ConfigError(
                 "Expected len(lr_values) == len(lr_boundaries) + 1. Received: "
@@ -186,41 +435,6 @@ class TrainConfig:
                 "Expected `lr_boundaries` strictly increasing. Received: "
                 f"lr_boundaries={list(boundaries)}"
             )
-        set_("lr_boundaries", boundaries)
-        set_("lr_values", values)
-        set_("lr_multiplier", _number("lr_multiplier", self.lr_multiplier, minimum=0.0, strict=True))
-        set_("lr_scaling", _choice("lr_scaling", self.lr_scaling, LR_SCALINGS))
-        set_("regime_adaptation", parse_regime_adaptation(self.regime_adaptation))
-        set_("checkpoint_every_seconds",
-             _number("checkpoint_every_seconds", self.checkpoint_every_seconds, minimum=0.0))
-        set_("warmup_epochs", _number("warmup_epochs", self.warmup_epochs, minimum=0.0))
-        set_("momentum", _number("momentum", self.momentum, minimum=0.0))
-        if self.momentum >= 1.0:
-            raise ConfigError(f"Expected `momentum` in [0, 1). Received: momentum={self.momentum}")
-        set_("weight_decay", _number("weight_decay", self.weight_decay, minimum=0.0))
-        set_("bn_momentum", _number("bn_momentum", self.bn_momentum, minimum=0.0))
-        if self.bn_momentum >= 1.0:
-            raise ConfigError(
-                f"Expected `bn_momentum` in [0, 1). Received: bn_momentum={self.bn_momentum}"
-            )
-        if not isinstance(self.moving_update, str):
-            raise ConfigError(
-                "Expected `moving_update` to be a GhostBatchNormalization rule name. "
-                f"Received: moving_update={self.moving_update!r}"
-            )
-        if not isinstance(self.model_options, dict):
-            raise ConfigError(
-                "Expected `model_options` to be a dict of build_model options. "
-                f"Received: model_options={self.model_options!r}"
-            )
-        set_("model_options", dict(sorted(self.model_options.items())))
-        set_("strategy", _choice("strategy", self.strategy, STRATEGIES))
-        for name in ("download", "mock_data", "synthetic", "mixed_precision", "jit_compile",
-                     "deterministic", "preemption"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"Expected `{name}` to be a bool. Received: {name}={getattr(self, name)!r}"
-                )
         if self.mock_data and self.synthetic:
             raise ConfigError(
                 "Expected at most one of `mock_data` and `synthetic`. "
@@ -253,7 +467,12 @@ class TrainConfig:
                 replicas, or the ghost batch does not divide (or exceeds) the
                 per-replica batch.
         """
-        num_replicas = _integer("num_replicas", num_replicas, minimum=1)
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or (
+                num_replicas < 1):
+            raise ConfigError(
+                f"Expected `num_replicas` to be an integer >= 1. Received: "
+                f"num_replicas={num_replicas!r}")
+        num_replicas = int(num_replicas)
         if self.batch_size % num_replicas:
             raise ConfigError(
                 f"Expected batch_size divisible by the {num_replicas} replicas. "
@@ -302,7 +521,53 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def parse_regime_adaptation(value):
+@functools.cache
+def settings():
+    """Every `TrainConfig` field's `Setting`, by name, in declaration order.
+
+    Each carries its `name`, `default` and `required` (True: no default). The dict is shared: do not modify it.
+
+    Example:
+
+    >>> declared = settings()["regime_adaptation"]
+    >>> declared.group, declared.default, declared.parse("4"), declared.to_flag(True)
+    ('regime', False, 4.0, '--regime_adaptation=true')
+    >>> [name for name, s in settings().items() if not s.cli]
+    ['dataset']
+    """
+    out = {}
+    for field in dataclasses.fields(TrainConfig):
+        declared = field.metadata[_METADATA_KEY]
+        default, required = field.default, False
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        elif default is dataclasses.MISSING:
+            default, required = None, True
+        out[field.name] = dataclasses.replace(declared, name=field.name, default=default,
+                                              required=required)
+    return types.MappingProxyType(out)
+
+
+def _settings_doc():
+    lines = []
+    for name, declared in settings().items():
+        text = f"{name}: {declared.help}"
+        if declared.choices is not None and not callable(declared.choices):
+            text += f" One of {', '.join(map(repr, declared.allowed_choices()))}."
+        words, line = text.split(), "        "
+        for word in words:
+            if len(line) + len(word) + 1 > 88 and line.strip():
+                lines.append(line.rstrip())
+                line = "            "
+            line += word + " "
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+TrainConfig.__doc__ = TrainConfig.__doc__.replace("<settings>", _settings_doc())
+
+
+def parse_regime_adaptation(value, *, name="regime_adaptation", minimum=1.0):
     """`True`, `False` or a float factor >= 1, from a bool, number or string.
 
     Example:
@@ -310,6 +575,12 @@ def parse_regime_adaptation(value):
     >>> parse_regime_adaptation("true"), parse_regime_adaptation("4")
     (True, 4.0)
     """
+    def error():
+        return ConfigError(
+            f"Expected `{name}` to be true, false or a factor >= {minimum:g}. "
+            f"Received: {name}={value!r}"
+        )
+
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -319,46 +590,38 @@ def parse_regime_adaptation(value):
         if text in ("false", "no", "0"):
             return False
         try:
-            value = float(text)
+            number = float(text)
         except ValueError:
-            raise ConfigError(
-                "Expected `regime_adaptation` to be true, false or a factor >= 1. "
-                f"Received: regime_adaptation={value!r}"
-            ) from None
-    if isinstance(value, numbers.Real) and math.isfinite(value) and value >= 1:
-        return float(value)
-    raise ConfigError(
-        "Expected `regime_adaptation` to be true, false or a factor >= 1. "
-        f"Received: regime_adaptation={value!r}"
-    )
+            raise error() from None
+    else:
+        number = value
+    if isinstance(number, numbers.Real) and math.isfinite(number) and number >= minimum:
+        return float(number)
+    raise error()
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ConfigError(f"Expected `{name}` in {list(choices)}. Received: {name}={value!r}")
-    return value
+def parse_options(text, *, name="model_options"):
+    """`"key=value,key=value"` (or a list of `"key=value"`) -> a dict; numbers become int or float.
 
+    Example:
 
-def _sequence(name, value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ConfigError(f"Expected `{name}` to be a list of numbers. Received: {name}={value!r}")
-    return list(value)
-
-
-def _number(name, value, minimum=None, strict=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ConfigError(f"Expected `{name}` to be a finite number. Received: {name}={value!r}")
-    value = float(value)
-    if minimum is not None and (value < minimum or (strict and value == minimum)):
-        relation = ">" if strict else ">="
-        raise ConfigError(f"Expected `{name}` {relation} {minimum:g}. Received: {name}={value:g}")
-    return value
-
-
-def _integer(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"Expected `{name}` to be an integer. Received: {name}={value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ConfigError(f"Expected `{name}` >= {minimum}. Received: {name}={value}")
-    return value
+    >>> parse_options("mlp_width=64,mlp_depth=2,norm=gbn")
+    {'mlp_width': 64, 'mlp_depth': 2, 'norm': 'gbn'}
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    options = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Expected `{name}` as key=value pairs. Received: {name}={item}")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = value
+    return options
