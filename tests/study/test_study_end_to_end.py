@@ -1,9 +1,10 @@
-"""A tiny study, end to end through the command line (one seed, 256 MNIST-1D examples).
+"""A tiny study, end to end through the command line (one seed, 284 mock MNIST-1D examples:
+28 held out for validation, 256 trained on).
 
 One subprocess run of `python -m tfgap.recipes.study` feeds every test here:
-the files it must write, the table recomputed from the per-run `result.json`
-files the trainer wrote, and the regimes' resolved configs and step counts
-against closed forms.
+the files it must write, the table (validation and test accuracy) recomputed
+from the per-run `result.json` files the trainer wrote, and the regimes'
+resolved configs and step counts against closed forms.
 """
 
 import csv
@@ -18,7 +19,10 @@ import pytest
 
 from tfgap.study import REGIMES, slug
 
-B_S, B_L, B_G, EPOCHS, N = 16, 128, 16, 2, 256
+B_S, B_L, B_G, EPOCHS = 16, 128, 16, 2
+MOCK = 284  # mock examples of the training split; a tenth (floor) is the validation split
+V = MOCK // 10
+N = MOCK - V  # 256 training examples: whole batches of B_S and B_L
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -26,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     cmd = [sys.executable, "-m", "tfgap.recipes.study", "--seeds=1", f"--epochs={EPOCHS}",
-           "--mock_data", f"--mock_examples={N}", f"--small_batch_size={B_S}",
+           "--mock_data", f"--mock_examples={MOCK}", f"--small_batch_size={B_S}",
            f"--large_batch_size={B_L}", f"--ghost_batch_size={B_G}", "--lr=0.05",
            "--lr_boundaries=1", "--sharpness_examples=64", "--interpolation_points=5",
            f"--output_dir={out / 'study'}", f"--export_dir={out / 'savedmodels' / 'ra'}"]
@@ -52,7 +56,8 @@ def test_writes_all_regimes_table_and_figures(study):
     rows = study["results"]["regimes"]
     assert [r["name"] for r in rows] == list(REGIMES)
     for row in rows:
-        for key in ("name", "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean",
+        for key in ("name", "validation_accuracy_mean", "validation_accuracy_std",
+                    "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean",
                     "updates", "sharpness", "diffusion_slope", "wall_time_mean",
                     "wall_time_std", "weight_distance_mean", "weight_distance_std"):
             assert row[key] is not None, (row["name"], key)
@@ -61,10 +66,14 @@ def test_writes_all_regimes_table_and_figures(study):
             assert f.read(8) == PNG_MAGIC, png
         assert png in study["results"]["figures"]
     with open(study["dir"] / "results.csv") as f:
-        assert [r["name"] for r in csv.DictReader(f)] == list(REGIMES)
+        csv_rows = list(csv.DictReader(f))
+    assert [r["name"] for r in csv_rows] == list(REGIMES)
+    for row, csv_row in zip(rows, csv_rows):
+        assert float(csv_row["validation_accuracy_mean"]) == row["validation_accuracy_mean"]
+        assert float(csv_row["test_accuracy_mean"]) == row["test_accuracy_mean"]
     for name in REGIMES:  # a progress line per run and a table row per regime
         assert f"{name} seed 0 [" in study["stdout"]
-    assert "test acc %" in study["stdout"]
+    assert "val acc %" in study["stdout"] and "test acc %" in study["stdout"]
     interp = study["results"]["interpolation"]
     assert len(interp["alphas"]) == 5 and len(interp["test_accuracy"]) == 5
 
@@ -79,6 +88,14 @@ def test_exports_the_remedied_model(study):
 def test_table_is_computed_from_the_runs(study):
     for row in study["results"]["regimes"]:
         result = _run_result(study, row["name"])
+        assert (result["num_train_examples"], result["num_validation_examples"]) == (N, V)
+        assert row["validation_examples"] == V
+        assert row["validation_accuracy_mean"] == result["validation"]["accuracy"]
+        assert row["per_seed"]["validation_accuracy"] == [result["validation"]["accuracy"]]
+        # ... which is the last evaluation of the run, on V examples (a multiple of 1 / V).
+        assert result["history"][-1]["validation_accuracy"] == result["validation"]["accuracy"]
+        correct = result["validation"]["accuracy"] * V
+        assert correct == pytest.approx(round(correct), abs=1e-4)
         assert row["test_accuracy_mean"] == result["test"]["accuracy"]
         assert row["train_accuracy_mean"] == result["train"]["accuracy"]
         assert row["updates"] == result["global_step"]
@@ -94,7 +111,7 @@ def test_table_is_computed_from_the_runs(study):
         with open(study["dir"] / "runs" / slug(row["name"]) / "seed0" / "study.json") as f:
             assert row["sharpness"] == json.load(f)["sharpness"]
         assert row["sharpness"] >= 0.0
-        assert row["test_accuracy_std"] == 0.0  # one seed
+        assert row["test_accuracy_std"] == row["validation_accuracy_std"] == 0.0  # one seed
 
 
 def test_regimes_differ_as_named(study):
@@ -132,6 +149,7 @@ def test_rerun_reuses_finished_runs(study):
     with open(study["dir"] / "results.json") as f:
         again = json.load(f)
     for a, b in zip(again["regimes"], study["results"]["regimes"]):
+        assert a["validation_accuracy_mean"] == b["validation_accuracy_mean"]
         assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
         assert a["updates"] == b["updates"]
     # The interpolation runs on weights restored from the checkpoints: same numbers.
