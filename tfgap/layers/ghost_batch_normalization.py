@@ -1,6 +1,7 @@
 """Ghost Batch Normalization (Hoffer, Hubara & Soudry, 2017) for Keras 3."""
 
 import keras
+import numpy as np
 from keras import ops
 
 MOVING_UPDATES = ("sequential", "averaged", "full_batch")
@@ -42,6 +43,20 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
 
     With `virtual_batch_size=None`, or a size at least the batch, the layer
     computes what `keras.layers.BatchNormalization` computes.
+
+    **Speed.** When the batch is a multiple of `virtual_batch_size` (or
+    smaller than it), the ghost statistics come from a reshape to
+    `(ghosts, virtual_batch_size, ...)` and the reductions plain BN uses, so a
+    training step costs what plain BN's costs, with or without XLA: no
+    gather, no scatter, the same casts under mixed precision (statistics and
+    normalization in float32, outputs in the compute dtype, as in
+    `BatchNormalization`). Other batch sizes go through segment sums over
+    ghost ids, which handle the smaller last ghost batch but lower to
+    gathers and scatters. The path is chosen once per trace: in Python when
+    the batch size is static; when it is `None`, both are traced and a
+    `cond` on `batch % virtual_batch_size` picks one per step (XLA compiles
+    for concrete shapes and drops the branch not taken). Both paths compute
+    the same numbers.
 
     **Distribution.** Under a `tf.distribute` strategy every replica ghosts
     its own shard. The moving mean and variance are created with
@@ -177,6 +192,75 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
 
     def _ghost_call(self, inputs):
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        size = self.virtual_batch_size
+        dims = ops.shape(x)
+        batch = x.shape[0]
+        if batch is not None:
+            # Static batch: the path is chosen here, in Python, once per trace.
+            if batch % size == 0 or batch < size:
+                ghost_size = size if batch % size == 0 else batch
+                grouped = ops.reshape(x, (-1, ghost_size) + tuple(dims[1:]))
+                outputs, new_mean, new_variance = self._reshaped_ghosts(grouped)
+                outputs = ops.reshape(outputs, dims)
+            else:
+                outputs, new_mean, new_variance = self._segment_ghosts(x)
+        else:
+            # Dynamic batch: both paths are traced and the batch picks one at
+            # run time. The reshapes stay outside the `cond` (so that XLA,
+            # which compiles for the concrete batch, sees constant shapes) and
+            # are valid for any batch: a ragged one becomes one "ghost" of the
+            # whole batch, which only the segment branch then reads.
+            batch = dims[0]
+            divisible = ops.equal(batch % size, 0)
+            ghost_size = ops.where(divisible, size, batch)
+            grouped = ops.reshape(x, (-1, ghost_size) + tuple(dims[1:]))
+
+            def segment_branch():
+                outputs, new_mean, new_variance = self._segment_ghosts(x)
+                return ops.reshape(outputs, ops.shape(grouped)), new_mean, new_variance
+
+            outputs, new_mean, new_variance = ops.cond(
+                ops.logical_or(divisible, ops.less(batch, size)),
+                lambda: self._reshaped_ghosts(grouped),
+                segment_branch,
+            )
+            outputs = ops.reshape(outputs, dims)
+        self.moving_mean.assign(ops.cast(new_mean, self.moving_mean.dtype))
+        self.moving_variance.assign(ops.cast(new_variance, self.moving_variance.dtype))
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _reshaped_ghosts(self, grouped):
+        """Equal ghost batches, as one tensor of shape (ghosts, ghost_size, ...).
+
+        This is plain BN's computation (`ops.moments`, then one multiply and
+        one add on the inputs) over a tensor with one more axis: no gather,
+        no scatter. Returns the outputs in the same shape.
+        """
+        rank = len(grouped.shape) - 1
+        channel_axis = self.axis % rank
+        channels = grouped.shape[channel_axis + 1]
+        reduce_axes = [a + 1 for a in range(rank) if a != channel_axis]
+        mean, variance = ops.moments(grouped, axes=reduce_axes, keepdims=True)
+        # gamma and beta broadcast as they are when the channels come last.
+        param_shape = [1] * (rank - channel_axis)
+        param_shape[0] = channels
+
+        def param(weight):
+            weight = ops.cast(weight, grouped.dtype)
+            return weight if channel_axis == rank - 1 else ops.reshape(weight, param_shape)
+
+        inv = ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            inv = inv * param(self.gamma)
+        shift = -mean * inv
+        if self.center:
+            shift = shift + param(self.beta)
+        new_mean, new_variance = self._moving_statistics(
+            ops.reshape(mean, (-1, channels)), ops.reshape(variance, (-1, channels)))
+        return grouped * inv + shift, new_mean, new_variance
+
+    def _segment_ghosts(self, x):
+        """Ghost batches of any sizes (the last one smaller) by segment sums."""
         rank = len(x.shape)
         channel_axis = self.axis % rank
         spatial_axes = [a for a in range(1, rank) if a != channel_axis]
@@ -221,10 +305,16 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         if self.center:
             outputs = outputs + ops.reshape(ops.cast(self.beta, x.dtype), stat_shape[1:])
 
-        self._update_moving_statistics(mean, variance, examples, batch, num_ghosts)
-        return ops.cast(outputs, self.compute_dtype)
+        fractions = examples / ops.cast(batch, x.dtype)
+        new_mean, new_variance = self._moving_statistics(mean, variance, fractions)
+        return outputs, new_mean, new_variance
 
-    def _update_moving_statistics(self, mean, variance, examples, batch, num_ghosts):
+    def _moving_statistics(self, mean, variance, fractions=None):
+        """The new moving mean and variance from (ghosts, channels) statistics.
+
+        `fractions` holds each ghost batch's share of the batch; `None` means
+        equal shares.
+        """
         mean = ops.stop_gradient(mean)
         variance = ops.stop_gradient(variance)
         m = self.momentum
@@ -233,25 +323,35 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         if self.moving_update == "sequential":
             # k steps in closed form: the l-th of k ghost statistics ends up
             # weighted by (1 - m) * m**(k - l), the old value by m**k.
-            k = ops.cast(num_ghosts, mean.dtype)
-            exponents = k - 1.0 - ops.cast(ops.arange(num_ghosts), mean.dtype)
-            weights = (1.0 - m) * ops.power(ops.cast(m, mean.dtype), exponents)
-            decay = ops.power(ops.cast(m, mean.dtype), k)
-            new_mean = decay * moving_mean + ops.matmul(weights[None, :], mean)[0]
-            new_variance = decay * moving_variance + ops.matmul(weights[None, :], variance)[0]
-        else:
-            fractions = examples / ops.cast(batch, mean.dtype)
-            batch_mean = ops.matmul(fractions[None, :], mean)[0]
-            if self.moving_update == "averaged":
-                batch_variance = ops.matmul(fractions[None, :], variance)[0]
+            num_ghosts = mean.shape[0]
+            if num_ghosts is not None:  # constants, computed once per trace
+                weights = np.float64(m) ** np.arange(num_ghosts - 1, -1, -1) * (1.0 - m)
+                weights = ops.convert_to_tensor(weights[:, None], mean.dtype)
+                decay = float(m) ** num_ghosts
             else:
-                # Law of total variance: within-ghost plus between-ghost.
-                spread = variance + ops.square(mean - batch_mean[None, :])
-                batch_variance = ops.matmul(fractions[None, :], spread)[0]
-            new_mean = m * moving_mean + (1.0 - m) * batch_mean
-            new_variance = m * moving_variance + (1.0 - m) * batch_variance
-        self.moving_mean.assign(ops.cast(new_mean, self.moving_mean.dtype))
-        self.moving_variance.assign(ops.cast(new_variance, self.moving_variance.dtype))
+                num_ghosts = ops.shape(mean)[0]
+                k = ops.cast(num_ghosts, mean.dtype)
+                exponents = k - 1.0 - ops.cast(ops.arange(num_ghosts), mean.dtype)
+                weights = (1.0 - m) * ops.power(ops.cast(m, mean.dtype), exponents)[:, None]
+                decay = ops.power(ops.cast(m, mean.dtype), k)
+            new_mean = decay * moving_mean + ops.sum(weights * mean, axis=0)
+            new_variance = decay * moving_variance + ops.sum(weights * variance, axis=0)
+            return new_mean, new_variance
+
+        def batch_average(t):
+            if fractions is None:
+                return ops.mean(t, axis=0)
+            return ops.sum(fractions[:, None] * t, axis=0)
+
+        batch_mean = batch_average(mean)
+        if self.moving_update == "averaged":
+            batch_variance = batch_average(variance)
+        else:
+            # Law of total variance: within-ghost plus between-ghost.
+            batch_variance = batch_average(variance + ops.square(mean - batch_mean[None, :]))
+        new_mean = m * moving_mean + (1.0 - m) * batch_mean
+        new_variance = m * moving_variance + (1.0 - m) * batch_variance
+        return new_mean, new_variance
 
     def get_config(self):
         base_config = super().get_config()
