@@ -12,6 +12,10 @@ Public API:
 - `tfgap.models`: the papers' networks with the normalization layer injected;
   `tfgap.data`: input pipelines; `tfgap.training`: the one trainer behind
   the recipes (`python -m tfgap.recipes.<name>`).
+- `tfgap.LARS` (`tfgap.optimizers`): layer-wise adaptive rate scaling
+  (You, Gitman & Ginsburg 2017), a Keras optimizer.
+- `tfgap.SAM` (`tfgap.sam`): Sharpness-Aware Minimization (Foret et al. 2021;
+  adaptive: Kwon et al. 2021) as a `keras.Model` wrapper for `model.fit`.
 
 Importing tfgap has no side effect other than registering its Keras objects.
 """
@@ -19,5 +23,8 @@ Importing tfgap has no side effect other than registering its Keras objects.
 from tfgap import diagnostics, layers, models, schedules
 from tfgap.layers import GhostBatchNormalization, ghostify
 from tfgap.schedules import LargeBatchSchedule
+from tfgap import optimizers, sam
+from tfgap.optimizers import LARS
+from tfgap.sam import SAM
 
 __version__ = "0.1.0"
