@@ -54,14 +54,16 @@ def test_build_dataset_shapes_sizes_and_sharding():
         ds = data.build_dataset("mnist1d", "train", batch_size=16, training=True, seed=0,
                                 num_samples=500, input_context=ctx)
         shards.append({row.tobytes() for x, _ in ds for row in x.numpy()})
-    assert len(shards[0]) == len(shards[1]) == 200 and not shards[0] & shards[1]
+    # 400 training rows less the default 10% validation, in two halves.
+    assert len(shards[0]) == len(shards[1]) == 180 and not shards[0] & shards[1]
 
 
 def test_mock_data_is_small_and_real():
     ds = data.build_dataset("mnist1d", "train", batch_size=8, training=True, mock_data=True,
                             mock_examples=24, seed=1)
     x, y = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-    assert np.concatenate(x).shape == (24, 40) and np.concatenate(y).dtype == np.int32
+    # 24 mock training examples less the mock default validation (10%, 2).
+    assert np.concatenate(x).shape == (22, 40) and np.concatenate(y).dtype == np.int32
     assert data.num_examples("mnist1d", "test", mock_data=True, mock_examples=24) == 24
 
 
@@ -69,4 +71,7 @@ def test_mock_data_is_small_and_real():
 def test_default_size_is_the_published_split():
     ds = data.load_mnist1d()
     assert ds["x_train"].shape == (4000, 40) and ds["x_test"].shape == (1000, 40)
-    assert data.num_examples("mnist1d", "train") == 4000
+    assert data.num_examples("mnist1d", "train", validation_examples=0) == 4000
+    assert data.num_examples("mnist1d", "train") == 3600  # less 10% validation
+    ds = data.build_dataset("mnist1d", "validation", batch_size=1000, training=False)
+    assert sum(int(x.shape[0]) for x, _ in ds) == data.num_examples("mnist1d", "validation") == 400

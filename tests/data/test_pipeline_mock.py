@@ -58,7 +58,8 @@ def test_eval_pipeline_equals_numpy_preprocessing_of_raw_examples(name):
 def test_train_pipeline_shapes_dtypes_ranges(name):
     spec = data.get_spec(name)
     ds = data.build_dataset(name, "train", batch_size=8, training=True, seed=0,
-                            mock_data=True, mock_examples=N, drop_remainder=True)
+                            mock_data=True, mock_examples=N, drop_remainder=True,
+                            validation_examples=0)  # the whole mock training split
     assert ds.element_spec[0].shape.as_list() == [8, *spec.input_shape]
     x, y = _collect(ds)
     assert x.shape == (N, *spec.input_shape) and x.dtype == np.float32 and y.dtype == np.int32
@@ -136,12 +137,16 @@ def test_drop_remainder_and_repeat():
 
 
 def test_num_examples():
-    assert data.num_examples("cifar10", "train") == 50000
+    # "train" is the training split less the validation split (tests/data/test_splits.py).
+    assert data.num_examples("cifar10", "train", validation_examples=0) == 50000
+    assert data.num_examples("cifar10", "train") == 45000
     assert data.num_examples("imagenet2012", "test") == 50000
-    assert data.num_examples("imagenet2012", "train", mock_data=True, mock_examples=7) == 7
-    assert data.num_examples("mnist1d", "train", num_samples=1000) == 800
-    with pytest.raises(ValueError, match="validation"):
-        data.num_examples("mnist", "validation")
+    assert data.num_examples("imagenet2012", "train", mock_data=True, mock_examples=7,
+                             validation_examples=0) == 7
+    assert data.num_examples("mnist1d", "train", num_samples=1000, validation_examples=0) == 800
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'validation', 'test'\)"
+                                         r", received 'valid'"):
+        data.num_examples("mnist", "valid")
 
 
 def test_bad_arguments():
