@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from tests.data import reference
 from tfgap import data
+from tfgap.data import pipeline, tfds_pipeline
 from tfgap.data import splits as splits_lib
 
 N = 20  # mock training split
@@ -47,8 +48,9 @@ def _pipeline_raw_hashes(name, split, **kwargs):
 
 def test_splits_and_doctests():
     assert data.SPLITS == ("train", "validation", "test")
-    result = doctest.testmod(splits_lib)
-    assert result.failed == 0 and result.attempted >= 3
+    for module in (splits_lib, pipeline, tfds_pipeline):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted >= 3, module.__name__
 
 
 def test_default_rule_per_dataset():

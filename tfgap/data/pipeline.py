@@ -7,6 +7,10 @@ source (per worker)  ->  cache (small datasets)  ->  shuffle  ->  repeat
   ->  parallel map (decode, augment, normalize)  ->  batch  ->  prefetch
 ```
 
+The source of `"train"` and `"validation"` is a fixed slice of the dataset's
+training split (`tfgap.data.splits`): the last `validation_examples` are
+validation, the rest train, the same examples whatever the seed.
+
 Augmentation is stateless: each example gets its own `[2]` seed from
 `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)` zipped in
 before the map, so with a `seed` the whole stream (file order, shuffle,
@@ -98,8 +102,8 @@ def num_examples(name, split, *, mock_data=False, mock_examples=256, num_samples
     (10000, 5000)
     >>> num_examples("cifar10", "train"), num_examples("cifar10", "train", validation_examples=0)
     (45000, 50000)
-    >>> num_examples("mnist", "train", mock_data=True), num_examples("mnist", "validation", mock_data=True)
-    (231, 25)
+    >>> [num_examples("mnist", s, mock_data=True) for s in ("train", "validation", "test")]
+    [231, 25, 256]
     """
     spec = specs_lib.get_spec(name)
     splits_lib.check_split(split)
