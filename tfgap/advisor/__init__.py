@@ -1,0 +1,79 @@
+"""The batch-size advisor: gradient noise scale -> critical batch -> candidate batches.
+
+McCandlish et al. 2018 ("An Empirical Model of Large-Batch Training", arXiv
+1812.06162) predict the steps `S` and examples `E` that training to a target
+takes at batch `B` from one number, the critical batch size, which the
+gradient noise scale `B_simple = tr(Sigma) / |G|^2` estimates:
+
+```
+S(B) = S_min (1 + B_simple / B)        E(B) = E_min (1 + B / B_simple)
+```
+
+The advisor measures `B_simple` (with its standard error) during a short run
+at the small batch you trust, and turns it into a table of candidate batch
+sizes with the learning rate by the square-root (Hoffer et al. 2017) and the
+linear (Goyal et al. 2017) rule, a warm-up, the ghost batch, the regime
+adaptation that trains the predicted steps, and one recommendation.
+
+- `advise(b_simple, ...) -> Advice`: the arithmetic (no TensorFlow);
+  `Advice.to_json` / `from_json` / `save` / `load`, `Advice.flags()`,
+  `Advice.format_table()`, `Advice.recommendation()`.
+- `measure_noise_scale(model, x, y, batch_size=...)`: `B_simple` with a
+  standard error (wraps `tfgap.diagnostics.gradient_noise_scale`);
+  `NoiseScaleTracker`: the same at chosen steps of a run (a Keras callback);
+  `pool_estimates`: one value from the later points of a run.
+- `measure_run(config, steps=...)`: the short measurement run of a
+  `TrainConfig` through `tfgap.training.train`.
+- `predicted_steps`, `predicted_examples`, `min_steps`, `fit_tradeoff`: the
+  trade-off and its least-squares fit to measured steps.
+
+The command: `python -m tfgap.recipes.advise` (docs/advisor.md).
+"""
+
+from tfgap.advisor.advice import (
+    Advice,
+    Candidate,
+    advise,
+    candidate_batch_sizes,
+    ghost_batch_size_for,
+)
+from tfgap.advisor.measure import Measurement, measure_run, measure_step_times
+from tfgap.advisor.noise import (
+    NoiseScaleError,
+    NoiseScaleEstimate,
+    NoiseScaleTracker,
+    PooledNoiseScale,
+    combine_chunks,
+    measure_noise_scale,
+    pool_estimates,
+)
+from tfgap.advisor.tradeoff import (
+    TradeoffFit,
+    fit_tradeoff,
+    min_steps,
+    predicted_examples,
+    predicted_steps,
+)
+
+__all__ = [
+    "Advice",
+    "Candidate",
+    "Measurement",
+    "NoiseScaleError",
+    "NoiseScaleEstimate",
+    "NoiseScaleTracker",
+    "PooledNoiseScale",
+    "TradeoffFit",
+    "advise",
+    "candidate_batch_sizes",
+    "combine_chunks",
+    "fit_tradeoff",
+    "ghost_batch_size_for",
+    "measure_noise_scale",
+    "measure_run",
+    "measure_step_times",
+    "min_steps",
+    "pool_estimates",
+    "predicted_examples",
+    "predicted_steps",
+]
