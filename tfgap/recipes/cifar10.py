@@ -1,8 +1,9 @@
-"""`python -m tfgap.recipes.cifar10`: ResNet-44 on cifar10, the paper's small-batch regime.
+"""`python -m tfgap.recipes.cifar10`: ResNet-44 on CIFAR-10, the paper's small-batch regime.
 
-Defaults: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1, /10 at epochs 81, 122, 164; 200 epochs
-(`tfgap/recipes/defaults.py`). Every flag: `--helpfull`; the paper's Table 1
-rows: `--flagfile=recipes/cifar10/<row>.flags`.
+Defaults (`tfgap/recipes/defaults.py`): batch 128, SGD momentum 0.9, weight decay 1e-4,
+lr 0.1, /10 at epochs 81, 122, 164; 200 epochs. Every flag, grouped, with its default and
+allowed values: `--help`; the paper's Table 1 rows:
+`--flagfile=recipes/cifar10/<model>_<row>.flags`.
 
 Example:
 
@@ -13,7 +14,7 @@ from tfgap.recipes import flags
 
 
 def main():
-    flags.run("cifar10")
+    flags.run("cifar10", doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""`python -m tfgap.recipes.cifar100`: WRN-16-4 on cifar100, the paper's small-batch regime.
+"""`python -m tfgap.recipes.cifar100`: WRN-16-4 on CIFAR-100, the paper's small-batch regime.
 
-Defaults: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1, 2e-2 at 60, 4e-3 at 120, 1e-4 at 140; 200 epochs
-(`tfgap/recipes/defaults.py`). Every flag: `--helpfull`; the paper's Table 1
-rows: `--flagfile=recipes/cifar100/<row>.flags`.
+Defaults (`tfgap/recipes/defaults.py`): batch 128, SGD momentum 0.9, weight decay 1e-4,
+lr 0.1, 2e-2 at 60, 4e-3 at 120, 1e-4 at 140; 200 epochs. Every flag, grouped, with its
+default and allowed values: `--help`; the paper's Table 1 rows:
+`--flagfile=recipes/cifar100/<model>_<row>.flags`.
 
 Example:
 
@@ -13,7 +14,7 @@ from tfgap.recipes import flags
 
 
 def main():
-    flags.run("cifar100")
+    flags.run("cifar100", doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""Each recipe's defaults: the paper's small-batch regime for its default network.
+"""Each recipe's defaults, as data: the paper's small-batch regime for each network.
 
-From the reference code of Hoffer et al. 2017 (see PAPER.md, "Base regimes"):
+From the reference code of Hoffer et al. 2017 ("Base regimes"):
 SGD, momentum 0.9, the rate dropping at the listed epochs. The run length after
 the last drop (`epochs`) is not in the table; tfgap trains 10 epochs past it on
 MNIST and ResNet-50, 5 on AlexNet-BN, and to 200 epochs on CIFAR (the usual
 CIFAR ResNet length). Flagfiles in the top-level `recipes/<recipe>/` folders
 hold only what differs from these.
 
-A recipe whose networks have different regimes lists them in `MODEL_REGIMES`:
-choosing such a network with `--model` switches every regime flag the user did
-not set to that network's values (`tfgap.recipes.flags.apply_model_regime`);
-a flag given on the command line or in a flagfile always wins.
+Both tables hold `TrainConfig` settings by name (tests/recipes check every
+entry against the settings' declarations). A recipe whose networks have
+different regimes lists them in `NETWORK_DEFAULTS`: choosing such a network
+with `--model` switches every setting the user did not give to that network's
+value (`tfgap.recipes.flags.apply_network_defaults`); a flag given on the
+command line or in a flagfile always wins.
 """
 
 RECIPES = {
@@ -57,10 +59,10 @@ RECIPES = {
     ),
 }
 
-# recipe -> network -> the regime flags that differ from the recipe's defaults.
+# recipe -> network -> the settings that differ from the recipe's defaults.
 # ResNet-50's base batch is 256, the batch its usual lr 0.1 belongs to (He et
 # al.; Goyal et al.).
-MODEL_REGIMES = {
+NETWORK_DEFAULTS = {
     "imagenet": {
         "resnet50": dict(
             epochs=100.0,
@@ -81,11 +83,11 @@ def recipe_defaults(name):
     return dict(RECIPES[name])
 
 
-def model_regime(name, model):
-    """A copy of the regime recipe `name` uses for network `model` ({} when it has none).
+def network_defaults(name, model):
+    """A copy of the settings recipe `name` changes for network `model` ({} when none).
 
-    The regime of a recipe's default network is its defaults, so it is empty here
+    A recipe's default network has its defaults already, so it is empty here
     too: nothing to switch.
     """
     recipe_defaults(name)  # validates the name
-    return dict(MODEL_REGIMES.get(name, {}).get(model, {}))
+    return dict(NETWORK_DEFAULTS.get(name, {}).get(model, {}))

@@ -1,8 +1,8 @@
-"""`python -m tfgap.recipes.mnist`: F1 (Keskar et al. 2017), 784-5x[512, BN, ReLU]-10 on mnist, the paper's small-batch regime.
+"""`python -m tfgap.recipes.mnist`: F1 (Keskar et al. 2017), 784-5x[512, BN, ReLU]-10, on MNIST.
 
-Defaults: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1, /10 at epochs 10, 20, 30; 40 epochs
-(`tfgap/recipes/defaults.py`). Every flag: `--helpfull`; the paper's Table 1
-rows: `--flagfile=recipes/mnist/<row>.flags`.
+Defaults, the paper's small-batch regime (`tfgap/recipes/defaults.py`): batch 128, SGD
+momentum 0.9, weight decay 1e-4, lr 0.1, /10 at epochs 10, 20, 30; 40 epochs. Every flag,
+grouped, with its default and allowed values: `--help`.
 
 Example:
 
@@ -13,7 +13,7 @@ from tfgap.recipes import flags
 
 
 def main():
-    flags.run("mnist")
+    flags.run("mnist", doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ Example:
 """
 
 import os
-import sys
 
-from absl import app
 from absl import flags as absl_flags
 
+from tfgap.recipes import cli
 from tfgap.recipes import flags as recipe_flags
 from tfgap.recipes.defaults import recipe_defaults
 
@@ -39,18 +38,18 @@ def _recipe_from_argv(argv):
     absl_flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
     try:
         fv(list(argv), known_only=True)
-    except absl_flags.Error as e:
-        return None, str(e)
-    return fv.recipe, None
+    except absl_flags.Error:
+        return None  # the full parse reports it
+    return fv.recipe
 
 
 def define_tuner_flags(flag_values):
-    """The tuner's own flags (the recipe's are defined by `recipe_flags.define_flags`)."""
+    """The tuner's own flags, in the help group "search" (the recipe's: `define_flags`)."""
     from tfgap.tuning import TUNERS, available_recipes  # noqa: PLC0415
 
     fv, f = flag_values, absl_flags
-    f.DEFINE_enum("recipe", None, available_recipes(), "Recipe whose runs are tuned.",
-                  flag_values=fv)
+    f.DEFINE_enum("recipe", None, available_recipes(), "Recipe whose runs are tuned "
+                  "(required).", flag_values=fv)
     f.DEFINE_integer("max_trials", 10, "Number of trials.", lower_bound=1, flag_values=fv)
     f.DEFINE_enum("tuner", "bayesian", list(TUNERS), "Search algorithm.", flag_values=fv)
     f.DEFINE_integer("min_ghost_batch_size", 16, "Smallest ghost batch size tried (the "
@@ -69,73 +68,51 @@ def define_tuner_flags(flag_values):
                      flag_values=fv)
     f.DEFINE_string("best_recipe", None, "Where the best setting is written as a recipe "
                     "flagfile (default <model_dir>/best.flags).", flag_values=fv)
+    cli.set_group(fv, "search", "recipe", "max_trials", "tuner", "min_ghost_batch_size",
+                  "tune_plain_bn", "lr_multiplier_min", "lr_multiplier_max",
+                  "tune_regime_adaptation", "hyperband_factor", "best_recipe")
 
 
-def main():
-    def usage_error(message):
-        sys.stderr.write(f"{PROG}: usage error: {' '.join(str(message).split())} "
-                         "(see --helpfull)\n")
-        sys.exit(recipe_flags.EXIT_USAGE)
-
-    recipe, error = _recipe_from_argv(sys.argv)
-    if error:
-        usage_error(error)
-    defaults = recipe_defaults(recipe or "mnist")
-    recipe_flags.define_flags(defaults, absl_flags.FLAGS)
-    define_tuner_flags(absl_flags.FLAGS)
-
-    def parser(argv):
-        try:
-            return absl_flags.FLAGS(argv)
-        except absl_flags.Error as e:
-            usage_error(e)
-
-    def run(argv):
-        from absl import logging  # noqa: PLC0415
-
-        logging.set_verbosity(logging.WARNING)
-        fv = absl_flags.FLAGS
-        if len(argv) > 1:
-            usage_error(f"unexpected positional arguments {argv[1:]}")
-        if fv.recipe is None:
-            usage_error("Expected --recipe=NAME. Received none")
-        if fv.lr_multiplier_min <= 0 or fv.lr_multiplier_max < fv.lr_multiplier_min:
-            usage_error("Expected 0 < --lr_multiplier_min <= --lr_multiplier_max. Received: "
-                        f"{fv.lr_multiplier_min}, {fv.lr_multiplier_max}")
-        recipe_flags.apply_model_regime(fv, fv.recipe)
-        try:
-            config = recipe_flags.config_from_flags(fv, defaults)
-        except recipe_flags.UsageError as e:
-            usage_error(e)
-        model_dir = fv.model_dir or os.path.join(
-            "runs", "tune", f"{fv.recipe}_{recipe_flags.run_name(config.to_dict())}")
-        sys.exit(_search(config, fv, model_dir, usage_error))
-
-    app.run(run, flags_parser=parser)
+def define(flag_values, argv):
+    """Every flag of the tuner: its own, and those of the recipe `--recipe` names."""
+    recipe = _recipe_from_argv(argv) or "mnist"
+    recipe_flags.define_flags(recipe_defaults(recipe), flag_values)
+    define_tuner_flags(flag_values)
+    cli.set_default_text(flag_values, "model_dir", "runs/tune/<recipe>_<run name>")
 
 
-def _search(config, fv, model_dir, usage_error):
+def run(fv):
+    """Searches; returns the artifacts (search directory, trials, best recipe file)."""
+    if fv.recipe is None:
+        raise cli.UsageError("Expected --recipe=NAME. Received none")
+    if fv.lr_multiplier_min <= 0 or fv.lr_multiplier_max < fv.lr_multiplier_min:
+        raise cli.UsageError("Expected 0 < --lr_multiplier_min <= --lr_multiplier_max. "
+                             f"Received: {fv.lr_multiplier_min}, {fv.lr_multiplier_max}")
+    defaults = recipe_defaults(fv.recipe)
+    recipe_flags.apply_network_defaults(fv, fv.recipe)
+    config = recipe_flags.config_from_flags(fv, defaults)
+    model_dir = fv.model_dir or os.path.join(
+        "runs", "tune", f"{fv.recipe}_{recipe_flags.run_name(config.to_dict())}")
+    return _search(config, fv, model_dir)
+
+
+def _search(config, fv, model_dir):
     from tfgap import data  # noqa: PLC0415
-    from tfgap.training import ConfigError, make_strategy, split_logical_cpus  # noqa: PLC0415
+    from tfgap.training import make_strategy, split_logical_cpus  # noqa: PLC0415
     from tfgap.tuning import run_search  # noqa: PLC0415
-
-    def fail(message):
-        sys.stderr.write(f"{PROG}: {' '.join(str(message).split())}\n")
-        return recipe_flags.EXIT_FAILED
+    from tfgap.tuning.search import SEARCH_SUBDIR, TRIALS_SUBDIR  # noqa: PLC0415
 
     # The CPU split and the strategy come before any other TensorFlow op.
     split_logical_cpus(config.logical_cpus)
     strategy = make_strategy(config.strategy, tpu=config.tpu)
+    # Fail within seconds when the data is missing, not after three failed trials
+    # (DatasetNotPreparedError: one line, exit status 1).
+    data.build_dataset(config.dataset, "test", batch_size=1, training=False,
+                       data_dir=config.data_dir, download=config.download,
+                       mock_data=config.mock_data, mock_examples=config.mock_examples,
+                       synthetic=config.synthetic)
     try:
-        # Fail within seconds when the data is missing, not after three failed trials.
-        data.build_dataset(config.dataset, "test", batch_size=1, training=False,
-                           data_dir=config.data_dir, download=config.download,
-                           mock_data=config.mock_data, mock_examples=config.mock_examples,
-                           synthetic=config.synthetic)
-    except data.DatasetNotPreparedError as e:
-        return fail(e)
-    try:
-        run_search(
+        best = run_search(
             config, fv.recipe, model_dir=model_dir, kind=fv.tuner, max_trials=fv.max_trials,
             strategy=strategy, min_ghost_batch_size=fv.min_ghost_batch_size,
             include_plain_bn=fv.tune_plain_bn,
@@ -144,11 +121,18 @@ def _search(config, fv, model_dir, usage_error):
             hyperband_factor=fv.hyperband_factor, best_recipe=fv.best_recipe,
             verbose=config.verbose,
         )
-    except (ConfigError, ValueError) as e:
-        usage_error(e)
     except RuntimeError as e:
-        return fail(e)
-    return 0
+        raise cli.CommandFailed(str(e)) from None
+    except ValueError as e:  # ConfigError included: a search space the flags cannot give
+        raise cli.UsageError(str(e)) from None
+    return [(what, path) for what, path in (
+        ("tuner state", os.path.join(model_dir, SEARCH_SUBDIR)),
+        ("trial runs", os.path.join(model_dir, TRIALS_SUBDIR)),
+    ) if os.path.exists(path)] + [("best recipe", best["recipe_file"])]
+
+
+def main(argv=None):
+    cli.main(PROG, define=define, run=run, doc=__doc__, argv=argv)
 
 
 if __name__ == "__main__":

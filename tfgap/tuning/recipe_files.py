@@ -4,19 +4,20 @@ The tuner reads a recipe's defaults exactly as `python -m tfgap.recipes.<name>`
 does, and writes its best setting as a flagfile in the format of the
 top-level `recipes/<recipe>/` files: a header naming the command that runs it, then
 one `--flag=value` per line, only for the settings that differ from the
-recipe's defaults for that model.
+recipe's defaults for that model. The flags come from the settings'
+declarations (`tfgap.training.config.setting`), so a new setting is written
+without a change here.
 """
 
-import dataclasses
 import math
 
 from tfgap.recipes import flags as recipe_flags
 from tfgap.recipes.defaults import RECIPES
 
-# Config fields that are not written to a recipe file: the dataset is the
-# recipe's, and the run and export directories default to names derived from
-# the settings (a tuner trial's directory is not where a new run belongs).
-_NOT_WRITTEN = ("dataset", "model_dir", "export_dir")
+# Settings that are not written to a recipe file: the dataset is the recipe's
+# (not a flag), and the run and export directories default to names derived
+# from the settings (a tuner trial's directory is not where a new run belongs).
+_NOT_WRITTEN = ("model_dir", "export_dir")
 
 
 def available_recipes():
@@ -36,50 +37,39 @@ def parse_recipe(recipe, argv):
     return recipe_flags.parse(argv, recipe)
 
 
-def _format(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, (tuple, list)):
-        return ",".join(_format(v) for v in value)
-    if isinstance(value, dict):
-        return ",".join(f"{k}={_format(v)}" for k, v in value.items())
-    return str(value)
+def config_flags(config, recipe):
+    """The flags that make recipe `recipe` run `config` (only those differing from defaults).
+
+    One flag per command-line setting (`tfgap.training.config.settings()`,
+    written by its declaration's `to_flag`) whose value differs from the
+    recipe's default for `config.model`. `--model` always comes first (the
+    ImageNet recipe derives its defaults from it); `model_dir` and
+    `export_dir` are never written, but `--noexport` is when `config` exports
+    nothing.
+
+    Returns:
+        A list of `"--name=value"` strings.
+    """
+    from tfgap.training.config import settings  # noqa: PLC0415
+
+    defaults = parse_recipe(recipe, ["recipe", f"--model={config.model}"])
+    lines = [f"--model={config.model}"]
+    for name, declared in settings().items():
+        if not declared.cli or name in _NOT_WRITTEN or name == "model":
+            continue
+        value, default = getattr(config, name), getattr(defaults, name)
+        if _same(value, default) or value is None:
+            continue
+        lines.append(declared.to_flag(value))
+    if config.export_dir is None:
+        lines.append("--noexport")
+    return lines
 
 
 def _same(a, b):
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
     return a == b
-
-
-def config_flags(config, recipe):
-    """The flags that make recipe `recipe` run `config` (only those differing from defaults).
-
-    `--model` always comes first (the ImageNet recipe derives its regime from
-    it); `model_dir` and `export_dir` are never written, but `--noexport` is
-    when `config` exports nothing.
-
-    Returns:
-        A list of `"--name=value"` strings.
-    """
-    defaults = parse_recipe(recipe, ["recipe", f"--model={config.model}"])
-    lines = [f"--model={config.model}"]
-    for field in dataclasses.fields(config):
-        name = field.name
-        if name in _NOT_WRITTEN or name == "model":
-            continue
-        value, default = getattr(config, name), getattr(defaults, name)
-        if _same(value, default) or value is None:
-            continue
-        if isinstance(value, bool) and name != "regime_adaptation":
-            lines.append(f"--{name}" if value else f"--no{name}")
-        else:
-            lines.append(f"--{name}={_format(value)}")
-    if config.export_dir is None:
-        lines.append("--noexport")
-    return lines
 
 
 def write_recipe_file(path, config, recipe, *, header=()):
