@@ -201,6 +201,72 @@ def test_dropout_and_metrics_in_fit():
     assert np.isfinite(loss) and accuracy > 0.7
 
 
+def _fit_small(x, y, *, sam, jit_compile=False, optimizer=None):
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(5),
+        tfgap.GhostBatchNormalization(virtual_batch_size=4),
+        keras.layers.Dense(1, dtype="float32"),
+    ])
+    model = SAM(inner, rho=0.3, adaptive=True) if sam else inner
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1), loss="mse",
+                  jit_compile=jit_compile)
+    history = model.fit(x, y, batch_size=12, epochs=2, shuffle=False, verbose=0)
+    return model, history.history["loss"]
+
+
+def test_xla_step_equals_eager_step():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(24, 4)).astype("float32")
+    y = rng.normal(size=(24, 1)).astype("float32")
+    eager, _ = _fit_small(x, y, sam=True, optimizer=tfgap.LARS(0.1, eta=0.01))
+    xla, _ = _fit_small(x, y, sam=True, jit_compile=True, optimizer=tfgap.LARS(0.1, eta=0.01))
+    for a, b in zip(xla.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_with_loss_scaling():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(12, 4)).astype("float32")
+    y = rng.normal(size=(12, 1)).astype("float32")
+
+    def two_steps(policy, loss_scale):
+        keras.config.set_dtype_policy(policy)
+        try:
+            keras.utils.set_random_seed(0)
+            inner = keras.Sequential([
+                keras.Input((4,)), keras.layers.Dense(5),
+                tfgap.GhostBatchNormalization(virtual_batch_size=4),
+                keras.layers.Dense(1, dtype="float32"),
+            ])
+            optimizer = keras.optimizers.SGD(0.1)
+            if loss_scale:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer,
+                                                                initial_scale=loss_scale)
+            model = SAM(inner, rho=0.3, adaptive=True)
+            model.compile(optimizer=optimizer, loss="mse")
+            initial = [v.numpy() for v in model.trainable_variables]
+            for _ in range(2):
+                model.train_on_batch(x, y)
+        finally:
+            keras.config.set_dtype_policy("float32")
+        return model, initial
+
+    reference, _ = two_steps("float32", None)
+    # e is invariant to the loss scale: float16 steps track the float32 ones.
+    mixed, _ = two_steps("mixed_float16", 1024.0)
+    assert int(mixed.optimizer.iterations) == 2
+    for a, b in zip(mixed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=5e-3)
+    # A scale that overflows float16: e is zero (not NaN), the loss-scale
+    # optimizer skips the steps, the weights stay finite and unchanged.
+    overflow, initial = two_steps("mixed_float16", 2.0 ** 40)
+    assert int(overflow.optimizer.iterations) == 0
+    for v, w in zip(overflow.trainable_variables, initial):
+        np.testing.assert_array_equal(v.numpy(), w)
+    assert all(np.isfinite(w).all() for w in overflow.get_weights())
+
+
 # ---------------------------------------------------------------- serialization
 
 
