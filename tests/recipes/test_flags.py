@@ -67,6 +67,18 @@ def test_bad_flag_on_the_command_line_is_one_line_without_traceback():
     assert "Traceback" not in proc.stderr
 
 
+def test_help_on_the_command_line_exits_0_and_lists_the_recipes_flags():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfgap.recipes.cifar100", "--help"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("`python -m tfgap.recipes.cifar100`")
+    for line in ("regime:", "  --lr_boundaries (default: 60,120,140; comma-separated numbers, "
+                 "each > 0)", "  --model (default: wrn16_4; one of: "):
+        assert line in proc.stdout, proc.stdout
+
+
 def test_every_recipe_file_parses_and_validates():
     # recipes/<recipe>/<model>[_b<batch>]_<row>.flags, rows SB (the model's regime), LB (large
     # batch, unscaled rate), +LR (sqrt rate), +GBN (+ ghost 128), +RA (+ regime adaptation).

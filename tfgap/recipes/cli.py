@@ -99,14 +99,18 @@ class SettingSerializer(flags.ArgumentSerializer):
         return self.setting.format(value)
 
 
-def define_setting_flag(flag_values, declared, *, default=None, help=None, choices=None,  # noqa: A002
+_OWN = object()  # "the setting's own default"
+
+
+def define_setting_flag(flag_values, declared, *, default=_OWN, help=None, choices=None,  # noqa: A002
                         optional=None):
     """Defines the flag of one `TrainConfig` setting (a `config.Setting`) on `flag_values`.
 
     Args:
         flag_values: an `absl.flags.FlagValues`.
         declared: the `Setting` (`tfgap.training.config.settings()[name]`).
-        default: the flag's default (default: the setting's own).
+        default: the flag's default (default: the setting's own; `None`: unset,
+            with `optional=True`).
         help: replaces the setting's help text (for a command that uses the
             name with a narrower meaning).
         choices: restricts the setting's allowed values.
@@ -119,7 +123,7 @@ def define_setting_flag(flag_values, declared, *, default=None, help=None, choic
                "optional": optional}
     changes = {key: value for key, value in changes.items() if value is not None}
     declared = dataclasses.replace(declared, **changes)
-    value = declared.default if default is None else default
+    value = declared.default if default is _OWN else default
     if declared.kind == "bool":
         flags.DEFINE_boolean(declared.name, value, declared.help, flag_values=flag_values)
     else:
@@ -143,7 +147,7 @@ def define_setting_flags(flag_values, defaults=None, *, names=None, unset=()):
     for name, declared in settings().items():
         if (names is None and not declared.cli) or (names is not None and name not in names):
             continue
-        define_setting_flag(flag_values, declared, default=defaults.get(name),
+        define_setting_flag(flag_values, declared, default=defaults.get(name, _OWN),
                             optional=True if name in unset else None)
 
 
@@ -276,7 +280,8 @@ def help_text(prog, doc, flag_values, *, width=88):
             if allowed:
                 details.append(allowed)
             out.append(f"  {head} ({'; '.join(details)})")
-            out.extend(textwrap.wrap(flag.help, width=width, initial_indent=" " * 6,
+            text = re.sub(r"^<[^>]*>: ", "", flag.help)  # DEFINE_enum's prefix: listed above
+            out.extend(textwrap.wrap(text, width=width, initial_indent=" " * 6,
                                      subsequent_indent=" " * 6, break_on_hyphens=False))
     return "\n".join(out) + "\n"
 
