@@ -115,3 +115,41 @@ def test_one_device_and_mirrored_strategies(two_cpus):
     assert strategy_lib.make_strategy("one_device").num_replicas_in_sync == 1
     assert strategy_lib.make_strategy("mirrored").num_replicas_in_sync == 2
     assert strategy_lib.task_info(two_cpus) == (None, None, True)
+
+
+def test_each_field_is_validated_from_its_declaration():
+    from tfgap.training.config import settings
+
+    s = settings()
+    assert s["momentum"].bounds_text() == "in [0, 1)" and s["epochs"].bounds_text() == "> 0"
+    assert s["verbose"].describe() == "an integer in [0, 2]"
+    assert s["lr_scaling"].describe() == "one of: sqrt, linear, none"
+    for changes, message in [
+        (dict(momentum=1.0), "Expected `momentum` in [0, 1). Received: momentum=1"),
+        (dict(bn_momentum=-0.5), "Expected `bn_momentum` in [0, 1). Received: bn_momentum=-0.5"),
+        (dict(verbose=3), "Expected `verbose` in [0, 2]. Received: verbose=3"),
+        (dict(lr_multiplier=0), "Expected `lr_multiplier` > 0. Received: lr_multiplier=0"),
+        (dict(moving_update="mean"), "Expected `moving_update` in ['sequential', 'averaged', "
+                                     "'full_batch']. Received: moving_update='mean'"),
+        (dict(model="resnet1000"), "Received: model='resnet1000'"),
+        (dict(download=1), "Expected `download` to be a bool. Received: download=1"),
+        (dict(model_dir=""), "Received: model_dir=''"),
+        (dict(lr_boundaries=(0, 100)), "Expected every entry of `lr_boundaries` > 0. "
+                                       "Received: lr_boundaries=[0.0, 100.0]"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            make(**changes)
+        assert message in str(info.value), str(info.value)
+    # Normalized: ints to floats where floats are declared, lists to tuples, dicts sorted.
+    config = make(momentum=0, lr_values=[1, 0.1, 0.01], model_options={"b": 1, "a": 2})
+    assert config.momentum == 0.0 and isinstance(config.momentum, float)
+    assert config.lr_values == (1.0, 0.1, 0.01) and list(config.model_options) == ["a", "b"]
+
+
+def test_a_declaration_needs_a_known_group_and_kind():
+    from tfgap.training.config import setting
+
+    with pytest.raises(ValueError, match="group"):
+        setting("Help.", "misc", "int", default=0)
+    with pytest.raises(ValueError, match="kind"):
+        setting("Help.", "data", "complex", default=0)
