@@ -112,6 +112,21 @@ def test_one_dynamic_trace_serves_divisible_and_ragged_batches():
     assert len(call._list_all_concrete_functions()) == 1
 
 
+@pytest.mark.parametrize("axis", [-1, 1], ids=["channels_last", "channels_first"])
+def test_unknown_spatial_dimensions(axis):
+    shape = (8, 3, 5, 3) if axis == -1 else (8, 3, 3, 5)
+    layer = _layer(shape, axis, "averaged")
+    spec = [8, None, None, 3] if axis == -1 else [8, 3, None, None]
+    call = tf.function(lambda t: layer(t, training=True),
+                       input_signature=[tf.TensorSpec(spec, tf.float32)])
+    x = _inputs(shape, seed=4)
+    expected, mm, mv = ghost_bn_reference(
+        x, GHOST, axis=axis, momentum=MOMENTUM, epsilon=EPSILON,
+        moving_update="averaged", **_state(layer))
+    np.testing.assert_allclose(call(x), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), mv, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 @pytest.mark.parametrize("features,axis", LAYOUTS[:2])
 def test_reshape_path_gradients_match_parent_applied_ghost_by_ghost(features, axis, dynamic):

@@ -199,7 +199,7 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             # Static batch: the path is chosen here, in Python, once per trace.
             if batch % size == 0 or batch < size:
                 ghost_size = size if batch % size == 0 else batch
-                grouped = ops.reshape(x, (-1, ghost_size) + tuple(dims[1:]))
+                grouped = ops.reshape(x, self._grouped_shape(x, ghost_size))
                 outputs, new_mean, new_variance = self._reshaped_ghosts(grouped)
                 outputs = ops.reshape(outputs, dims)
             else:
@@ -213,7 +213,7 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             batch = dims[0]
             divisible = ops.equal(batch % size, 0)
             ghost_size = ops.where(divisible, size, batch)
-            grouped = ops.reshape(x, (-1, ghost_size) + tuple(dims[1:]))
+            grouped = ops.reshape(x, self._grouped_shape(x, ghost_size))
 
             def segment_branch():
                 outputs, new_mean, new_variance = self._segment_ghosts(x)
@@ -229,25 +229,45 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance.assign(ops.cast(new_variance, self.moving_variance.dtype))
         return ops.cast(outputs, self.compute_dtype)
 
+    def _grouped_shape(self, x, ghost_size):
+        """(ghosts, ghost_size * before, channels[, after]) for an input x.
+
+        `before` and `after` are the products of the axes before and after
+        the channel axis (batch excluded). Merging them leaves one reduced
+        axis (two when channels come first) next to the channels, the
+        shape XLA reduces fastest; it is a reshape of a contiguous tensor,
+        so it copies nothing.
+        """
+        rank = len(x.shape)
+        channel_axis = self.axis % rank
+        dims = ops.shape(x)
+
+        def product(axes):
+            result = 1
+            for a in axes:
+                result = result * dims[a]
+            return result
+
+        shape = [-1, ghost_size * product(range(1, channel_axis)), dims[channel_axis]]
+        if channel_axis < rank - 1:
+            shape.append(product(range(channel_axis + 1, rank)))
+        return tuple(shape)
+
     def _reshaped_ghosts(self, grouped):
-        """Equal ghost batches, as one tensor of shape (ghosts, ghost_size, ...).
+        """Equal ghost batches, from `grouped` of shape `_grouped_shape`.
 
         This is plain BN's computation (`ops.moments`, then one multiply and
-        one add on the inputs) over a tensor with one more axis: no gather,
-        no scatter. Returns the outputs in the same shape.
+        one add on the inputs) with the ghosts on their own axis: no gather,
+        no scatter. Returns the outputs in the shape of `grouped`.
         """
-        rank = len(grouped.shape) - 1
-        channel_axis = self.axis % rank
-        channels = grouped.shape[channel_axis + 1]
-        reduce_axes = [a + 1 for a in range(rank) if a != channel_axis]
-        mean, variance = ops.moments(grouped, axes=reduce_axes, keepdims=True)
-        # gamma and beta broadcast as they are when the channels come last.
-        param_shape = [1] * (rank - channel_axis)
-        param_shape[0] = channels
+        channels = grouped.shape[2]
+        channels_last = len(grouped.shape) == 3
+        mean, variance = ops.moments(
+            grouped, axes=[1] if channels_last else [1, 3], keepdims=True)
 
-        def param(weight):
+        def param(weight):  # broadcast against (ghosts, 1, channels[, 1])
             weight = ops.cast(weight, grouped.dtype)
-            return weight if channel_axis == rank - 1 else ops.reshape(weight, param_shape)
+            return weight if channels_last else ops.reshape(weight, (channels, 1))
 
         inv = ops.rsqrt(variance + self.epsilon)
         if self.scale:
