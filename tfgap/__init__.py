@@ -17,14 +17,75 @@ Public API:
 - `tfgap.SAM` (`tfgap.sam`): Sharpness-Aware Minimization (Foret et al. 2021;
   adaptive: Kwon et al. 2021) as a `keras.Model` wrapper for `model.fit`.
 
+Backends: `tfgap.schedules`, `tfgap.optimizers`, `tfgap.diagnostics` and
+`tfgap.backend` run on every Keras backend (TensorFlow, JAX, PyTorch; see
+docs/backends.md). The trainer, the recipes and `tfgap.SAM` use
+`tf.distribute` and `tf.GradientTape` and need the TensorFlow backend.
+
 Importing tfgap has no side effect other than registering its Keras objects.
+Under the TensorFlow backend everything above is imported at once. Under JAX
+or PyTorch, importing tfgap does not import TensorFlow: `tfgap.layers`
+(`GhostBatchNormalization`, `ghostify`) and `tfgap.models` are imported on
+first use (import `tfgap.layers` before `keras.saving.load_model` of a model
+that holds a `GhostBatchNormalization`), and `tfgap.sam` / `tfgap.SAM` say
+that they need the TensorFlow backend.
 """
 
-from tfgap import diagnostics, layers, models, schedules
-from tfgap.layers import GhostBatchNormalization, ghostify
-from tfgap.schedules import LargeBatchSchedule
-from tfgap import optimizers, sam
+import importlib
+
+import keras
+
+from tfgap import backend, diagnostics, optimizers, schedules
 from tfgap.optimizers import LARS
-from tfgap.sam import SAM
+from tfgap.schedules import LargeBatchSchedule
 
 __version__ = "0.1.0"
+
+# Imported at once under TensorFlow, on first use under other backends:
+# name -> (module, attribute or None for the module itself).
+_LAZY = {
+    "layers": ("tfgap.layers", None),
+    "models": ("tfgap.models", None),
+    "GhostBatchNormalization": ("tfgap.layers", "GhostBatchNormalization"),
+    "ghostify": ("tfgap.layers", "ghostify"),
+}
+# TensorFlow-backend only.
+_TENSORFLOW_ONLY = {
+    "sam": ("tfgap.sam", None),
+    "SAM": ("tfgap.sam", "SAM"),
+}
+
+
+def _load(name, table):
+    module_name, attribute = table[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return _load(name, _LAZY)
+    if name in _TENSORFLOW_ONLY:
+        if keras.backend.backend() != "tensorflow":
+            raise ImportError(
+                f"tfgap.{name} needs the TensorFlow backend of Keras (it is built on "
+                "tf.GradientTape and tf.distribute); KERAS_BACKEND is "
+                f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before importing "
+                "Keras."
+            )
+        return _load(name, _TENSORFLOW_ONLY)
+    raise AttributeError(f"module 'tfgap' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY) + list(_TENSORFLOW_ONLY))
+
+
+if keras.backend.backend() == "tensorflow":
+    for _name in _LAZY:
+        _load(_name, _LAZY)
+    for _name in _TENSORFLOW_ONLY:
+        _load(_name, _TENSORFLOW_ONLY)
+    del _name

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["hessian", "interpolation", "noise_scale", "sharpness", "weight_distance"]
+MODULES = ["diffusion", "hessian", "interpolation", "noise_scale", "sharpness", "weight_distance"]
 
 
 @pytest.mark.parametrize("name", MODULES)

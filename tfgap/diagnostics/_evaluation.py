@@ -9,15 +9,22 @@ fixed weights over a fixed data set:
 The data term is the mean of the per-batch means weighted by batch size (exact
 whenever the loss is a mean over examples, as every Keras loss with the default
 reduction is), accumulated on the host in float64; the predictions are cast to
-float64 before the loss is applied. BatchNormalization runs in inference mode
-(moving statistics) and dropout is off, so `f` is a deterministic function of
-the weights. `model.losses` (weight-decay penalties) are included, as in
-`model.evaluate`.
+float64 before the loss is applied (float32 under JAX unless `jax_enable_x64`
+is set). BatchNormalization runs in inference mode (moving statistics) and
+dropout is off, so `f` is a deterministic function of the weights.
+`model.losses` (weight-decay penalties, activity regularizers) are included,
+as in `model.evaluate`.
+
+The model is evaluated statelessly (`model.stateless_call` on the current
+values of its variables), so the same code runs on every Keras backend; the
+gradients and Hessian-vector products come from `tfgap.backend`.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from tfgap import backend
 
 
 def resolve_loss(model, loss):
@@ -40,15 +47,45 @@ def resolve_loss(model, loss):
     return fn
 
 
-def as_dataset(x, y=None, batch_size=None):
-    """A batched `tf.data.Dataset` of `(x, y)` from arrays or a dataset.
+class Batches:
+    """A re-iterable sequence of `(x, y)` batches as backend tensors.
 
-    Arrays are batched in order (no shuffling) with `batch_size` (default: the
-    whole array up to 1024 examples per batch). A dataset must already be
-    batched and yield `(x, y)` or `(x, y, sample_weight)` (the weight is
-    ignored); `y` and `batch_size` must then be None.
+    Array batches are converted once; a `tf.data.Dataset` is iterated anew on
+    every pass (its elements converted on the fly under JAX and PyTorch).
     """
-    if isinstance(x, tf.data.Dataset):
+
+    def __init__(self, batches=None, dataset=None):
+        self._batches = batches
+        self._dataset = dataset
+
+    def __iter__(self):
+        if self._batches is not None:
+            return iter(self._batches)
+        return self._from_dataset()
+
+    def _from_dataset(self):
+        convert = backend.name() != "tensorflow"
+        for element in self._dataset:
+            x, y = element[0], element[1]
+            if convert:
+                x, y = _to_tensors(keras.tree.map_structure(np.asarray, (x, y)))
+            yield x, y
+
+
+def _to_tensors(structure):
+    return keras.tree.map_structure(ops.convert_to_tensor, structure)
+
+
+def as_dataset(x, y=None, batch_size=None):
+    """`Batches` of `(x, y)` from arrays or a `tf.data.Dataset`.
+
+    Arrays (NumPy or backend tensors; a dict or list of them for `x`) are
+    batched in order (no shuffling) with `batch_size` (default: the whole array
+    up to 1024 examples per batch). A dataset must already be batched and
+    yield `(x, y)` or `(x, y, sample_weight)` (the weight is ignored); `y` and
+    `batch_size` must then be None.
+    """
+    if backend.is_tf_dataset(x):
         if y is not None:
             raise ValueError(
                 "Expected y=None when x is a tf.data.Dataset (it must yield (x, y)); "
@@ -65,7 +102,7 @@ def as_dataset(x, y=None, batch_size=None):
                 "Expected a dataset yielding (x, y) or (x, y, sample_weight) batches; "
                 f"received element_spec {spec!r}."
             )
-        return x.map(lambda *e: (e[0], e[1]))
+        return Batches(dataset=x)
     if y is None:
         raise ValueError(
             "Expected targets `y` with array inputs (or a tf.data.Dataset of (x, y)); "
@@ -84,15 +121,22 @@ def as_dataset(x, y=None, batch_size=None):
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1; received {batch_size}.")
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    batches = []
+    for start in range(0, n, batch_size):
+        piece = keras.tree.map_structure(lambda a: a[start : start + batch_size], (x, y))
+        batches.append(_to_tensors(piece))
+    return Batches(batches=batches)
 
 
 def num_examples(a):
-    return int(np.shape(tf.nest.flatten(a)[0])[0])
+    first = keras.tree.flatten(a)[0]
+    shape = getattr(first, "shape", None)
+    return int((np.shape(first) if shape is None else shape)[0])
 
 
-def batch_size_of(x):
-    return tf.shape(tf.nest.flatten(x)[0])[0]
+def to_numpy(a):
+    """A NumPy array of `a` (NumPy arrays pass through uncopied)."""
+    return a if isinstance(a, np.ndarray) else ops.convert_to_numpy(a)
 
 
 class LossEvaluator:
@@ -101,16 +145,14 @@ class LossEvaluator:
     Args:
         model: a built Keras model.
         loss: a loss callable (see `resolve_loss`).
-        dataset: a batched dataset of `(x, y)` (see `as_dataset`).
-        variables: the variables to differentiate with respect to (default:
-            `model.trainable_variables`).
+        dataset: `Batches` of `(x, y)` (see `as_dataset`).
     """
 
-    def __init__(self, model, loss, dataset, variables=None):
+    def __init__(self, model, loss, dataset):
         self.model = model
         self.loss = loss
         self.dataset = dataset
-        self.variables = list(model.trainable_variables if variables is None else variables)
+        self.variables = list(model.trainable_variables)
         if not self.variables:
             raise ValueError(
                 f"Expected a built model with trainable weights; model {model.name!r} has none."
@@ -118,66 +160,40 @@ class LossEvaluator:
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = int(sum(self.sizes))
-        self._loss_sum = tf.function(self._loss_sum_impl, reduce_retracing=True)
-        self._loss_grad = tf.function(self._loss_grad_impl, reduce_retracing=True)
-        self._hvp = tf.function(self._hvp_impl, reduce_retracing=True)
-        self._reg = tf.function(self._reg_impl)
+        self._wide = "float64" if backend.supports_float64() else "float32"
+        self._value = backend.function(self._objective)
+        self._value_and_grad = backend.value_and_gradient(self._objective)
+        self._hvp = backend.hessian_vector_product(self._objective)
+        self._predict = backend.function(self._outputs)
 
-    # -- traced pieces -----------------------------------------------------
-    def _batch_mean(self, x, y):
-        y_pred = tf.nest.map_structure(
-            lambda t: tf.cast(t, tf.float64), self.model(x, training=False)
+    # -- pure functions of the weights (compiled by tfgap.backend) ----------
+    def _objective(self, params, non_trainable, x, y):
+        """Mean loss of the batch plus `model.losses`, in the wide float type."""
+        y_pred, _, losses = self.model.stateless_call(
+            params, non_trainable, x, training=False, return_losses=True
         )
-        if y.dtype.is_floating:
-            y = tf.cast(y, tf.float64)
-        return tf.reduce_mean(tf.cast(self.loss(y, y_pred), tf.float64))
+        y_pred = keras.tree.map_structure(lambda t: ops.cast(t, self._wide), y_pred)
+        if "float" in keras.backend.standardize_dtype(y.dtype):
+            y = ops.cast(y, self._wide)
+        value = ops.mean(ops.cast(self.loss(y, y_pred), self._wide))
+        for penalty in losses:
+            value = value + ops.cast(penalty, self._wide)
+        return value
 
-    def _reg_value(self):
-        penalties = [tf.cast(p, tf.float64) for p in self.model.losses]
-        return tf.add_n(penalties) if penalties else tf.constant(0.0, tf.float64)
+    def _outputs(self, params, non_trainable, x):
+        return self.model.stateless_call(params, non_trainable, x, training=False)[0]
 
-    def _loss_sum_impl(self, x, y):
-        n = tf.cast(batch_size_of(x), tf.float64)
-        return self._batch_mean(x, y) * n, n
-
-    def _loss_grad_impl(self, x, y):
-        n = tf.cast(batch_size_of(x), tf.float64)
-        with tf.GradientTape() as tape:
-            mean = self._batch_mean(x, y)
-        grads = tape.gradient(
-            mean, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
-        return mean * n, n, grads
-
-    def _hvp_impl(self, x, y, vector):
-        n = tf.cast(batch_size_of(x), tf.float64)
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                mean = self._batch_mean(x, y)
-            grads = inner.gradient(
-                mean, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector)])
-        hv = outer.gradient(dot, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return n, hv
-
-    def _reg_impl(self, vector):
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                value = self._reg_value()
-            grads = inner.gradient(
-                value, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector)])
-        hv = outer.gradient(dot, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return value, grads, hv
+    def _state(self):
+        params = [ops.convert_to_tensor(v) for v in self.variables]
+        non_trainable = [ops.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+        return params, non_trainable
 
     # -- host-side accumulation (float64) -----------------------------------
     def flatten(self, tensors):
         """Concatenates tensors shaped like the variables into one float64 vector."""
         if not tensors:
             return np.zeros(0, np.float64)
-        return np.concatenate([np.asarray(t, np.float64).ravel() for t in tensors])
+        return np.concatenate([np.asarray(to_numpy(t), np.float64).ravel() for t in tensors])
 
     def unflatten(self, flat):
         """Splits a flat vector into float32 arrays shaped like the variables."""
@@ -188,58 +204,58 @@ class LossEvaluator:
             start += size
         return out
 
-    def _regularization(self, vector=None):
-        if not self.model.losses:
-            return 0.0, np.zeros(self.size), np.zeros(self.size)
-        if vector is None:
-            vector = [np.zeros(s, v.dtype) for s, v in zip(self.shapes, self.variables)]
-        value, grads, hv = self._reg(vector)
-        return float(value), self.flatten(grads), self.flatten(hv)
-
     def value(self):
         """f(w) at the current weights, as a Python float."""
-        total, count = 0.0, 0.0
+        params, non_trainable = self._state()
+        total, count = 0.0, 0
         for x, y in self.dataset:
-            s, n = self._loss_sum(x, y)
-            total += float(s)
-            count += float(n)
-        return total / count + self._regularization()[0]
+            n = num_examples(x)
+            total += n * float(self._value(params, non_trainable, x, y))
+            count += n
+        return total / count
 
     def value_and_gradient(self):
         """f(w) and its gradient (flat float64 vector) at the current weights."""
-        total, count = 0.0, 0.0
+        total, count = 0.0, 0
         grad = np.zeros(self.size, np.float64)
-        for x, y in self.dataset:
-            s, n, g = self._loss_grad(x, y)
-            total += float(s)
-            count += float(n)
-            grad += float(n) * self.flatten(g)
-        reg_value, reg_grad, _ = self._regularization()
-        return total / count + reg_value, grad / count + reg_grad
+        for n, value, g in self._batch_values_and_gradients():
+            total += n * value
+            grad += n * g
+            count += n
+        return total / count, grad / count
 
     def batch_gradients(self):
         """Yields (batch size, flat gradient of the batch mean loss + penalties)."""
-        reg_grad = self._regularization()[1]
+        for n, _, g in self._batch_values_and_gradients():
+            yield n, g
+
+    def _batch_values_and_gradients(self):
+        params, non_trainable = self._state()
         for x, y in self.dataset:
-            _, n, g = self._loss_grad(x, y)
-            yield int(n), self.flatten(g) + reg_grad
+            value, grads = self._value_and_grad(params, non_trainable, x, y)
+            yield num_examples(x), float(value), self.flatten(grads)
 
     def hvp(self, flat_vector):
         """The Hessian of f times a flat vector, as a flat float64 vector."""
-        vector = self.unflatten(flat_vector)
+        params, non_trainable = self._state()
+        vector = [ops.convert_to_tensor(v) for v in self.unflatten(flat_vector)]
         out = np.zeros(self.size, np.float64)
-        count = 0.0
+        count = 0
         for x, y in self.dataset:
-            n, hv = self._hvp(x, y, vector)
-            out += float(n) * self.flatten(hv)
-            count += float(n)
-        out /= count
-        if self.model.losses:
-            out += self._regularization(vector)[2]
-        return out
+            n = num_examples(x)
+            out += n * self.flatten(self._hvp(params, vector, non_trainable, x, y))
+            count += n
+        return out / count
+
+    def predictions(self):
+        """Yields `(outputs, y)` per batch at the current weights, as NumPy."""
+        params, non_trainable = self._state()
+        for x, y in self.dataset:
+            outputs = self._predict(params, non_trainable, x)
+            yield keras.tree.map_structure(to_numpy, outputs), to_numpy(y)
 
     def get_flat(self):
-        return self.flatten([v.numpy() for v in self.variables])
+        return self.flatten(snapshot(self.variables))
 
     def set_flat(self, flat):
         for v, value in zip(self.variables, self.unflatten(flat)):
@@ -248,7 +264,7 @@ class LossEvaluator:
 
 def snapshot(variables):
     """Exact host copies of the variables' values."""
-    return [np.array(v.numpy(), copy=True) for v in variables]
+    return [np.array(ops.convert_to_numpy(v), copy=True) for v in variables]
 
 
 def restore(variables, values):

@@ -3,7 +3,6 @@
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
 from tfgap.diagnostics import _evaluation
 
@@ -95,11 +94,10 @@ def interpolate(
     _check_same_architecture(model_sb, model_lb)
     dataset = _evaluation.as_dataset(x, y, batch_size)
     evaluator = _evaluation.LossEvaluator(model_sb, loss_fn, dataset)
-    accuracy_fn = tf.function(_accuracy_counts, reduce_retracing=True)
 
     trainable = {id(v) for v in model_sb.trainable_weights}
     start = _evaluation.snapshot(weights_sb)
-    end = [np.asarray(v.numpy()) for v in weights_lb]
+    end = _evaluation.snapshot(weights_lb)
     losses, accuracies = [], []
     try:
         for alpha in alphas:
@@ -111,10 +109,10 @@ def interpolate(
                 v.assign(mixed.astype(a.dtype))
             losses.append(evaluator.value())
             correct = total = 0.0
-            for xb, yb in dataset:
-                c, n = accuracy_fn(model_sb, xb, yb)
-                correct += float(c)
-                total += float(n)
+            for logits, labels in evaluator.predictions():
+                c, n = _accuracy_counts(logits, labels)
+                correct += c
+                total += n
             accuracies.append(correct / total if total else np.nan)
     finally:
         _evaluation.restore(weights_sb, start)
@@ -131,17 +129,17 @@ def _check_same_architecture(model_a, model_b):
         )
 
 
-def _accuracy_counts(model, x, y):
-    logits = model(x, training=False)
-    if isinstance(logits, (list, tuple, dict)) or logits.shape[-1] in (None, 1):
-        return tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)
-    predicted = tf.argmax(logits, axis=-1)
-    if y.shape.rank == logits.shape.rank and y.shape[-1] == logits.shape[-1]:
-        labels = tf.argmax(y, axis=-1)
+def _accuracy_counts(logits, y):
+    """(correct, total) of argmax predictions; (0, 0) without a class axis."""
+    if isinstance(logits, (list, tuple, dict)) or logits.ndim < 1 or logits.shape[-1] == 1:
+        return 0.0, 0.0
+    predicted = np.argmax(logits, axis=-1)
+    if y.ndim == logits.ndim and y.shape[-1] == logits.shape[-1]:
+        labels = np.argmax(y, axis=-1)
     else:
-        labels = tf.reshape(tf.cast(y, tf.int64), tf.shape(predicted))
-    hits = tf.cast(tf.equal(predicted, labels), tf.float64)
-    return tf.reduce_sum(hits), tf.cast(tf.size(hits), tf.float64)
+        labels = np.reshape(y.astype(np.int64), predicted.shape)
+    hits = predicted == labels
+    return float(np.sum(hits)), float(hits.size)
 
 
 def plot_interpolation(results, labels=None, title=None):

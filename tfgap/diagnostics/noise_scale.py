@@ -4,8 +4,8 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from tfgap import backend
 from tfgap.diagnostics import _evaluation
 
 
@@ -111,7 +111,7 @@ def gradient_noise_scale(
     True
     """
     loss_fn = _evaluation.resolve_loss(model, loss)
-    if isinstance(x, tf.data.Dataset):
+    if backend.is_tf_dataset(x):
         dataset = _evaluation.as_dataset(x, y, batch_size)
         small = None
     else:
@@ -129,10 +129,8 @@ def gradient_noise_scale(
             large = int(large_batch_size)
         _check_sizes(small, large, n)
         order = np.random.default_rng(seed).permutation(n)[: (n // large) * large]
-        take = lambda a: tf.gather(a, order)  # noqa: E731
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (tf.nest.map_structure(take, x), take(tf.convert_to_tensor(y)))
-        ).batch(small)
+        x, y = keras.tree.map_structure(lambda a: _evaluation.to_numpy(a)[order], (x, y))
+        dataset = _evaluation.as_dataset(x, y, small)
     evaluator = _evaluation.LossEvaluator(model, loss_fn, dataset)
 
     s_sum, g_sum, groups = 0.0, 0.0, 0

@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 
+from tfgap.diagnostics.diffusion import LogSpacedSteps, fit_diffusion_slope
+
 
 class WeightDistance(keras.callbacks.Callback):
     """Tracks `||w_t - w_0||_2`, the distance of the weights from initialization.
@@ -27,13 +29,16 @@ class WeightDistance(keras.callbacks.Callback):
     adds `weight_distance` (over all trainable weights) to the logs of every
     epoch (so it lands in `History` and TensorBoard), and records
     `(step, distance)` with per-layer distances at log-spaced steps,
-    `records_per_decade` per factor of 10 (the steps `ceil(10 ** (k / r))`:
+    `records_per_decade` per factor of 10 (`tfgap.diagnostics.LogSpacedSteps`:
     1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26, 32, 40, 51, 64, 80, 100, ... for
-    r = 10). `diffusion_slope()` fits the law
-    above to the record. Steps count optimizer updates (training batches) since
-    the snapshot, across epochs and across calls to `fit`; `reset()` starts
-    over. It works under a `tf.distribute` strategy (the weights are read on the
-    host).
+    r = 10). `diffusion_slope()` fits the law above to the record
+    (`tfgap.diagnostics.fit_diffusion_slope`). Steps count optimizer updates
+    (training batches) since the snapshot, across epochs and across calls to
+    `fit`; `reset()` starts over. It works on every Keras backend and under a
+    `tf.distribute` strategy (the weights are read on the host). Under JAX,
+    `fit` keeps the training state off the model between batches; the
+    callback syncs it back only at record steps (and at the end of epochs, as
+    Keras does), not after every batch.
 
     Without `model.fit`: a custom training loop uses the same object through
     `start(model)`, then `record(step)` (always records) or `maybe_record(step)`
@@ -97,7 +102,8 @@ class WeightDistance(keras.callbacks.Callback):
         self._snapshot_model = None
         self._base_iterations = None
         self._batches = 0
-        self._next_index = 0
+        self._epoch_start = 0
+        self._due = LogSpacedSteps(self.records_per_decade)
         self.steps = []
         self.distances = []
         self.layer_distances = {}
@@ -117,7 +123,7 @@ class WeightDistance(keras.callbacks.Callback):
         model = self._require_model()
         self.reset()
         variables = model.trainable_variables
-        self._initial = [np.array(v.numpy(), np.float64, copy=True) for v in variables]
+        self._initial = [_host_copy(v) for v in variables]
         self._paths = [_layer_path(v) for v in variables]
         self._snapshot_model = model
         return self
@@ -142,11 +148,8 @@ class WeightDistance(keras.callbacks.Callback):
 
     def maybe_record(self, step):
         """Records if `step` reached the next log-spaced step; returns the distance or None."""
-        step = int(step)
-        if step < self._checkpoint(self._next_index):
+        if not self._due(int(step)):
             return None
-        while self._checkpoint(self._next_index) <= step:
-            self._next_index += 1
         return self.record(step)
 
     @property
@@ -164,15 +167,7 @@ class WeightDistance(keras.callbacks.Callback):
         Returns:
             The tuple `(a, b)`; `a` is the diffusion slope.
         """
-        steps = np.asarray(self.steps, np.float64)
-        keep = steps >= max(int(min_step), 1)
-        if len(np.unique(steps[keep])) < 2:
-            raise ValueError(
-                "Expected records at two or more distinct steps >= min_step to fit "
-                f"a * log(t) + b; received steps {self.steps} with min_step={min_step}."
-            )
-        a, b = np.polyfit(np.log(steps[keep]), np.asarray(self.distances)[keep], 1)
-        return float(a), float(b)
+        return fit_diffusion_slope(self.steps, self.distances, min_step)
 
     # -- Keras callback hooks -------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -180,11 +175,21 @@ class WeightDistance(keras.callbacks.Callback):
             self.start()
             self._base_iterations = self._iterations()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._batches
+
     def on_train_batch_end(self, batch, logs=None):
-        # The optimizer's update count is right also with steps_per_execution > 1.
+        # `batch` is the last batch of the execution in this epoch (also with
+        # steps_per_execution > 1), so this counts batches without touching
+        # the model: under JAX, reading the model syncs the training state
+        # back to it, which only record steps pay for.
+        self._batches = self._epoch_start + int(batch) + 1
+        if self._batches < self._due.next_step:
+            return
+        # The optimizer's update count is exact (e.g. when a loss-scale
+        # optimizer skips a step).
         iterations = self._iterations()
         if iterations is None or self._base_iterations is None:
-            self._batches += 1
             step = self._batches
         else:
             step = iterations - self._base_iterations
@@ -207,7 +212,7 @@ class WeightDistance(keras.callbacks.Callback):
     def _iterations(self):
         optimizer = getattr(self.model, "optimizer", None)
         iterations = getattr(optimizer, "iterations", None)
-        return None if iterations is None else int(np.asarray(iterations.numpy()))
+        return None if iterations is None else int(keras.ops.convert_to_numpy(iterations))
 
     def _squared_by_layer(self):
         if self._initial is None:
@@ -215,7 +220,10 @@ class WeightDistance(keras.callbacks.Callback):
                 "Expected a weight snapshot: call start(model) (fit() does it) before "
                 "asking for a distance; received none."
             )
-        variables = self._snapshot_model.trainable_variables
+        model = self._snapshot_model
+        if hasattr(model, "jax_state_sync"):
+            model.jax_state_sync()  # JAX's fit holds the state off the model
+        variables = model.trainable_variables
         if len(variables) != len(self._initial):
             raise ValueError(
                 f"Expected {len(self._initial)} trainable variables as at the snapshot; "
@@ -223,13 +231,13 @@ class WeightDistance(keras.callbacks.Callback):
             )
         out = {}
         for path, v, w0 in zip(self._paths, variables, self._initial):
-            diff = np.asarray(v.numpy(), np.float64) - w0
+            diff = _host_copy(v) - w0
             out[path] = out.get(path, 0.0) + float(np.sum(diff * diff))
         return out
 
-    def _checkpoint(self, index):
-        # ceil(10 ** (index / r)) with a guard against 10 ** 1.0 = 10.000000000000002.
-        return int(math.ceil(10.0 ** (index / self.records_per_decade) - 1e-9))
+
+def _host_copy(variable):
+    return np.array(keras.ops.convert_to_numpy(variable), np.float64, copy=True)
 
 
 def _layer_path(variable):

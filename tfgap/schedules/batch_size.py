@@ -12,8 +12,8 @@ import dataclasses
 import math
 
 import keras
-import tensorflow as tf
 
+from tfgap import backend
 from tfgap.schedules import _checks
 
 
@@ -181,7 +181,9 @@ def fit_batch_size_schedule(
     optimizer's learning rate, and calls
     `model.fit(..., initial_epoch=phase.start_epoch, epochs=phase.end_epoch)`,
     so the epoch count continues across phases (callbacks and logs see one run)
-    and the optimizer keeps its state: momentum slots and `iterations`. The
+    and the optimizer keeps its state: momentum slots and `iterations`. It
+    runs on every Keras backend (a `tf.data.Dataset` feeds `model.fit` under
+    JAX and PyTorch too; arrays need no TensorFlow at all). The
     model is untouched between phases, so a `GhostBatchNormalization` keeps its
     ghost batch size while the batch grows (choose `batch_multiple` in
     `batch_size_phases` so that every batch splits into whole ghost batches).
@@ -193,14 +195,20 @@ def fit_batch_size_schedule(
         model: A compiled `keras.Model` whose optimizer was created with a float
             `learning_rate` (a `LearningRateSchedule` cannot be set per phase).
         dataset: Either an unbatched `tf.data.Dataset` of training examples
-            (shuffle it before passing; `.batch` is applied per phase), or a
-            callable `batch_size -> tf.data.Dataset` giving batched data.
+            (shuffle it before passing; `.batch` is applied per phase), a
+            tuple `(x, y)` or `(x, y, sample_weight)` of arrays (passed to
+            `model.fit` with the phase's `batch_size`; `fit` shuffles them
+            unless `shuffle=False`), or a callable `batch_size -> data`
+            giving batched data that `model.fit` accepts (a `tf.data.Dataset`,
+            a `keras.utils.PyDataset`, a PyTorch `DataLoader`, ...).
         phases: A list of `BatchSizePhase` (see `batch_size_phases`),
             contiguous.
         num_examples: Optional int. If given, each phase passes
             `steps_per_epoch = ceil(num_examples / batch_size)` (`floor` with
-            `drop_remainder`), which repeated (infinite) datasets need.
-        drop_remainder: Whether `.batch` drops the last partial batch.
+            `drop_remainder`), which repeated (infinite) datasets need. Not
+            for arrays (their length is known).
+        drop_remainder: Whether `.batch` drops the last partial batch (a
+            dataset only; `model.fit` keeps the partial batch of arrays).
         initial_epoch: Int; phases ending at or before it are skipped and the
             phase containing it resumes there (e.g. after restoring a
             checkpoint).
@@ -231,13 +239,23 @@ def fit_batch_size_schedule(
                 f"Expected no `{key}` argument (the phases decide it), but received "
                 f"{key}={fit_kwargs[key]!r}."
             )
-    if not (isinstance(dataset, tf.data.Dataset) or callable(dataset)):
+    is_dataset = backend.is_tf_dataset(dataset)
+    arrays = None
+    if isinstance(dataset, tuple) and len(dataset) in (2, 3):
+        arrays = dataset
+    elif not (is_dataset or callable(dataset)):
         raise ValueError(
-            "Expected `dataset` to be an unbatched tf.data.Dataset or a callable "
-            f"batch_size -> tf.data.Dataset, but received dataset={dataset!r}."
+            "Expected `dataset` to be an unbatched tf.data.Dataset, a tuple (x, y) of arrays "
+            f"or a callable batch_size -> data, but received dataset={dataset!r}."
         )
     if num_examples is not None:
         num_examples = _checks.positive_int("num_examples", num_examples)
+    if arrays is not None and (num_examples is not None or drop_remainder):
+        raise ValueError(
+            "Expected num_examples=None and drop_remainder=False with a tuple of arrays "
+            "(model.fit batches arrays itself), but received "
+            f"num_examples={num_examples!r}, drop_remainder={drop_remainder!r}."
+        )
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not (
         phases[0].start_epoch <= initial_epoch < phases[-1].end_epoch
     ):
@@ -248,8 +266,9 @@ def fit_batch_size_schedule(
     if getattr(model, "optimizer", None) is None:
         raise ValueError("Expected a compiled model, but received a model without an optimizer.")
 
-    # tf.data pipelines shuffle themselves; fit's shuffle=True would only warn.
-    fit_kwargs.setdefault("shuffle", False)
+    if arrays is None:
+        # tf.data pipelines shuffle themselves; fit's shuffle=True would only warn.
+        fit_kwargs.setdefault("shuffle", False)
     merged = keras.callbacks.History()
     merged.set_model(model)
     merged.epoch, merged.history = [], {}
@@ -263,16 +282,19 @@ def fit_batch_size_schedule(
                 "Expected an optimizer created with a float `learning_rate` (the phases set it), "
                 f"but received {type(model.optimizer).__name__} with a LearningRateSchedule."
             ) from None
-        if callable(dataset) and not isinstance(dataset, tf.data.Dataset):
-            data = dataset(phase.batch_size)
+        data = {}
+        if arrays is not None:
+            data = dict(zip(("x", "y", "sample_weight"), arrays), batch_size=phase.batch_size)
+        elif is_dataset:
+            data["x"] = dataset.batch(phase.batch_size, drop_remainder=drop_remainder)
         else:
-            data = dataset.batch(phase.batch_size, drop_remainder=drop_remainder)
+            data["x"] = dataset(phase.batch_size)
         steps = None
         if num_examples is not None:
             rounding = math.floor if drop_remainder else math.ceil
             steps = max(1, rounding(num_examples / phase.batch_size))
         history = model.fit(
-            data,
+            **data,
             initial_epoch=max(initial_epoch, phase.start_epoch),
             epochs=phase.end_epoch,
             steps_per_epoch=steps,
