@@ -17,7 +17,7 @@ and SAM / plain (target <= 2.2), as a Markdown table.
 
 Usage:
 
-    python benchmarks/optimizer_step_time.py --batch=128 --rounds=10 --steps=2
+    python benchmarks/optimizer_step_time.py --batch=128 --rounds=25 --steps=1
 """
 
 import argparse
@@ -79,8 +79,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--ghost", type=int, default=0, help="ghost batch size, 0 = plain BN")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=2, help="steps timed per round")
+    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=1, help="steps timed per round")
     parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
     args = parser.parse_args()
 

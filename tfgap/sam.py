@@ -27,6 +27,8 @@ def sam_perturbation(gradients, weights, rho, adaptive=False):
     that norm is zero or not finite (all gradients zero, or an overflow under
     loss scaling), every `e` is zero: the step is then a plain step.
 
+    For the example below, adaptive: `0.5 * w**2 * g / ||(1*3, 1*0, 2*4)||`.
+
     Pure: reads `weights`, assigns nothing, and computes in the weights'
     dtype. Under a `tf.distribute` strategy, pass the all-reduced gradients
     (the norm must be the global gradient's), as `SAM.train_step` does.
@@ -53,15 +55,14 @@ def sam_perturbation(gradients, weights, rho, adaptive=False):
     Example:
 
     >>> import numpy as np
-    >>> e = sam_perturbation([np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")],
-    ...                      [np.array([1.0, 1.0], "float32"), np.array([2.0], "float32")],
-    ...                      rho=0.5)
-    >>> [np.round(keras.ops.convert_to_numpy(t).astype(float), 5).tolist() for t in e]  # 0.5 * g / 5
+    >>> grads = [np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")]
+    >>> weights = [np.array([1.0, 1.0], "float32"), np.array([2.0], "float32")]
+    >>> def show(tensors):
+    ...     return [np.round(keras.ops.convert_to_numpy(t).astype(float), 5).tolist()
+    ...             for t in tensors]
+    >>> show(sam_perturbation(grads, weights, rho=0.5))   # 0.5 * g / ||(3, 0, 4)||
     [[0.3, 0.0], [0.4]]
-    >>> e = sam_perturbation([np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")],
-    ...                      [np.array([1.0, 1.0], "float32"), np.array([2.0], "float32")],
-    ...                      rho=0.5, adaptive=True)   # 0.5 * w**2 * g / ||(3, 0, 8)||
-    >>> [np.round(keras.ops.convert_to_numpy(t).astype(float), 5).tolist() for t in e]
+    >>> show(sam_perturbation(grads, weights, rho=0.5, adaptive=True))
     [[0.17556, 0.0], [0.93633]]
     """
     rho = check_rho(rho)

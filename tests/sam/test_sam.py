@@ -5,6 +5,7 @@ import doctest
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfgap
 from tfgap import sam as sam_module
@@ -133,8 +134,6 @@ def _gbn_model(seed=0):
 
 
 def _training_mode_gradient(model, x, y):
-    import tensorflow as tf
-
     with tf.GradientTape() as tape:
         loss = keras.ops.mean(keras.ops.square(model(x, training=True) - y))
     return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
