@@ -17,7 +17,6 @@ their numbers come back together (one host sync per call); the in-graph loop
 stops at the first non-finite loss, so no step runs after it.
 """
 
-import math
 import sys
 import time
 import warnings
@@ -172,42 +171,6 @@ def make_distance_fn(variables, initial):
         return tf.sqrt(total)
 
     return distance
-
-
-class LogSpaced:
-    """Log-spaced record steps: `ceil(10 ** (i / per_decade))`, i = 0, 1, ...
-
-    That is 1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26, 32, 40, 51, 64, 80, 100, ...
-    (the steps of `tfgap.diagnostics.WeightDistance`), so `||w_t - w_0||`
-    against `log t` has evenly spread points.
-
-    Example:
-
-    >>> due = LogSpaced()
-    >>> [t for t in range(1, 30) if due(t)]
-    [1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26]
-    """
-
-    def __init__(self, per_decade=10):
-        self.per_decade = per_decade
-        self._index = 0
-
-    def _at(self, index):
-        return int(math.ceil(10.0 ** (index / self.per_decade) - 1e-9))
-
-    def next_after(self, step):
-        """The first record step after `step` (does not advance the record)."""
-        index = 0
-        while self._at(index) <= step:
-            index += 1
-        return self._at(index)
-
-    def __call__(self, step):
-        if step < self._at(self._index):
-            return False
-        while self._at(self._index) <= step:
-            self._index += 1
-        return True
 
 
 class Progress:

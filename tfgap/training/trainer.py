@@ -33,7 +33,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tfgap import data, models, schedules
+from tfgap import data, diagnostics, models, schedules
 from tfgap.training import checkpointing, export, loop, steps
 from tfgap.training import strategy as strategy_lib
 from tfgap.training import summaries as summaries_lib
@@ -396,7 +396,7 @@ class _Run:
                                                            self.resumed_from_step)
         if self.step == 0:
             self.distance_record = [[0, 0.0]]
-        self.record_due = loop.LogSpaced()
+        self.record_due = diagnostics.LogSpacedSteps()
         self.record_due(self.step)  # skip the steps already recorded before a resume
         self.last_logs = self.history[-1] if self.history else {}
         self.last_saved = self.step if self.resumed_from_step else None
