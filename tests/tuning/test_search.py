@@ -183,3 +183,9 @@ def test_tune_command_line_with_hyperband(tmp_path):
     bad = subprocess.run([*args[:3], "--max_trials=1", "--recipe=nope"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "usage error" in bad.stderr and "Traceback" not in bad.stderr
+
+    # Without a validation split the tuner could only choose on test: refused before any trial.
+    no_val = subprocess.run([*args, "--validation_examples=0", f"--model_dir={tmp_path / 'nv'}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert no_val.returncode == 2 and "validation_examples=0" in no_val.stderr
+    assert "Traceback" not in no_val.stderr and not (tmp_path / "nv" / "trials").exists()
