@@ -167,7 +167,7 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
                 "Expected `lr_multiplier_range` = (low, high) with 0 < low <= high. "
                 f"Received: lr_multiplier_range={tuple(lr_multiplier_range)!r}"
             )
-        if getattr(config, "validation_examples", None) == 0:
+        if config.validation_examples == 0:
             raise ValueError(
                 f"Expected a config with a validation split: the tuner selects on "
                 f"`{OBJECTIVE}` and never on the test split. Received: "
