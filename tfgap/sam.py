@@ -96,6 +96,51 @@ def sam_perturbation(gradients, weights, rho, adaptive=False):
     return perturbations
 
 
+def sharpness_aware_gradients(loss_fn, variables, gradients, rho, adaptive=False):
+    """`g* = grad L(w + e)`: SAM's second pass, which changes no state of the model.
+
+    The one implementation of the pass at the perturbed weights, used by
+    `SAM.train_step` and by the `tfgap.training` trainer. It runs in a
+    replica context (or none): `gradients` (the gradient at `w`, this
+    replica's share) are all-reduced (summed) over the replicas first, so the
+    perturbation comes from the global gradient and is the same on every
+    replica. `loss_fn()` is then evaluated in a `keras.StatelessScope` that
+    maps each variable to `w + e`: the model runs in training mode on the
+    same batch (the same ghost batches), and every assignment it makes
+    (moving statistics, metric and seed state) is discarded with the scope.
+    Regularization losses a layer adds during the call are collected at
+    `w + e`.
+
+    Args:
+        loss_fn: a no-argument callable computing the (scaled) loss of the
+            current batch by calling the model; it must read the weights
+            through the model's variables.
+        variables: the trainable variables `w`.
+        gradients: the gradient of the loss at `w`, one per variable (`None`
+            counts as zero).
+        rho: the neighbourhood radius (see `check_rho`).
+        adaptive: ASAM's scale-invariant perturbation.
+
+    Returns:
+        The gradients at `w + e`, one per variable (this replica's share, to
+        be all-reduced by the optimizer like any gradient).
+    """
+    gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(gradients, variables)]
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+        gradients = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    weights = [tf.convert_to_tensor(v) for v in variables]
+    perturbations = sam_perturbation(gradients, weights, rho, adaptive)
+    perturbed = [w + e for w, e in zip(weights, perturbations)]
+    with tf.GradientTape() as tape:
+        tape.watch(perturbed)
+        with keras.StatelessScope(state_mapping=list(zip(variables, perturbed)),
+                                  collect_losses=True):
+            loss = loss_fn()
+    return tape.gradient(loss, perturbed)
+
+
 def check_rho(rho):
     """Returns `rho` as a float, or raises a `ValueError` unless finite and >= 0."""
     if (
@@ -203,36 +248,26 @@ class SAM(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = list(self.trainable_variables)
+        y_pred = None
 
-        # Pass 1, at w: updates the moving statistics and the metrics.
-        with tf.GradientTape() as tape:
+        def scaled_loss_at_the_weights():
+            nonlocal y_pred
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                      training=True)
-            scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
-        gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                     for g, v in zip(gradients, variables)]
-        replica_context = tf.distribute.get_replica_context()
-        if replica_context is not None and replica_context.num_replicas_in_sync > 1:
-            # The norm in e must be that of the global gradient.
-            gradients = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        weights = [tf.convert_to_tensor(v) for v in variables]
-        perturbations = sam_perturbation(gradients, weights, self.rho, self.adaptive)
-        perturbed = [w + e for w, e in zip(weights, perturbations)]
+            return loss, self.optimizer.scale_loss(loss)
 
-        # Pass 2, at w + e, stateless: every assignment (moving statistics,
-        # metric and seed state) is discarded with the scope.
+        def scaled_loss_perturbed():
+            y_pred_perturbed = self(x, training=True)
+            return self.optimizer.scale_loss(self.compute_loss(
+                x=x, y=y, y_pred=y_pred_perturbed, sample_weight=sample_weight, training=True))
+
+        # Pass 1 at w (moving statistics, metrics); pass 2 at w + e, stateless.
         with tf.GradientTape() as tape:
-            tape.watch(perturbed)
-            with keras.StatelessScope(state_mapping=list(zip(variables, perturbed)),
-                                      collect_losses=True):
-                y_pred_perturbed = self(x, training=True)
-                perturbed_loss = self.compute_loss(
-                    x=x, y=y, y_pred=y_pred_perturbed, sample_weight=sample_weight,
-                    training=True)
-                perturbed_loss = self.optimizer.scale_loss(perturbed_loss)
-        sharpness_gradients = tape.gradient(perturbed_loss, perturbed)
+            loss, scaled_loss = scaled_loss_at_the_weights()
+        gradients = tape.gradient(scaled_loss, variables)
+        sharpness_gradients = sharpness_aware_gradients(
+            scaled_loss_perturbed, variables, gradients, self.rho, self.adaptive)
         self.optimizer.apply(sharpness_gradients, variables)
 
         for metric in self.metrics:
