@@ -56,7 +56,7 @@ __all__ = [
     "is_tf_dataset",
     "module",
     "name",
-    "supports_float64",
+    "supports_x64",
     "value_and_gradient",
 ]
 
@@ -97,9 +97,17 @@ def hessian_vector_product(fn):
     return module().hessian_vector_product(fn)
 
 
-def supports_float64():
-    """Whether float64 tensors are available (JAX: only with `jax_enable_x64`)."""
-    return module().supports_float64()
+def supports_x64():
+    """Whether 64-bit tensors (float64, int64) are available.
+
+    True on TensorFlow and PyTorch; on JAX only with `jax_enable_x64` (JAX
+    otherwise truncates them to 32 bits, with a warning).
+    """
+    if name() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
 
 
 def is_tf_dataset(x):

@@ -20,7 +20,3 @@ def hessian_vector_product(fn):
         return jax.jvp(lambda p: grad(p, *args), (list(params),), (vector,))[1]
 
     return jax.jit(hvp)
-
-
-def supports_float64():
-    return bool(jax.config.jax_enable_x64)

@@ -35,7 +35,3 @@ def hessian_vector_product(fn):
         return outer.gradient(dot, params, unconnected_gradients=_ZERO)
 
     return tf.function(hvp, reduce_retracing=True)
-
-
-def supports_float64():
-    return True

@@ -42,7 +42,3 @@ def hessian_vector_product(fn):
         return [g.detach() for g in _grads(dot, params)]
 
     return hvp
-
-
-def supports_float64():
-    return True

@@ -160,7 +160,7 @@ class LossEvaluator:
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = int(sum(self.sizes))
-        self._wide = "float64" if backend.supports_float64() else "float32"
+        self._wide = "float64" if backend.supports_x64() else "float32"
         self._value = backend.function(self._objective)
         self._value_and_grad = backend.value_and_gradient(self._objective)
         self._hvp = backend.hessian_vector_product(self._objective)

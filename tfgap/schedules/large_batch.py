@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfgap import backend
 from tfgap.schedules import _checks, regime
 
 
@@ -131,7 +132,10 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         with keras.name_scope(self.name or "LargeBatchSchedule"):
             # Integer comparison: exact at any step count (float32 is not past 2**24).
-            int_step = ops.cast(step, "int64")
+            int_step = ops.convert_to_tensor(step)
+            if "int" not in keras.backend.standardize_dtype(int_step.dtype):
+                # int64 where the backend has it (JAX only with jax_enable_x64).
+                int_step = ops.cast(int_step, "int64" if backend.supports_x64() else "int32")
             rate = ops.convert_to_tensor(self.scaled_values[0], dtype="float32")
             for breakpoint_step, value in zip(self.breakpoint_steps, self.scaled_values[1:]):
                 rate = ops.where(
@@ -160,3 +164,4 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_epochs": self.warmup_epochs,
             "name": self.name,
         }
+

@@ -1,0 +1,255 @@
+"""Runs tfgap's backend-neutral API on the Keras backend of this process.
+
+Usage (from the repository root; Keras reads the backend at import time):
+
+    KERAS_BACKEND=jax python -m tests.backends.run_checks results.json
+
+Writes a JSON of the numbers that `test_backends.py` compares with NumPy
+references and across backends: the schedules (values, and through
+`model.fit`), LARS (direct steps and through `model.fit`), the
+`WeightDistance` and `GradientNoiseScale` callbacks, every diagnostic, and
+the docstring examples of those modules.
+`model.fit` runs with `jit_compile=True` where Keras compiles (TensorFlow,
+JAX); PyTorch runs eagerly.
+"""
+
+import doctest
+import importlib
+import json
+import sys
+import time
+
+import numpy as np
+
+_start = time.perf_counter()
+import tfgap  # noqa: E402  (first: the import hygiene is measured on it)
+
+TENSORFLOW_IMPORTED = "tensorflow" in sys.modules
+IMPORT_SECONDS = time.perf_counter() - _start
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from tests.backends import problems as P  # noqa: E402
+from tfgap import diagnostics, schedules  # noqa: E402
+from tfgap.optimizers import LARS  # noqa: E402
+
+BACKEND = keras.backend.backend()
+JIT = BACKEND in ("tensorflow", "jax")
+
+
+def as_list(a):
+    return np.asarray(keras.ops.convert_to_numpy(a), np.float64).tolist()
+
+
+def linear_model(p, kernel, units=1, bias=None, loss="mse", regularizer=None):
+    model = keras.Sequential([
+        keras.Input((p,)),
+        keras.layers.Dense(units, use_bias=bias is not None, kernel_regularizer=regularizer),
+    ])
+    model.set_weights([kernel] + ([] if bias is None else [bias]))
+    if loss is not None:
+        model.compile(loss=loss)
+    return model
+
+
+class IterationsPerEpoch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
+
+
+def check_schedule():
+    schedule = schedules.LargeBatchSchedule(**P.SCHEDULE)
+    rates = [float(ops.convert_to_numpy(schedule(step))) for step in P.SCHEDULE_STEPS]
+    x, y, w0 = P.fit_data()
+    model = linear_model(P.FIT_P, w0, loss=None)
+    model.compile(optimizer=keras.optimizers.SGD(schedules.LargeBatchSchedule(**P.SCHEDULE)),
+                  loss="mse", jit_compile=JIT)
+    wd = diagnostics.WeightDistance()
+    history = model.fit(x, y, shuffle=False, verbose=0, callbacks=[wd], **P.SCHEDULE_FIT)
+    return {
+        "rates": rates,
+        "fit_kernel": as_list(model.get_weights()[0]),
+        "wd_steps": wd.steps,
+        "wd_distances": wd.distances,
+        "wd_epoch_logs": history.history["weight_distance"],
+        "iterations": int(ops.convert_to_numpy(model.optimizer.iterations)),
+    }
+
+
+def check_batch_size_phases():
+    phases = schedules.batch_size_phases(**P.PHASES)
+    x, y, w0 = P.fit_data()
+    model = linear_model(P.FIT_P, w0, loss=None)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=P.PHASE_MOMENTUM),
+                  loss="mse", jit_compile=JIT)
+    iterations = IterationsPerEpoch()
+    history = schedules.fit_batch_size_schedule(
+        model, (x, y), phases, shuffle=False, verbose=0, callbacks=[iterations])
+    return {
+        "phases": [[p.batch_size, p.learning_rate] for p in phases],
+        "kernel": as_list(model.get_weights()[0]),
+        "history_batch_size": history.history["batch_size"],
+        "epochs": history.epoch,
+        "iterations": iterations.values,
+    }
+
+
+def check_lars():
+    initial, grads = P.lars_variables_and_gradients()
+    out = {}
+    for nesterov in (False, True):
+        variables = [keras.Variable(v, name=n) for v, n in zip(initial, P.LARS_SHAPES)]
+        optimizer = LARS(nesterov=nesterov, **P.LARS_ARGS)
+        for step in grads:
+            optimizer.apply(step, variables)
+        out[f"nesterov_{nesterov}"] = [as_list(v) for v in variables]
+    x, y, kernel, bias = P.lars_fit_data()
+    model = linear_model(P.FIT_P, kernel, units=2, bias=bias, loss=None)
+    model.compile(optimizer=LARS(**P.LARS_FIT_ARGS), loss="mse", jit_compile=JIT)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    out["fit_weights"] = [as_list(w) for w in model.get_weights()]
+    return out
+
+
+def check_diagnostics():
+    out = {}
+    x, y = P.diag_data()
+    model = linear_model(P.DIAG_P, np.ones((P.DIAG_P, 1), "float32"))
+    out["eigenvalue"] = diagnostics.hessian_top_eigenvalue(
+        model, x, y, tolerance=1e-7, max_iterations=500)
+    out["trace_seeded"] = diagnostics.hessian_trace(model, x, y, num_samples=20, seed=3)
+    penalized = linear_model(P.DIAG_P, np.ones((P.DIAG_P, 1), "float32"),
+                             regularizer=keras.regularizers.L2(0.05))
+    out["eigenvalue_l2"] = diagnostics.hessian_top_eigenvalue(
+        penalized, x, y, tolerance=1e-8, max_iterations=500)
+    xd, yd = P.diagonal_hessian_data()
+    out["trace_diagonal"] = diagnostics.hessian_trace(
+        linear_model(4, np.zeros((4, 1), "float32")), xd, yd, num_samples=3)
+
+    w_min = np.linalg.lstsq(x.astype(np.float64), y.astype(np.float64), rcond=None)[0]
+    at_min = linear_model(P.DIAG_P, w_min.astype("float32"))
+    before = at_min.get_weights()[0].copy()
+    out["sharpness"] = diagnostics.sharpness(at_min, x, y, epsilon=1e-2)
+    out["sharpness_subspace"] = diagnostics.sharpness(
+        at_min, x, y, epsilon=1e-2, subspace_dim=2, seed=1)
+    out["sharpness_restored"] = bool(np.array_equal(at_min.get_weights()[0], before))
+
+    xn, yn = P.diag_data(n=P.NOISE_N, p=4, noise=1.0)
+    w_noise = np.full((4, 1), 0.5, "float32")
+    result = diagnostics.gradient_noise_scale(linear_model(4, w_noise), xn, yn, batch_size=1)
+    out["noise"] = [result.trace_covariance, result.gradient_norm_sq, result.b_simple]
+
+    w_lb = np.array([[1.0], [-2.0], [0.5], [3.0], [0.0]], "float32")
+    interpolation = diagnostics.interpolate(
+        at_min, linear_model(P.DIAG_P, w_lb), x, y, alphas=P.ALPHAS)
+    out["interpolation_loss"] = interpolation.loss.tolist()
+
+    xc, labels, sb, lb = P.classifier_data_and_weights()
+    models = []
+    for weights in (sb, lb):
+        classifier = keras.Sequential([
+            keras.Input((P.CLS_IN,)),
+            keras.layers.Dense(P.CLS_HIDDEN),
+            keras.layers.BatchNormalization(epsilon=P.BN_EPSILON),
+            keras.layers.Dense(P.CLS_OUT),
+        ])
+        classifier.set_weights(weights)
+        classifier.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        models.append(classifier)
+    result = diagnostics.interpolate(*models, xc, labels, alphas=P.ALPHAS, batch_size=16)
+    out["classifier_loss"] = result.loss.tolist()
+    out["classifier_accuracy"] = result.accuracy.tolist()
+    out["classifier_restored"] = all(
+        np.array_equal(a, b) for a, b in zip(models[0].get_weights(), sb))
+    return out
+
+
+def check_dataset_input():
+    """A tf.data.Dataset feeds the diagnostics on every backend (TF imported here)."""
+    import tensorflow as tf
+
+    xn, yn = P.diag_data(n=P.NOISE_N, p=4, noise=1.0)
+    dataset = tf.data.Dataset.from_tensor_slices((xn, yn)).batch(1)
+    model = linear_model(4, np.full((4, 1), 0.5, "float32"))
+    return {"noise_b_simple": diagnostics.gradient_noise_scale(model, dataset).b_simple}
+
+
+def check_noise_callback():
+    xn, yn = P.diag_data(n=P.NOISE_N, p=4, noise=1.0)
+    model = linear_model(4, np.full((4, 1), 0.5, "float32"), loss=None)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=JIT)
+    callback = diagnostics.GradientNoiseScale(xn, yn, batch_size=1)
+    history = model.fit(xn, yn, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                        callbacks=[callback])
+    return {
+        "logged": history.history["gradient_noise_scale"],
+        "kernel": as_list(model.get_weights()[0]),
+    }
+
+
+def check_imports():
+    """What `tfgap`'s lazy and TensorFlow-only attributes give on this backend."""
+    try:
+        sam = tfgap.SAM.__name__
+    except ImportError as error:
+        sam = f"ImportError: {error}"
+    return {"sam": sam, "layer": tfgap.GhostBatchNormalization.__name__,
+            "ghostify": tfgap.ghostify.__name__, "models": tfgap.models.__name__}
+
+
+DOCTEST_MODULES = [
+    "tfgap.backend",
+    "tfgap.diagnostics.diffusion",
+    "tfgap.diagnostics.hessian",
+    "tfgap.diagnostics.interpolation",
+    "tfgap.diagnostics.noise_scale",
+    "tfgap.diagnostics.sharpness",
+    "tfgap.diagnostics.weight_distance",
+    "tfgap.optimizers.lars",
+    "tfgap.schedules.batch_size",
+    "tfgap.schedules.large_batch",
+    "tfgap.schedules.regime",
+]
+
+
+def check_docstrings():
+    """The docstring examples, run on this backend: (attempted, failed) per module."""
+    out = {}
+    for name in DOCTEST_MODULES:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        out[name] = [result.attempted, result.failed]
+    return out
+
+
+def main(path):
+    results = {
+        "backend": BACKEND,
+        "jit_compile": JIT,
+        "tensorflow_imported_by_tfgap": TENSORFLOW_IMPORTED,
+        "import_seconds": IMPORT_SECONDS,
+        "seconds": {},
+    }
+    for name, check in [
+        ("schedule", check_schedule),
+        ("batch_size_phases", check_batch_size_phases),
+        ("lars", check_lars),
+        ("diagnostics", check_diagnostics),
+        ("noise_callback", check_noise_callback),
+        ("docstrings", check_docstrings),
+        ("dataset_input", check_dataset_input),  # it imports TensorFlow
+        ("imports", check_imports),
+    ]:
+        start = time.perf_counter()
+        results[name] = check()
+        results["seconds"][name] = round(time.perf_counter() - start, 2)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
