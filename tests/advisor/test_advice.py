@@ -59,7 +59,7 @@ def test_candidates_worked_by_hand():
     # Constant step times: the largest batch <= B_simple.
     assert a.recommended == b400
     assert a.flags() == {"batch_size": 400, "base_batch_size": 50, "lr_scaling": "sqrt",
-                         "warmup_epochs": 0.8889, "ghost_batch_size": 50,
+                         "warmup_epochs": 0.8888, "ghost_batch_size": 50,
                          "regime_adaptation": 1.7778}
     assert a.warnings == ()
     assert "Recommended: batch 400" in a.recommendation()
@@ -115,8 +115,8 @@ def test_unusable_noise_scale_is_refused(bad):
 
 
 def test_max_batch_below_the_small_batch_is_refused():
-    with pytest.raises(ValueError, match="max_batch_size >= the small batch size 50.*"
-                                         "Raise --max_batch_size"):
+    with pytest.raises(ValueError, match="max_batch_size` >= the small batch size 50.*"
+                                         "Raise `max_batch_size`"):
         advise(400.0, **dict(BASE, max_batch_size=32))
 
 
@@ -156,3 +156,11 @@ def test_non_finite_measurements_serialize_as_valid_json():
     assert math.isinf(back.measurements[0].b_simple)
     with pytest.raises(ValueError, match="unknown keys"):
         Advice.from_dict(dict(a.to_dict(), extra=1))
+
+
+def test_the_small_batch_row_is_the_trusted_regime_itself():
+    # 3200 examples, batch 50: 64 steps per epoch, 640 steps; S(50) = 640 up to round-off.
+    a = advise(434.1, **dict(BASE, num_train_examples=3200))
+    small = a.candidates[0]
+    assert small.batch_size == 50 and small.regime_adaptation == 1.0 and small.remedies == ()
+    assert small.predicted_steps == pytest.approx(640.0)

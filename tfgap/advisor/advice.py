@@ -166,7 +166,8 @@ class Advice:
             "batch_size": c.batch_size,
             "base_batch_size": self.small_batch_size,
             "lr_scaling": self.scaling if c.batch_size != self.small_batch_size else "none",
-            "warmup_epochs": round(c.warmup_epochs, 4),
+            # Rounded down: the warm-up must still end by the first breakpoint.
+            "warmup_epochs": math.floor(c.warmup_epochs * 1e4) / 1e4,
             "ghost_batch_size": c.ghost_batch_size,
             "regime_adaptation": (round(c.regime_adaptation, 4) if c.regime_adaptation > 1
                                   else False),
@@ -231,9 +232,8 @@ def candidate_batch_sizes(small_batch_size, max_batch_size, *, num_replicas=1,
     replicas = _positive_int("num_replicas", num_replicas)
     if largest < small:
         raise ValueError(
-            f"Expected max_batch_size >= the small batch size {small}; received "
-            f"max_batch_size={largest}. Raise --max_batch_size (or --num_replicas) or measure "
-            "at a smaller batch."
+            f"Expected `max_batch_size` >= the small batch size {small}; received "
+            f"max_batch_size={largest}. Raise `max_batch_size` or measure at a smaller batch."
         )
     sizes, b = [], small
     while b <= largest:
@@ -415,7 +415,8 @@ def advise(
     for b in sizes:
         steps = tradeoff.predicted_steps(b, b_noise=b_simple, s_min=s_min)
         per_epoch = n // b
-        stretch = max(1.0, steps / (epochs * per_epoch))
+        stretch = steps / (epochs * per_epoch)
+        stretch = 1.0 if stretch <= 1.0 + 1e-9 else stretch  # round-off at B_small
         warmup = 0.0
         if b > small and warmup_fraction:
             warmup = _round_half_up(warmup_fraction * steps) / per_epoch

@@ -1,0 +1,348 @@
+"""`python -m tfgap.recipes.advise`: the batch size to train at, from a short measurement.
+
+Trains the small-batch regime you trust for a short while (by default its
+first constant-rate phase, up to the first learning-rate drop, at most
+`--max_measure_steps` steps), measures McCandlish et al.'s gradient noise
+scale `B_simple` with its standard error at `--measure_points` steps (pooled
+over the second half of the run: it grows as the loss falls), and
+predicts from it, for every candidate batch (doublings of the small batch up
+to `--max_batch_size`), the steps, examples and relative wall time to reach
+what the regime reaches, the learning rate by the sqrt and the linear rule
+(with warm-up), the regime-adapted steps, the ghost batch and the remedies.
+It prints the table and one recommended line, and writes into `--output_dir`
+`advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the recipe flagfile
+that runs the recommendation) and `train_config.json` (the same run as a
+`tfgap.training.TrainConfig`).
+
+Default: the study's MNIST-1D model and small-batch regime
+(`tfgap.study.MNIST1D_DEFAULTS`: a 3 x 128 BN MLP at batch 50, embedded data;
+`docs/study.md`). `--recipe=NAME` advises for a
+recipe instead, with that recipe's flags (dataset, `--model`, and the
+small-batch regime: `--batch_size`, `--lr_values`, `--epochs`, ...).
+
+Example:
+
+    python -m tfgap.recipes.advise                                 # MNIST-1D, under a minute
+    python -m tfgap.recipes.advise --recipe=cifar10 --model=c1 --max_batch_size=8192 \\
+        --data_dir=~/tensorflow_datasets
+"""
+
+import json
+import os
+import shlex
+import sys
+import time
+
+from absl import flags
+
+from tfgap.recipes import cli
+from tfgap.recipes import flags as recipe_flags
+
+PROG = "python -m tfgap.recipes.advise"
+ADVICE_FILE = "advice.json"
+FLAGS_FILE = "advice.flags"
+CONFIG_FILE = "train_config.json"
+_ADVICE_FLAGS = ("recipe", "output_dir", "max_batch_size", "num_replicas",
+                 "max_per_replica_batch_size", "measure_fraction", "measure_steps",
+                 "max_measure_steps", "measure_points", "noise_examples", "noise_chunks",
+                 "scaling", "warmup_fraction", "time_steps")
+
+
+def mnist1d_defaults():
+    """The study's MNIST-1D small-batch regime, as `TrainConfig` fields (the default)."""
+    from tfgap.study import MNIST1D_DEFAULTS, small_batch_config  # noqa: PLC0415
+
+    d = dict(MNIST1D_DEFAULTS)
+    for name in ("large_batch_size", "ghost_batch_size"):  # the study's large-batch side
+        d.pop(name, None)
+    config = small_batch_config(model_dir="unused", **d)
+    fields = config.to_dict()
+    for name in ("model_dir", "export_dir"):
+        fields.pop(name)
+    return fields
+
+
+def _recipe_from_argv(argv):
+    """Reads `--recipe` (also from `--flagfile`) before the recipe's flags are defined."""
+    from tfgap.tuning import available_recipes  # noqa: PLC0415
+
+    fv = flags.FlagValues()
+    flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
+    try:
+        fv(list(argv), known_only=True)
+    except flags.Error:
+        return None  # the full parse reports it
+    return fv.recipe
+
+
+def _defaults(recipe):
+    from tfgap.recipes.defaults import recipe_defaults  # noqa: PLC0415
+
+    return recipe_defaults(recipe) if recipe else mnist1d_defaults()
+
+
+def define(fv, argv):
+    """The advisor's flags (group "advice") and the trusted regime's (the recipe's flags)."""
+    from tfgap.tuning import available_recipes  # noqa: PLC0415
+
+    recipe = _recipe_from_argv(argv)
+    recipe_flags.define_flags(_defaults(recipe), fv)
+    fv["batch_size"].help = ("The small batch of the regime you trust (the measurement runs "
+                             "at it; all replicas together).")
+    f = flags
+    f.DEFINE_enum("recipe", None, available_recipes(), "Advise for this recipe, with its "
+                  "flags (default: the study's MNIST-1D model).", flag_values=fv)
+    f.DEFINE_string("output_dir", None, "Where advice.json, advice.flags and "
+                    "train_config.json go (default: runs/advise/<dataset>_<model>_b<batch>).",
+                    flag_values=fv)
+    f.DEFINE_integer("max_batch_size", 0, "Largest global batch considered (0: "
+                     "--num_replicas x --max_per_replica_batch_size).", lower_bound=0,
+                     flag_values=fv)
+    f.DEFINE_integer("num_replicas", 1, "Devices the advised global batch is split over.",
+                     lower_bound=1, flag_values=fv)
+    f.DEFINE_integer("max_per_replica_batch_size", 4096, "Largest batch one device's memory "
+                     "holds.", lower_bound=1, flag_values=fv)
+    f.DEFINE_float("measure_fraction", 1.0, "Length of the measurement run as a fraction "
+                   "of the regime's first constant-rate phase (up to its first learning-rate "
+                   "drop) at the small batch.", lower_bound=0.0, upper_bound=1.0,
+                   flag_values=fv)
+    f.DEFINE_integer("measure_steps", 0, "Length of the measurement run in steps (0: "
+                     "--measure_fraction of the first phase, at most --max_measure_steps).",
+                     lower_bound=0, flag_values=fv)
+    f.DEFINE_integer("max_measure_steps", 2000, "Cap of the default measurement length.",
+                     lower_bound=1, flag_values=fv)
+    f.DEFINE_integer("measure_points", 8, "Noise-scale measurements along the run (pooled "
+                     "over its second half).", lower_bound=1, flag_values=fv)
+    f.DEFINE_integer("noise_examples", 4096, "Training examples of each measurement (at "
+                     "most the training split).", lower_bound=1, flag_values=fv)
+    f.DEFINE_integer("noise_chunks", 8, "Disjoint chunks of each measurement (for its "
+                     "standard error).", lower_bound=2, flag_values=fv)
+    f.DEFINE_enum("scaling", "sqrt", ["sqrt", "linear"], "Learning-rate rule of the "
+                  "recommended run (the table shows both).", flag_values=fv)
+    f.DEFINE_float("warmup_fraction", 0.05, "Warm-up as a fraction of the predicted steps "
+                   "(0: none).", lower_bound=0.0, upper_bound=0.99, flag_values=fv)
+    f.DEFINE_boolean("time_steps", False, "Time one training step at each candidate's "
+                     "per-replica batch on this device, for the wall-time column (default: "
+                     "every step costs the same, as with perfect data parallelism).",
+                     flag_values=fv)
+    cli.set_group(fv, "advice", *_ADVICE_FLAGS)
+
+
+def trusted_config(fv):
+    """The small-batch regime the flags describe, as a `TrainConfig` (`UsageError` if unusable)."""
+    recipe = fv.recipe
+    defaults = _defaults(recipe)
+    if recipe:
+        recipe_flags.apply_network_defaults(fv, recipe)
+    if not fv["base_batch_size"].present:
+        fv.base_batch_size = fv.batch_size  # the regime's rates are at the small batch
+    if fv["model"].present and fv.model != defaults["model"] and \
+            not fv["model_options"].present:
+        fv.model_options = {}  # the default network's options do not fit another one
+    if fv.mock_data and not fv["validation_examples"].present:
+        fv.validation_examples = None  # the mock split's own default hold-out
+    config = recipe_flags.config_from_flags(fv, defaults)
+    if config.base_batch_size != config.batch_size:
+        raise cli.UsageError(
+            "Expected --base_batch_size equal to --batch_size: the advisor measures the regime "
+            "you trust at its own small batch. Received: --batch_size="
+            f"{config.batch_size}, --base_batch_size={config.base_batch_size}")
+    if config.regime_adaptation is not False:
+        raise cli.UsageError(
+            "Expected --regime_adaptation=false for the small-batch regime (the advisor "
+            f"computes it). Received: --regime_adaptation={config.regime_adaptation}")
+    return config
+
+
+def run(fv):
+    """Measures, advises, prints; returns the artifacts."""
+    from tfgap import advisor  # noqa: PLC0415
+    from tfgap.advisor.measure import measure_run, num_train_examples  # noqa: PLC0415
+
+    started = time.time()
+    config = trusted_config(fv)
+    small = config.batch_size
+    n = num_train_examples(config)
+    max_batch = fv.max_batch_size or fv.num_replicas * fv.max_per_replica_batch_size
+    try:  # bad sizes fail before any training
+        advisor.candidate_batch_sizes(small, max_batch, num_replicas=fv.num_replicas,
+                                      num_train_examples=n)
+    except ValueError as e:
+        computed = "" if fv.max_batch_size else (
+            f" (--max_batch_size=0: --num_replicas={fv.num_replicas} x "
+            f"--max_per_replica_batch_size={fv.max_per_replica_batch_size})")
+        raise cli.UsageError(f"{e}{computed} The small batch is --batch_size={small}; "
+                             f"{n} training examples.") from None
+    per_epoch = n // small
+    small_steps = max(1, round(config.epochs * per_epoch))
+    first_drop = [b for b in config.lr_boundaries if b < config.epochs][:1]
+    phase = round(first_drop[0] * per_epoch) if first_drop else small_steps
+    steps = fv.measure_steps or min(fv.max_measure_steps,
+                                    max(fv.measure_points, round(fv.measure_fraction * phase)))
+    if steps < fv.measure_points:
+        raise cli.UsageError(f"Expected --measure_steps >= --measure_points={fv.measure_points}."
+                             f" Received: --measure_steps={steps}")
+    noise_examples = min(fv.noise_examples, n)
+    needed = 2 * small * fv.noise_chunks
+    if noise_examples < needed:
+        raise cli.UsageError(
+            f"Expected at least {needed} examples per noise-scale measurement (--noise_chunks="
+            f"{fv.noise_chunks} chunks of two batches of {small}); received {noise_examples} "
+            f"(--noise_examples={fv.noise_examples}, {n} training examples). Lower "
+            "--noise_chunks or --batch_size, or give more examples.")
+    print(f"Measuring B_simple: {steps} steps of {config.model} on {config.dataset} at batch "
+          f"{small} (lr {config.lr_values[0] * config.lr_multiplier:g}), at "
+          f"{fv.measure_points} points on {noise_examples} training examples...", flush=True)
+    measurement = measure_run(config, steps=steps, num_points=fv.measure_points,
+                              noise_examples=noise_examples, num_chunks=fv.noise_chunks)
+    for e in measurement.estimates:
+        print(f"  step {e.step:6d}: B_simple = {e.b_simple:10.4g} +- {e.b_simple_stderr:.3g}"
+              + ("" if e.usable else "  (unusable: negative or not finite)"))
+    try:
+        pooled = advisor.pool_estimates(measurement.estimates, min_step=steps / 2)
+    except advisor.NoiseScaleError as e:
+        raise cli.CommandFailed(
+            f"{e} (--noise_examples={fv.noise_examples}, --noise_chunks={fv.noise_chunks}, "
+            f"--measure_steps={steps}).") from None
+    step_times = None
+    if fv.time_steps:
+        from tfgap.advisor.measure import measure_step_times  # noqa: PLC0415
+
+        sizes = advisor.candidate_batch_sizes(small, max_batch, num_replicas=fv.num_replicas,
+                                              num_train_examples=n)
+        step_times = measure_step_times(config, [b // fv.num_replicas for b in sizes])
+    settings = {
+        "recipe": fv.recipe, "dataset": config.dataset, "model": config.model,
+        "model_options": config.model_options, "measure_steps": steps,
+        "measure_points": fv.measure_points, "noise_examples": noise_examples,
+        "noise_chunks": fv.noise_chunks, "pooled_steps": list(pooled.steps),
+        "step_times": step_times, "measurement_seconds": round(measurement.seconds, 1),
+        "command": " ".join([PROG] + [shlex.quote(a) for a in sys.argv[1:]]),
+    }
+    try:
+        advice = advisor.advise(
+            pooled.b_simple, b_simple_stderr=pooled.b_simple_stderr, small_batch_size=small,
+            epochs=config.epochs, num_train_examples=n,
+            learning_rate=config.lr_values[0] * config.lr_multiplier, max_batch_size=max_batch,
+            num_replicas=fv.num_replicas, batch_norm=_has_batch_norm(config),
+            lr_boundaries=config.lr_boundaries, scaling=fv.scaling,
+            warmup_fraction=fv.warmup_fraction, step_times=step_times,
+            measurements=measurement.estimates, settings=settings)
+    except advisor.NoiseScaleError as e:
+        raise cli.CommandFailed(str(e)) from None
+    if pooled.skipped:
+        advice = _with_warning(advice, f"Unusable measurements at steps {list(pooled.skipped)} "
+                                       "were left out (give more --noise_examples).")
+    return _report(fv, config, advice, started)
+
+
+def _has_batch_norm(config):
+    from tfgap import data, models  # noqa: PLC0415
+    from tfgap.layers import GhostBatchNormalization  # noqa: PLC0415
+
+    spec = data.get_spec(config.dataset)
+    model = models.build_model(config.model, num_classes=spec.num_classes,
+                               input_shape=spec.input_shape, **config.model_options)
+    return any(isinstance(layer, GhostBatchNormalization) for layer in _layers(model))
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
+def _with_warning(advice, message):
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(advice, warnings=advice.warnings + (message,))
+
+
+def recommended_config(config, advice):
+    """The trusted `config` changed to run the recommendation (a validated `TrainConfig`)."""
+    changes = dict(advice.flags())
+    if changes["batch_size"] == config.batch_size:
+        changes["ghost_batch_size"] = config.ghost_batch_size  # the regime as trusted
+    fields = dict(config.to_dict(), **changes)
+    name = recipe_flags.run_name(fields)
+    fields["model_dir"] = os.path.join("runs", config.dataset, name)
+    if config.export_dir is not None:
+        fields["export_dir"] = os.path.join("savedmodels", f"{config.dataset}_{name}")
+    return config.replace(**{k: fields[k] for k in (*changes, "model_dir", "export_dir")})
+
+
+def write_flagfile(path, config, recipe, header):
+    """Writes the recommendation as a flagfile; returns the command that runs it."""
+    if recipe:
+        from tfgap.tuning import write_recipe_file  # noqa: PLC0415
+
+        write_recipe_file(path, config, recipe, header=header)
+        return f"python -m tfgap.recipes.{recipe} --flagfile={path}"
+    from tfgap.training import TrainConfig  # noqa: PLC0415
+    from tfgap.training.config import settings  # noqa: PLC0415
+
+    # No recipe trains MNIST-1D: every setting that differs from TrainConfig's own default.
+    lines = []
+    for name, declared in settings().items():
+        if not declared.cli or name in ("model_dir", "export_dir"):
+            continue
+        value = getattr(config, name)
+        default = declared.default
+        if value is not None and value != default:
+            lines.append(declared.to_flag(value))
+    run = ("python -c \"import json; from tfgap.training import TrainConfig, train; "
+           f"train(TrainConfig.from_dict(json.load(open('{os.path.join(os.path.dirname(path), CONFIG_FILE)}'))))\"")
+    text = [f"# MNIST-1D has no recipe command: run {CONFIG_FILE} (the same run) with",
+            f"#   {run}",
+            f"# These are the recipe flags of that run ({TrainConfig.__name__} settings)."]
+    text += [f"# {line}" for line in header]
+    with open(path, "w") as f:
+        f.write("\n".join(text + lines) + "\n")
+    return run
+
+
+def _report(fv, config, advice, started):
+    c = advice.recommended
+    out_dir = fv.output_dir or os.path.join(
+        "runs", "advise", f"{config.dataset}_{config.model}_b{config.batch_size}")
+    os.makedirs(out_dir, exist_ok=True)
+    print()
+    print(f"B_simple = {advice.b_simple:.4g} +- {advice.b_simple_stderr:.2g} (steps "
+          f"{list(advice.settings['pooled_steps'])}); S_small = {advice.small_steps} steps at "
+          f"batch {advice.small_batch_size}, S_min = {advice.s_min:.4g}, E_min = "
+          f"{advice.e_min:.4g} examples.")
+    print("Predicted: S(B) = S_min (1 + B_simple / B), E(B) = B S(B) (McCandlish et al. 2018); "
+          "rel wall = S(B) t(B) / (S t at the first row)"
+          + (" with measured step times." if advice.settings["step_times"] else
+             " with equal step times."))
+    print(advice.format_table())
+    for w in advice.warnings:
+        print(f"Warning: {w}")
+    print(advice.recommendation())
+    advice_path = os.path.join(out_dir, ADVICE_FILE)
+    advice.save(advice_path)
+    target = recommended_config(config, advice)
+    config_path = os.path.join(out_dir, CONFIG_FILE)
+    with open(config_path, "w") as f:
+        json.dump(target.to_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+    flags_path = os.path.join(out_dir, FLAGS_FILE)
+    header = [f"Advised by {PROG}: B_simple = {advice.b_simple:.4g} +- "
+              f"{advice.b_simple_stderr:.2g} at batch {advice.small_batch_size}; predicted "
+              f"{c.predicted_steps:.0f} steps ({c.predicted_epochs:.3g} epochs), "
+              f"{c.relative_wall_time:.3g}x the wall time of batch "
+              f"{advice.candidates[0].batch_size}."]
+    command = write_flagfile(flags_path, target, fv.recipe, header)
+    print(f"Run it: {command}")
+    print(f"Advice in {time.time() - started:.0f}s.")
+    return [("advice", advice_path), ("recipe flagfile", flags_path),
+            ("train config", config_path)]
+
+
+def main(argv=None):
+    cli.main(PROG, define=define, run=run, doc=__doc__, argv=argv)
+
+
+if __name__ == "__main__":
+    main()
