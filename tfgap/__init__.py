@@ -16,6 +16,10 @@ Public API:
   (You, Gitman & Ginsburg 2017), a Keras optimizer.
 - `tfgap.SAM` (`tfgap.sam`): Sharpness-Aware Minimization (Foret et al. 2021;
   adaptive: Kwon et al. 2021) as a `keras.Model` wrapper for `model.fit`.
+- `tfgap.advisor`: the batch-size advisor (McCandlish et al. 2018): the
+  gradient noise scale with its standard error, predicted steps and examples
+  per candidate batch, rates, ghost size and one recommendation
+  (`python -m tfgap.recipes.advise`).
 
 Backends: `tfgap.schedules`, `tfgap.optimizers`, `tfgap.diagnostics` and
 `tfgap.backend` run on every Keras backend (TensorFlow, JAX, PyTorch; see
@@ -36,6 +40,7 @@ import importlib
 import keras
 
 from tfgap import backend, diagnostics, optimizers, schedules
+from tfgap import advisor
 from tfgap.optimizers import LARS
 from tfgap.schedules import LargeBatchSchedule
 
