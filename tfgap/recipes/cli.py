@@ -102,8 +102,8 @@ class SettingSerializer(flags.ArgumentSerializer):
 _OWN = object()  # "the setting's own default"
 
 
-def define_setting_flag(flag_values, declared, *, default=_OWN, help=None, choices=None,  # noqa: A002
-                        optional=None):
+def define_setting_flag(flag_values, declared, *, default=_OWN,
+                        help=None, choices=None, optional=None):  # noqa: A002
     """Defines the flag of one `TrainConfig` setting (a `config.Setting`) on `flag_values`.
 
     Args:

@@ -43,16 +43,19 @@ def define(fv, argv):
 
     s = settings()
     cli.define_setting_flag(fv, s["dataset"], default="mnist1d", help="Dataset of the study.")
-    cli.define_setting_flag(fv, s["model"], default=None, optional=True, help="Network (default: mlp on "
-                            "mnist1d, else the recipe's network).")
-    cli.define_setting_flag(fv, s["model_options"], default=None, help="build_model options, "
-                            "key=value (default on mnist1d: mlp_width=128,mlp_depth=3).")
-    cli.define_setting_flag(fv, s["ghost_batch_size"], default=None, optional=True, help="B_G, the ghost "
-                            "batch of the +GBN regimes (default: the small batch).")
-    cli.define_setting_flag(fv, s["lr_boundaries"], default=None, help="Epochs of SB at which "
-                            "the rate drops (stretched by B_L/B_S under +RA).")
-    cli.define_setting_flag(fv, s["epochs"], default=None, optional=True, help="Epochs of SB (B_L/B_S times "
-                            "more under +RA).")
+    cli.define_setting_flag(fv, s["model"], default=None, optional=True,
+                            help="Network (default: mlp on mnist1d, else the recipe's network).")
+    cli.define_setting_flag(fv, s["model_options"], default=None,
+                            help="build_model options, key=value (default on mnist1d: "
+                            "mlp_width=128,mlp_depth=3).")
+    cli.define_setting_flag(fv, s["ghost_batch_size"], default=None, optional=True,
+                            help="B_G, the ghost batch of the +GBN regimes (default: the small "
+                            "batch).")
+    cli.define_setting_flag(fv, s["lr_boundaries"], default=None,
+                            help="Epochs of SB at which the rate drops (stretched by B_L/B_S "
+                            "under +RA).")
+    cli.define_setting_flag(fv, s["epochs"], default=None, optional=True,
+                            help="Epochs of SB (B_L/B_S times more under +RA).")
     for name in ("momentum", "weight_decay"):
         cli.define_setting_flag(fv, s[name], default=None, optional=True,
                                 help=s[name].help + " Default: the dataset's study default.")

@@ -173,7 +173,8 @@ class Setting:
         if bad:
             shown = f"{received:g}" if isinstance(received, float) else f"{received}"
             what = f"every entry of `{self.name}`" if each else f"`{self.name}`"
-            raise ConfigError(f"Expected {what} {self.bounds_text()}. Received: {self.name}={shown}")
+            raise ConfigError(
+                f"Expected {what} {self.bounds_text()}. Received: {self.name}={shown}")
 
     # -- text (command lines and flagfiles) -----------------------------------
 
@@ -525,7 +526,8 @@ class TrainConfig:
 def settings():
     """Every `TrainConfig` field's `Setting`, by name, in declaration order.
 
-    Each carries its `name`, `default` and `required` (True: no default). The dict is shared: do not modify it.
+    Each carries its `name`, `default` and `required` (True: no default); the
+    mapping is read-only.
 
     Example:
 
