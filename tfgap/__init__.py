@@ -39,8 +39,7 @@ import importlib
 
 import keras
 
-from tfgap import backend, diagnostics, optimizers, schedules
-from tfgap import advisor
+from tfgap import advisor, backend, diagnostics, optimizers, schedules
 from tfgap.optimizers import LARS
 from tfgap.schedules import LargeBatchSchedule
 
