@@ -72,13 +72,7 @@ def __getattr__(name):
     if name in _LAZY:
         return _load(name, _LAZY)
     if name in _TENSORFLOW_ONLY:
-        if keras.backend.backend() != "tensorflow":
-            raise ImportError(
-                f"tfgap.{name} needs the TensorFlow backend of Keras (it is built on "
-                "tf.GradientTape and tf.distribute); KERAS_BACKEND is "
-                f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before importing "
-                "Keras."
-            )
+        backend.require_tensorflow(f"tfgap.{name}")
         return _load(name, _TENSORFLOW_ONLY)
     raise AttributeError(f"module 'tfgap' has no attribute {name!r}")
 

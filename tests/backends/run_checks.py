@@ -198,7 +198,13 @@ def check_imports():
         sam = tfgap.SAM.__name__
     except ImportError as error:
         sam = f"ImportError: {error}"
-    return {"sam": sam, "layer": tfgap.GhostBatchNormalization.__name__,
+    try:
+        tfgap.backend.require_tensorflow("tfgap.training")
+        require = "passed"
+    except ImportError as error:
+        require = f"ImportError: {error}"
+    return {"sam": sam, "require_tensorflow": require,
+            "layer": tfgap.GhostBatchNormalization.__name__,
             "ghostify": tfgap.ghostify.__name__, "models": tfgap.models.__name__}
 
 

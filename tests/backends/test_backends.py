@@ -176,10 +176,11 @@ def test_lazy_and_tensorflow_only_attributes(runs, backend):
     assert (r["layer"], r["ghostify"], r["models"]) == (
         "GhostBatchNormalization", "ghostify", "tfgap.models")
     if backend == "tensorflow":
-        assert r["sam"] == "SAM"
+        assert r["sam"] == "SAM" and r["require_tensorflow"] == "passed"
     else:
-        assert r["sam"].startswith("ImportError: tfgap.SAM needs the TensorFlow backend")
-        assert f"KERAS_BACKEND is {backend!r}" in r["sam"]
+        for key, what in (("sam", "tfgap.SAM"), ("require_tensorflow", "tfgap.training")):
+            assert r[key].startswith(f"ImportError: {what} needs the TensorFlow backend")
+            assert f"KERAS_BACKEND is {backend!r}" in r[key]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -56,6 +56,7 @@ __all__ = [
     "is_tf_dataset",
     "module",
     "name",
+    "require_tensorflow",
     "supports_x64",
     "value_and_gradient",
 ]
@@ -80,6 +81,30 @@ def module():
             f"received {backend!r}, which tfgap's gradients do not support."
         )
     return importlib.import_module(f"tfgap.backend.{_MODULES[backend]}")
+
+
+def require_tensorflow(what):
+    """Raises `ImportError` unless Keras runs on TensorFlow.
+
+    For the parts of tfgap built on `tf.distribute` or `tf.GradientTape` (the
+    trainer, the recipes, SAM): call it before importing TensorFlow.
+
+    Args:
+        what: the name of the part, for the message (e.g. "tfgap.training").
+
+    Example:
+
+    >>> import keras
+    >>> if keras.backend.backend() == "tensorflow":
+    ...     require_tensorflow("tfgap.training")   # passes
+    """
+    if name() != "tensorflow":
+        raise ImportError(
+            f"{what} needs the TensorFlow backend of Keras (it is built on tf.distribute and "
+            f"tf.GradientTape); KERAS_BACKEND is {name()!r}. Set KERAS_BACKEND=tensorflow "
+            "before importing Keras, or use the parts of tfgap that run on every backend "
+            "(schedules, optimizers, diagnostics; see docs/backends.md)."
+        )
 
 
 def function(fn):
