@@ -19,7 +19,9 @@ def test_steps_per_decade_ten():
 
 @pytest.mark.parametrize("per_decade", [1, 2, 3, 7])
 def test_steps_match_the_closed_form(per_decade):
-    expected = sorted({math.ceil(round(10 ** (k / per_decade), 9)) for k in range(3 * per_decade + 1)})
+    expected = sorted(
+        {math.ceil(round(10 ** (k / per_decade), 9)) for k in range(3 * per_decade + 1)}
+    )
     due = LogSpacedSteps(per_decade)
     assert [t for t in range(1, 1001) if due(t)] == expected
 

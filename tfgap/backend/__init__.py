@@ -16,15 +16,16 @@ tensors `params`:
   respect to `params` times `vector` (a list shaped like `params`), exact by
   double differentiation, never forming the Hessian.
 
-| backend      | compiled with                    | gradient             | Hessian-vector product   |
-| ------------ | -------------------------------- | -------------------- | ------------------------ |
-| `tensorflow` | `tf.function(reduce_retracing)`  | `tf.GradientTape`    | nested tapes             |
-| `jax`        | `jax.jit`                        | `jax.value_and_grad` | `jax.jvp` of `jax.grad`  |
-| `torch`      | eager (no compilation)           | `torch.autograd.grad`| double backward          |
+| backend      | compiled with                   | gradient              | Hessian-vector product |
+| ------------ | ------------------------------- | --------------------- | ---------------------- |
+| `tensorflow` | `tf.function(reduce_retracing)` | `tf.GradientTape`     | nested tapes           |
+| `jax`        | `jax.jit`                       | `jax.value_and_grad`  | `jax.jvp` of `jax.grad`|
+| `torch`      | eager (no compilation)          | `torch.autograd.grad` | double backward        |
 
 The backend is the one Keras runs on (`keras.backend.backend()`, chosen by
 `KERAS_BACKEND` before Keras is imported); its module is imported on first
-use, so importing `tfgap.backend` imports no backend framework.
+use, so importing `tfgap.backend` imports nothing beyond Keras (which
+imports its own backend only; never TensorFlow under JAX or PyTorch).
 
 Example:
 
