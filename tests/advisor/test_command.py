@@ -62,7 +62,7 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
 
 def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):
     status, out, err = execute(["--recipe=mnist", "--model=mlp", f"--output_dir={tmp_path}",
-                                "--lr_values=0.05", "--lr_boundaries="] + TINY
+                                "--lr_values=0.05", "--lr_boundaries=", "--time_steps"] + TINY
                                + ["--mock_examples=640"])
     assert status == 0, err
     advice = Advice.load(tmp_path / "advice.json")
@@ -73,6 +73,16 @@ def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):
     expected_ra = rec.regime_adaptation if rec.regime_adaptation > 1 else False
     assert config.regime_adaptation == pytest.approx(expected_ra, rel=1e-3)
     assert config.lr_values == (0.05,)
+    # --time_steps: each row's wall time is its steps times its measured step time,
+    # relative to the first row's.
+    times = {int(k): v for k, v in advice.settings["step_times"].items()}
+    assert sorted(times) == [c.per_replica_batch_size for c in advice.candidates]
+    assert all(t > 0 for t in times.values())
+    first = advice.candidates[0]
+    for c in advice.candidates:
+        want = (c.predicted_steps * times[c.per_replica_batch_size]
+                / (first.predicted_steps * times[first.per_replica_batch_size]))
+        assert c.relative_wall_time == pytest.approx(want)
 
 
 def test_max_batch_below_the_small_batch_is_a_usage_error(tmp_path):

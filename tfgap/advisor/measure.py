@@ -100,7 +100,8 @@ def measure_run(config, *, steps, num_points=4, noise_examples=4096,
             model_dir=model_dir, export_dir=None, epochs=int(steps) / per_epoch,
             steps_per_execution=1, preemption=False, verbose=0 if stream is None else
             config.verbose, eval_every_epochs=10**6, checkpoint_every_seconds=10**9)
-        train(short, callbacks=[tracker], stream=stream or open(os.devnull, "w"))
+        with open(os.devnull, "w") as null:
+            train(short, callbacks=[tracker], stream=stream or null)
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
     return Measurement(estimates=tuple(tracker.estimates), steps=int(steps),

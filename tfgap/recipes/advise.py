@@ -291,8 +291,9 @@ def write_flagfile(path, config, recipe, header):
         default = declared.default
         if value is not None and value != default:
             lines.append(declared.to_flag(value))
+    config_path = os.path.join(os.path.dirname(path), CONFIG_FILE)
     run = ("python -c \"import json; from tfgap.training import TrainConfig, train; "
-           f"train(TrainConfig.from_dict(json.load(open('{os.path.join(os.path.dirname(path), CONFIG_FILE)}'))))\"")
+           f"train(TrainConfig.from_dict(json.load(open('{config_path}'))))\"")
     text = [f"# MNIST-1D has no recipe command: run {CONFIG_FILE} (the same run) with",
             f"#   {run}",
             f"# These are the recipe flags of that run ({TrainConfig.__name__} settings)."]
