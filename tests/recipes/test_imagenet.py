@@ -26,7 +26,8 @@ from tfgap.training import read_result, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROG = "python -m tfgap.recipes.imagenet"
-TINY = ["--mock_data", "--mock_examples=8", "--batch_size=4", "--epochs=1", "--verbose=2",
+TINY = ["--mock_data", "--mock_examples=10", "--validation_examples=2", "--batch_size=4",
+        "--epochs=1", "--verbose=2",
         "--nopreemption", "--keep_checkpoints=1"]
 
 

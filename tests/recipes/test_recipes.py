@@ -19,7 +19,8 @@ from tfgap.training import train
 # Small networks keep the default suite fast; the recipes' default networks run under -m slow.
 FAST = {"mnist": "--model=mlp", "cifar10": "--model=c1", "cifar100": "--model=c3"}
 SLOW = {"mnist": "--model=f1", "cifar10": "--model=resnet44", "cifar100": "--model=wrn16_4"}
-TINY = ["--mock_data", "--mock_examples=32", "--batch_size=16", "--base_batch_size=16",
+TINY = ["--mock_data", "--mock_examples=40", "--validation_examples=8", "--batch_size=16",
+        "--base_batch_size=16",
         "--epochs=1", "--verbose=2", "--nopreemption"]
 
 

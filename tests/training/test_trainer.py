@@ -321,3 +321,113 @@ def test_synthetic_runs_evaluate_only_mock_examples(tmp_path):
     result = train(config)
     assert result["global_step"] == 3 and result["test"]["accuracy"] is not None
     assert result["num_test_examples"] == 24
+
+
+def _softmax_regression_step(w, b, x, y, lr, rho):
+    """One SAM step of softmax regression with plain SGD, in NumPy (float64).
+
+    loss = mean CE(softmax(x w + b), y); g at (w, b); e = rho g / ||g|| over both;
+    g* at (w + e_w, b + e_b); the update applies g* at the unperturbed weights.
+    """
+    def grads(w, b):
+        logits = x @ w + b
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1.0
+        return x.T @ p / len(y), p.mean(axis=0)
+
+    gw, gb = grads(w, b)
+    norm = np.sqrt(np.sum(gw ** 2) + np.sum(gb ** 2))
+    sw, sb = grads(w + rho * gw / norm, b + rho * gb / norm)
+    return w - lr * sw, b - lr * sb
+
+
+def _one_step(strategy, model, optimizer, batch, **kwargs):
+    from tfgap.training import loop
+
+    with strategy.scope():
+        step = tf.Variable(0, dtype=tf.int64)
+    train_steps = loop.make_train_step(strategy, model, optimizer, step,
+                                       global_batch_size=len(batch[1]), **kwargs)
+    iterator = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch)))
+    return train_steps(iterator, tf.constant(1, tf.int32)).numpy()
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sam_step_matches_numpy_softmax_regression(replicas, two_cpus):
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=8).astype(np.int32)
+    strategy = two_cpus if replicas == 2 else tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+        optimizer = keras.optimizers.SGD(0.5)
+        optimizer.build(model.trainable_variables)
+    w, b = (np.asarray(v.numpy(), np.float64) for v in model.trainable_variables)
+    _one_step(strategy, model, optimizer, (x, y), sam_rho=0.3)
+    expected_w, expected_b = _softmax_regression_step(w, b, x.astype(np.float64), y, 0.5, 0.3)
+    got_w, got_b = (v.numpy() for v in model.trainable_variables)
+    np.testing.assert_allclose(got_w, expected_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_b, expected_b, rtol=1e-5, atol=1e-6)
+    # rho = 0 would be a plain step: the SAM step is not that one.
+    plain_w, _ = _softmax_regression_step(w, b, x.astype(np.float64), y, 0.5, 0.0)
+    assert not np.allclose(got_w, plain_w, atol=1e-4)
+
+
+def test_sam_step_updates_the_moving_statistics_once_from_the_unperturbed_pass():
+    import keras
+
+    from tfgap.layers import GhostBatchNormalization
+
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=(8, 4)).astype(np.float32)
+    y = np.arange(8, dtype=np.int32) % 2
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)),
+                                  GhostBatchNormalization(virtual_batch_size=4, momentum=0.9),
+                                  keras.layers.Dense(2)])
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+    _one_step(strategy, model, optimizer, (x, y), sam_rho=0.5)
+    bn = model.layers[0]
+    # The paper's sequential rule: one moving-average step per ghost batch, from the
+    # input batch (the layer comes first, so the perturbation cannot change its input).
+    mean, var = np.zeros(4), np.ones(4)
+    for ghost in (x[:4], x[4:]):
+        mean = 0.9 * mean + 0.1 * ghost.mean(axis=0)
+        var = 0.9 * var + 0.1 * ghost.var(axis=0, ddof=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-4, atol=1e-5)
+
+
+def test_lars_and_sam_through_the_trainer(tmp_path):
+    from tfgap import optimizers
+    from tfgap.training import trainer
+
+    config = tiny(tmp_path / "lars", optimizer="lars", lars_eta=0.01, weight_decay=1e-3,
+                  epochs=1)
+    built = trainer._build_optimizer(config, trainer.steps.plan_steps(
+        config, num_train_examples=64, num_eval_examples=80), "float32")
+    assert isinstance(built, optimizers.LARS) and built.eta == 0.01
+    lars = train(config)
+    sgd = train(tiny(tmp_path / "sgd", weight_decay=1e-3, epochs=1))
+    sam = train(tiny(tmp_path / "sam", weight_decay=1e-3, epochs=1, sam_rho=0.05,
+                     sam_adaptive=True))
+    for record in (lars, sgd, sam):
+        assert record["global_step"] == 4 and math.isfinite(record["train"]["loss"])
+    assert lars["weight_distance"] != sgd["weight_distance"] != sam["weight_distance"]
+    assert sam["config"]["sam_rho"] == 0.05 and lars["config"]["optimizer"] == "lars"
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(optimizer="adam"), "optimizer"),
+    (dict(lars_eta=0.0), "lars_eta"),
+    (dict(sam_rho=-0.1), "sam_rho"),
+    (dict(sam_rho=float("nan")), "sam_rho"),
+])
+def test_bad_optimizer_settings(tmp_path, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny(tmp_path, **changes)

@@ -33,6 +33,7 @@ import types
 DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = ("sqrt", "linear", "none")
+OPTIMIZERS = ("sgd", "lars")
 
 # Help groups of the settings, in the order the command-line help lists them.
 GROUPS = ("data", "model", "regime", "distribution", "checkpoints", "output")
@@ -348,8 +349,21 @@ class TrainConfig:
         default=False, minimum=1.0)
     warmup_epochs: float = setting("Linear warm-up epochs from the unscaled rate.", "regime",
                                    "float", default=0.0, minimum=0.0)
-    momentum: float = setting("SGD momentum (no Nesterov, as the paper).", "regime", "float",
-                              default=0.9, minimum=0.0, below=1.0)
+    momentum: float = setting("Momentum of the optimizer (no Nesterov, as the paper).",
+                              "regime", "float", default=0.9, minimum=0.0, below=1.0)
+    optimizer: str = setting(
+        "'sgd': momentum SGD (the paper's); 'lars': LARS (You et al. 2017), a layer-wise trust "
+        "ratio `lars_eta * ||w|| / ||g + weight_decay * w||` on every kernel.", "regime", "str",
+        default="sgd", choices=OPTIMIZERS)
+    lars_eta: float = setting("Trust coefficient of LARS (with optimizer='lars').", "regime",
+                              "float", default=0.001, above=0.0)
+    sam_rho: float = setting(
+        "Sharpness-Aware Minimization radius (Foret et al. 2021); 0 = off. A SAM step costs "
+        "about two plain steps; the pass at the perturbed weights changes no BN statistics.",
+        "regime", "float", default=0.0, minimum=0.0)
+    sam_adaptive: bool = setting("Adaptive SAM (Kwon et al. 2021): a scale-invariant "
+                                 "perturbation (with sam_rho > 0).", "regime", "bool",
+                                 default=False)
     weight_decay: float = setting("Coupled L2 coefficient (gradient `weight_decay * w`).",
                                   "regime", "float", default=0.0, minimum=0.0)
     bn_momentum: float = setting("Moving-average momentum of the normalization layers.",
@@ -393,7 +407,7 @@ class TrainConfig:
                                   "distribution", "bool", default=False)
     eval_batch_size: int = setting("Evaluation batch (global); 0 = `batch_size`.", "output",
                                    "int", default=0, minimum=0)
-    eval_every_epochs: int = setting("Evaluate on the test split every this many epochs.",
+    eval_every_epochs: int = setting("Evaluate validation and test every this many epochs.",
                                      "output", "int", default=1, minimum=1)
     checkpoint_every_steps: int = setting(
         "Also checkpoint every this many steps (0 = none by step count). A checkpoint is "

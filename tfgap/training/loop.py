@@ -24,8 +24,11 @@ import warnings
 import keras
 import tensorflow as tf
 
+from tfgap import sam
 
-def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False):
+
+def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False,
+                    sam_rho=0.0, sam_adaptive=False):
     """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
@@ -43,6 +46,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         step_var: an int64 `tf.Variable` incremented once per step.
         global_batch_size: `B`, the global batch size.
         jit_compile: XLA-compile the forward and backward pass.
+        sam_rho: with `sam_rho > 0`, each step is a Sharpness-Aware
+            Minimization step (Foret et al. 2021): the gradient applied is the
+            one at `w + e`, `e` from the global gradient at `w`, computed by
+            `tfgap.sam.sharpness_aware_gradients` (the pass at `w + e` changes
+            no moving statistics; it is not XLA-compiled).
+        sam_adaptive: ASAM's scale-invariant perturbation (Kwon et al. 2021).
 
     Returns:
         The step function. Row `i` of its output is step `i`'s
@@ -59,14 +68,18 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     global_batch = float(global_batch_size)
 
+    def losses(x, y):
+        """`(loss, logits, scaled loss)` of this replica's share of the batch."""
+        logits = tf.cast(model(x, training=True), tf.float32)
+        per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        loss = tf.reduce_sum(per_example) / global_batch
+        if model.losses:
+            loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas
+        return loss, logits, optimizer.scale_loss(loss) if scale_loss else loss
+
     def forward_backward(x, y):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(x, training=True), tf.float32)
-            per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-            loss = tf.reduce_sum(per_example) / global_batch
-            if model.losses:
-                loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas
-            scaled = optimizer.scale_loss(loss) if scale_loss else loss
+            loss, logits, scaled = losses(x, y)
         grads = tape.gradient(scaled, model.trainable_variables)
         return loss, logits, grads
 
@@ -76,6 +89,10 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     def replica_step(x, y):
         y = tf.cast(y, tf.int32)
         loss, logits, grads = forward_backward(x, y)
+        if sam_rho:
+            grads = sam.sharpness_aware_gradients(lambda: losses(x, y)[2],
+                                                  model.trainable_variables, grads, sam_rho,
+                                                  sam_adaptive)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(
             tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y), tf.float32)
@@ -112,13 +129,19 @@ def make_eval_step(strategy, model):
     (`training=False`): no ghost batches, any batch size, partial batches fine.
     """
 
-    def replica_step(x, y):
+    def sums(x, y):
         y = tf.cast(y, tf.int32)
         logits = tf.cast(model(x, training=False), tf.float32)
         per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y), tf.float32)
         count = tf.cast(tf.shape(y)[0], tf.float32)
         return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
+
+    def replica_step(x, y):
+        # The last partial batch can leave a replica nothing to evaluate (a split smaller
+        # than the replicas); some kernels fail on an empty batch, so it is skipped.
+        zero = tf.constant(0.0, tf.float32)
+        return tf.cond(tf.shape(y)[0] > 0, lambda: sums(x, y), lambda: (zero, zero, zero))
 
     @tf.function
     def eval_step(batch):

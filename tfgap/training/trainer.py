@@ -1,7 +1,8 @@
 """`train(config)`: the one trainer behind every recipe, the tuner and the study.
 
 A custom distributed loop (`strategy.run`) over a Keras model, the Keras SGD
-optimizer (momentum 0.9, no Nesterov) driven by `LargeBatchSchedule`, under
+optimizer (momentum 0.9, no Nesterov) or `tfgap.optimizers.LARS`, optionally
+with Sharpness-Aware Minimization steps, driven by `LargeBatchSchedule`, under
 any `tf.distribute` strategy, one process or several. Keras' `model.fit` is
 not used: it fails under `MultiWorkerMirroredStrategy` in Keras 3
 (keras-team/keras#20585), its `BackupAndRestore` replays a whole epoch, and
@@ -33,7 +34,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tfgap import data, diagnostics, models, schedules
+from tfgap import data, diagnostics, models, optimizers, schedules
 from tfgap.training import checkpointing, export, loop, steps
 from tfgap.training import strategy as strategy_lib
 from tfgap.training import summaries as summaries_lib
@@ -235,8 +236,14 @@ def _build_optimizer(config, plan, policy):
         regime_adaptation=config.regime_adaptation,
         warmup_epochs=config.warmup_epochs,
     )
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum,
-                                     nesterov=False)
+    if config.optimizer == "lars":
+        # Weight decay stays coupled L2 in the model's losses (kernels only), so the
+        # gradient LARS sees is already g' = g + weight_decay * w.
+        optimizer = optimizers.LARS(learning_rate=schedule, momentum=config.momentum,
+                                    eta=config.lars_eta, weight_decay=0.0)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum,
+                                         nesterov=False)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -413,7 +420,8 @@ class _Run:
         # The compiled functions.
         self.train_steps = loop.make_train_step(
             strategy, self.model, self.optimizer, self.step_var,
-            global_batch_size=config.batch_size, jit_compile=config.jit_compile)
+            global_batch_size=config.batch_size, jit_compile=config.jit_compile,
+            sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive)
         sizes = {"validation": self.splits.num_validation, "test": self.splits.num_test}
         self.evaluators = {
             split: loop.make_evaluate(strategy, self.model,
