@@ -23,8 +23,12 @@ and the normalization layers
 
 Every (layer, compile mode) of a workload is built and warmed up first, then
 timed in interleaved rounds (the order rotates every round), so that machine
-noise hits all of them alike; the table gives median step times and their
-ratio to plain BN in the same mode, side by side. The compile modes of the
+noise hits all of them alike. The table gives, per compile mode, the median
+wall-clock step time, its ratio to plain BN in the same mode, and the ratio
+of median CPU time (`time.process_time`, all threads of the process): on a
+machine shared with other jobs, CPU time varies far less than wall time,
+which also counts the time the process waits for a core. Per-round times go
+to stderr. The compile modes of the
 TensorFlow backend are graph mode (`tf.function`) and XLA (`jit_compile=True`).
 
 `--backend` names the Keras backend; only `tensorflow` is implemented (a
@@ -218,13 +222,17 @@ def time_workload(args, name):
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
     keys = list(models)
-    times = {key: [] for key in keys}
+    times = {key: {"wall": [], "cpu": []} for key in keys}
     for r in range(args.rounds):
         for key in keys[r % len(keys):] + keys[:r % len(keys)]:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 models[key].train_on_batch(x, y)  # returns numpy: the step has finished
-            times[key].append((time.perf_counter() - start) / args.steps)
+            times[key]["wall"].append((time.perf_counter() - wall) / args.steps)
+            times[key]["cpu"].append((time.process_time() - cpu) / args.steps)
+        print(f"  {name} round {r + 1}: " + ", ".join(
+            f"{n} {m} {t['wall'][-1] * 1e3:.0f}/{t['cpu'][-1] * 1e3:.0f} ms"
+            for (n, m), t in times.items()), file=sys.stderr, flush=True)
     return times, params["bn"]
 
 
@@ -258,9 +266,9 @@ def main(argv=None):
           f"interleaved rounds x {args.steps} steps; total {time.perf_counter() - started:.0f} s")
     print()
     header = "| workload | layer |" + "".join(
-        f" {mode} step (ms) | {mode} / BN |" for mode in args.modes)
+        f" {mode}: ms | {mode}: / BN | {mode}: CPU / BN |" for mode in args.modes)
     print(header)
-    print("|---|---|" + "---|---|" * len(args.modes))
+    print("|---|---|" + "---:|---:|---:|" * len(args.modes))
     for name, (times, params) in results.items():
         batch, ghost, shape, _ = workload_shapes(args, name)
         label = f"{name} ({batch}x{'x'.join(map(str, shape))}, ghost {ghost}, {params:,} params)"
@@ -269,11 +277,12 @@ def main(argv=None):
                 continue
             cells = []
             for mode in args.modes:
-                median = statistics.median(times[(norm, mode)])
-                base = statistics.median(times[("bn", mode)])
-                cells.append(f" {median * 1e3:.0f} | {median / base:.2f}x |")
+                wall, cpu = (statistics.median(times[(norm, mode)][k]) for k in ("wall", "cpu"))
+                base_wall, base_cpu = (statistics.median(times[("bn", mode)][k])
+                                       for k in ("wall", "cpu"))
+                cells.append(f" {wall * 1e3:.0f} | {wall / base_wall:.2f}x | "
+                             f"{cpu / base_cpu:.2f}x |")
             print(f"| {label} | {norm} |" + "".join(cells))
-
 
 if __name__ == "__main__":
     main()

@@ -262,8 +262,17 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         """
         channels = grouped.shape[2]
         channels_last = len(grouped.shape) == 3
-        mean, variance = ops.moments(
-            grouped, axes=[1] if channels_last else [1, 3], keepdims=True)
+        if channels_last:
+            mean, variance = ops.moments(grouped, axes=[1], keepdims=True)
+        else:
+            # Reducing the minor axis first, then the example axis, is faster
+            # than one reduction over both, with and without XLA. The ghost
+            # batches have equal sizes, so the mean of means is the mean.
+            def ghost_mean(t):
+                return ops.mean(ops.mean(t, axis=3, keepdims=True), axis=1, keepdims=True)
+
+            mean = ghost_mean(grouped)
+            variance = ghost_mean(ops.square(grouped - ops.stop_gradient(mean)))
 
         def param(weight):  # broadcast against (ghosts, 1, channels[, 1])
             weight = ops.cast(weight, grouped.dtype)
