@@ -3,13 +3,14 @@
 import inspect
 import numbers
 
-from tfgap.models import alexnet, keskar, mlp, resnet50, resnet_cifar, wrn
+from tfgap.models import alexnet, cnn1d, keskar, mlp, resnet50, resnet_cifar, wrn
 from tfgap.models._factory import LayerFactory
 
 # name -> (builder, whether the network is convolutional, i.e. needs (H, W, C) inputs)
 _MODELS = {
     "f1": (mlp.f1, False),
     "mlp": (mlp.mlp, False),
+    "cnn1d": (cnn1d.cnn1d, False),  # 1-D: (length,) or (length, channels) inputs
     "c1": (keskar.c1, True),
     "c2": (keskar.c2, True),
     "c3": (keskar.c3, True),
@@ -28,7 +29,8 @@ def available_models():
 
     >>> import tfgap.models
     >>> tfgap.models.available_models()
-    ['alexnet_bn', 'c1', 'c2', 'c3', 'c4', 'f1', 'mlp', 'resnet44', 'resnet50', 'wrn16_4']
+    ['alexnet_bn', 'c1', 'c2', 'c3', 'c4', 'cnn1d', 'f1', 'mlp', 'resnet44', 'resnet50',
+     'wrn16_4']
     """
     return sorted(_MODELS)
 
@@ -139,6 +141,7 @@ def build_model(
     |---|---|---|
     | "f1" | 5 x [dense 512, norm, ReLU] | Keskar et al. 2017 (MNIST) |
     | "mlp" | `mlp_depth` x [dense `mlp_width`, norm, ReLU] | tfgap's MNIST-1D study |
+    | "cnn1d" | `cnn_depth` x [conv1d, norm, ReLU, max-pool] | tfgap's MNIST-1D study |
     | "c1", "c3" | shallow conv net | Keskar et al. 2017 (CIFAR-10/100) |
     | "c2", "c4" | VGG-16 with norm and dropout | Keskar et al. 2017 (CIFAR-10/100) |
     | "resnet44" | CIFAR ResNet, 3 x 7 basic blocks | He et al. 2016 |
@@ -163,7 +166,8 @@ def build_model(
         seed: None or int; with an int, the initial weights and dropout masks
             are reproducible.
         **options: network-specific options, see `model_options(name)`:
-            `mlp_width`, `mlp_depth` ("mlp"); `shortcut`,
+            `mlp_width`, `mlp_depth` ("mlp"); `cnn_filters`, `cnn_depth`,
+            `cnn_kernel` ("cnn1d"); `shortcut`,
             `zero_init_residual` ("resnet44"); `dropout_rate` ("wrn16_4");
             `zero_init_residual` ("resnet50").
 
