@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tfgap.diagnostics import WeightDistance
+from tfgap.diagnostics.weight_distance import squared_distances, weight_distance
 
 # ceil(10 ** (k / 10)) up to 32, written out.
 LOG_STEPS_TO_32 = [1, 2, 3, 4, 6, 7, 8, 10, 13, 16, 20, 26, 32]
@@ -120,3 +121,26 @@ def test_bad_input():
     wd.record(5)
     with pytest.raises(ValueError, match="two or more"):
         wd.diffusion_slope()
+
+
+def test_weight_distance_function_eager_and_compiled():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    shapes = [(5, 3), (3,), (), (2, 2, 2)]
+    w0 = [rng.normal(size=s).astype("float32") for s in shapes]
+    w = [a + rng.normal(size=a.shape).astype("float32") * 1e-3 for a in w0]
+    per_tensor = [np.sum((np.float64(a) - np.float64(b)) ** 2) for a, b in zip(w, w0)]
+    got = [float(v) for v in squared_distances(w, w0)]
+    np.testing.assert_allclose(got, per_tensor, rtol=1e-12)
+    assert float(weight_distance(w, w0)) == pytest.approx(np.sqrt(sum(per_tensor)), rel=1e-12)
+    # As the trainer calls it: compiled, over variables and variable snapshots.
+    variables = [tf.Variable(a) for a in w]
+    initial = [tf.Variable(a) for a in w0]
+    compiled = tf.function(lambda: weight_distance(variables, initial))
+    assert float(compiled()) == pytest.approx(np.sqrt(sum(per_tensor)), rel=1e-12)
+    variables[0].assign(w0[0])  # read at call time, not at trace time
+    assert float(compiled()) == pytest.approx(np.sqrt(sum(per_tensor[1:])), rel=1e-12)
+    assert float(weight_distance([], [])) == 0.0
+    with pytest.raises(ValueError, match="as many weights as initial weights"):
+        weight_distance(w, w0[:2])

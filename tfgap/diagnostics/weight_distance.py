@@ -1,11 +1,80 @@
-"""Distance of the weights from their initial values ("ultra-slow diffusion")."""
+"""Distance of the weights from their initial values ("ultra-slow diffusion").
+
+`weight_distance` is the one definition of `||w - w_0||_2`; the
+`WeightDistance` callback and the trainer (`tfgap.training.train`, inside a
+compiled function) both compute it with it.
+"""
 
 import math
 
 import keras
-import numpy as np
+from keras import ops
 
+from tfgap import backend
 from tfgap.diagnostics.diffusion import LogSpacedSteps, fit_diffusion_slope
+
+
+def squared_distances(weights, initial_weights):
+    """`sum((w - w_0) ** 2)` of each tensor: the squares behind `weight_distance`.
+
+    Computed with `keras.ops` where the tensors are (no copy to the host), in
+    float64 where the backend has it (`tfgap.backend.supports_x64`; float32
+    on JAX without `jax_enable_x64`). Works eagerly and inside compiled code.
+
+    Args:
+        weights: list of variables or tensors, the current weights `w`.
+        initial_weights: list of variables or tensors of the same shapes, `w_0`.
+
+    Returns:
+        A list of scalar tensors, one per weight.
+
+    Example:
+
+    >>> import numpy as np
+    >>> w0 = [np.zeros(2, "float32"), np.zeros((), "float32")]
+    >>> w = [np.array([3.0, 4.0], "float32"), np.array(12.0, "float32")]
+    >>> [float(s) for s in squared_distances(w, w0)]
+    [25.0, 144.0]
+    """
+    weights, initial_weights = list(weights), list(initial_weights)
+    if len(weights) != len(initial_weights):
+        raise ValueError(
+            f"Expected as many weights as initial weights. Received: {len(weights)} weights "
+            f"and {len(initial_weights)} initial weights."
+        )
+    dtype = "float64" if backend.supports_x64() else "float32"
+    return [ops.sum(ops.square(ops.cast(w, dtype) - ops.cast(w0, dtype)))
+            for w, w0 in zip(weights, initial_weights)]
+
+
+def weight_distance(weights, initial_weights):
+    """`||w - w_0||_2`: the distance of all the weights together from their initial values.
+
+    The square root of the sum of `squared_distances` (summed in order), a
+    scalar tensor. The trainer calls it inside a `tf.function` over the
+    model's variables and its checkpointed initial weights, so that a record
+    costs no copy of the weights to the host.
+
+    Args:
+        weights: list of variables or tensors, the current weights `w`.
+        initial_weights: list of variables or tensors of the same shapes, `w_0`.
+
+    Returns:
+        A scalar tensor (float64 where the backend has it).
+
+    Example:
+
+    >>> import numpy as np
+    >>> w0 = [np.zeros(2, "float32"), np.zeros((), "float32")]
+    >>> w = [np.array([3.0, 4.0], "float32"), np.array(12.0, "float32")]
+    >>> float(weight_distance(w, w0))    # sqrt(9 + 16 + 144)
+    13.0
+    """
+    squared = squared_distances(weights, initial_weights)
+    total = ops.zeros((), squared[0].dtype) if squared else ops.zeros(())
+    for value in squared:
+        total = total + value
+    return ops.sqrt(total)
 
 
 class WeightDistance(keras.callbacks.Callback):
@@ -35,7 +104,10 @@ class WeightDistance(keras.callbacks.Callback):
     (`tfgap.diagnostics.fit_diffusion_slope`). Steps count optimizer updates
     (training batches) since the snapshot, across epochs and across calls to
     `fit`; `reset()` starts over. It works on every Keras backend and under a
-    `tf.distribute` strategy (the weights are read on the host). Under JAX,
+    `tf.distribute` strategy; the distances are `squared_distances` of the
+    weights where they are, in float64 where the backend has it (float32 on
+    JAX without `jax_enable_x64`), and only the per-tensor sums come to the
+    host. Under JAX,
     `fit` keeps the training state off the model between batches; the
     callback syncs it back only at record steps (and at the end of epochs, as
     Keras does), not after every batch.
@@ -123,7 +195,8 @@ class WeightDistance(keras.callbacks.Callback):
         model = self._require_model()
         self.reset()
         variables = model.trainable_variables
-        self._initial = [_host_copy(v) for v in variables]
+        # A copy through the host: no buffer shared with the variable (or donated by JAX).
+        self._initial = [ops.convert_to_tensor(ops.convert_to_numpy(v)) for v in variables]
         self._paths = [_layer_path(v) for v in variables]
         self._snapshot_model = model
         return self
@@ -229,15 +302,12 @@ class WeightDistance(keras.callbacks.Callback):
                 f"Expected {len(self._initial)} trainable variables as at the snapshot; "
                 f"the model now has {len(variables)}. Call start() again."
             )
+        squared = squared_distances(variables, self._initial)
+        squared = ops.convert_to_numpy(ops.stack(squared)) if squared else []  # one transfer
         out = {}
-        for path, v, w0 in zip(self._paths, variables, self._initial):
-            diff = _host_copy(v) - w0
-            out[path] = out.get(path, 0.0) + float(np.sum(diff * diff))
+        for path, value in zip(self._paths, squared):
+            out[path] = out.get(path, 0.0) + float(value)
         return out
-
-
-def _host_copy(variable):
-    return np.array(keras.ops.convert_to_numpy(variable), np.float64, copy=True)
 
 
 def _layer_path(variable):

@@ -182,20 +182,6 @@ def evaluate(evaluate_all, split="test"):
     return {f"{split}_loss": loss / count, f"{split}_accuracy": correct / count}
 
 
-def make_distance_fn(variables, initial):
-    """A `tf.function() -> ||w - w_0||_2` over the trainable weights."""
-
-    @tf.function
-    def distance():
-        total = tf.constant(0.0, tf.float64)
-        for v, v0 in zip(variables, initial):
-            diff = tf.cast(tf.convert_to_tensor(v), tf.float64) - tf.cast(v0, tf.float64)
-            total += tf.reduce_sum(tf.square(diff))
-        return tf.sqrt(total)
-
-    return distance
-
-
 class Progress:
     """Keras-style epoch progress: `Epoch i/N`, then a bar on a TTY or one line.
 

@@ -35,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from tfgap import data, diagnostics, models, optimizers, schedules
+from tfgap.diagnostics.weight_distance import weight_distance
 from tfgap.training import checkpointing, export, loop, steps
 from tfgap.training import strategy as strategy_lib
 from tfgap.training import summaries as summaries_lib
@@ -429,7 +430,8 @@ class _Run:
                                                     static_shapes))
             for split in EVAL_SPLITS if sizes[split]
         }
-        self.distance_fn = loop.make_distance_fn(self.model.trainable_variables, initial_weights)
+        weights = self.model.trainable_variables
+        self.distance_fn = tf.function(lambda: weight_distance(weights, initial_weights))
         self.train_input = _TrainInput(config, strategy, self.plan, per_replica_batch)
         self.agree = _make_agree(strategy) if strategy_lib.num_workers(strategy) > 1 else None
         # Steps per call: fixed (the same on every worker), or adapted to the step time
