@@ -63,7 +63,8 @@ def test_constant_regime_is_one_phase():
 
 
 BAD_PHASE_ARGUMENTS = [
-    (dict(values=[0.1, 0.01]), ["len(values)=2", "len(boundaries)=2"]),
+    (dict(values=[0.1, 0.01]), ["len(values) == len(boundaries) + 1",
+                                 "boundaries=[1.0, 2.0], values=[0.1, 0.01]"]),
     (dict(boundaries=[2, 1]), ["strictly increasing"]),
     (dict(boundaries=[1.5, 2]), ["whole epochs", "1.5"]),
     (dict(boundaries=[1, 4]), ["(0, epochs=4)", "[1.0, 4.0]"]),
@@ -208,17 +209,17 @@ def test_fit_bad_arguments():
     with pytest.raises(ValueError, match="float `learning_rate`"):
         fit_batch_size_schedule(model, _examples(), phases, verbose=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    with pytest.raises(ValueError, match="received epochs=5"):
+    with pytest.raises(ValueError, match="Received: epochs=5"):
         fit_batch_size_schedule(model, _examples(), phases, epochs=5)
-    with pytest.raises(ValueError, match="received phases=\\[\\]"):
+    with pytest.raises(ValueError, match="Received: phases=\\[\\]"):
         fit_batch_size_schedule(model, _examples(), [])
     with pytest.raises(ValueError, match="contiguous"):
         fit_batch_size_schedule(model, _examples(), [phases[0], phases[2]])
-    with pytest.raises(ValueError, match=r"received phases\[0\]=\(0, 1, 4, 0.1\)"):
+    with pytest.raises(ValueError, match=r"Received: phases\[0\]=\(0, 1, 4, 0.1\)"):
         fit_batch_size_schedule(model, _examples(), [(0, 1, 4, 0.1)])
-    with pytest.raises(ValueError, match=r"in \[0, 3\), but received initial_epoch=3"):
+    with pytest.raises(ValueError, match=r"in \[0, 3\)\. Received: initial_epoch=3"):
         fit_batch_size_schedule(model, _examples(), phases, initial_epoch=3)
-    with pytest.raises(ValueError, match="received dataset=5"):
+    with pytest.raises(ValueError, match="Received: dataset=5"):
         fit_batch_size_schedule(model, 5, phases)
     with pytest.raises(ValueError, match="num_examples=0"):
         fit_batch_size_schedule(model, _examples(), phases, num_examples=0)

@@ -14,7 +14,7 @@ import math
 import keras
 
 from tfgap import backend
-from tfgap.schedules import _checks
+from tfgap import _validation as checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,51 +85,46 @@ def batch_size_phases(
     BatchSizePhase(start_epoch=20, end_epoch=30, batch_size=4096, learning_rate=0.032)
     BatchSizePhase(start_epoch=30, end_epoch=40, batch_size=4096, learning_rate=0.0032)
     """
-    epochs = _checks.positive_int("epochs", epochs)
-    boundaries = _checks.float_list("boundaries", boundaries)
-    values = _checks.float_list("values", values)
-    if len(values) != len(boundaries) + 1:
-        raise ValueError(
-            "Expected `len(values) == len(boundaries) + 1`, but received "
-            f"len(boundaries)={len(boundaries)} (boundaries={boundaries}) and "
-            f"len(values)={len(values)} (values={values})."
-        )
-    _checks.strictly_increasing("boundaries", boundaries)
+    epochs = checks.positive_int("epochs", epochs)
+    boundaries = list(checks.number_list("boundaries", boundaries))
+    values = list(checks.number_list("values", values))
+    checks.one_value_per_phase(boundaries, values)
+    checks.strictly_increasing("boundaries", boundaries)
     for b in boundaries:
         if b != int(b) or not 0 < b < epochs:
             raise ValueError(
                 f"Expected `boundaries` to be whole epochs in (0, epochs={epochs}) (model.fit "
-                f"trains whole epochs), but received boundaries={boundaries}."
+                f"trains whole epochs). Received: boundaries={boundaries}"
             )
     for v in values:
         if v <= 0:
-            raise ValueError(f"Expected `values` to be positive, but received values={values}.")
+            raise ValueError(f"Expected `values` to be positive. Received: values={values}")
     for a, b in zip(values, values[1:]):
         if b > a:
             raise ValueError(
                 "Expected `values` to be non-increasing (each change a decay that a larger "
-                f"batch can replace), but received values={values}."
+                f"batch can replace). Received: values={values}"
             )
-    base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
-    max_batch_size = _checks.positive_int("max_batch_size", max_batch_size)
-    batch_multiple = _checks.positive_int("batch_multiple", batch_multiple)
+    base_batch_size = checks.positive_int("base_batch_size", base_batch_size)
+    max_batch_size = checks.positive_int("max_batch_size", max_batch_size)
+    batch_multiple = checks.positive_int("batch_multiple", batch_multiple)
     if max_batch_size < base_batch_size:
         raise ValueError(
-            f"Expected `max_batch_size` >= base_batch_size={base_batch_size}, but received "
-            f"max_batch_size={max_batch_size}."
+            f"Expected `max_batch_size` >= base_batch_size={base_batch_size}. Received: "
+            f"max_batch_size={max_batch_size}"
         )
     for name, size in (("base_batch_size", base_batch_size), ("max_batch_size", max_batch_size)):
         if size % batch_multiple:
             raise ValueError(
-                f"Expected `{name}` to be a multiple of batch_multiple={batch_multiple}, but "
-                f"received {name}={size}."
+                f"Expected `{name}` to be a multiple of batch_multiple={batch_multiple}. "
+                f"Received: {name}={size}"
             )
 
     starts = [0] + [int(b) for b in boundaries]
     ends = starts[1:] + [epochs]
     phases = []
     for start, end, value in zip(starts, ends, values):
-        units = _checks.round_half_up(base_batch_size * values[0] / value / batch_multiple)
+        units = checks.round_half_up(base_batch_size * values[0] / value / batch_multiple)
         batch = min(max_batch_size, batch_multiple * units)
         phases.append(
             BatchSizePhase(
@@ -145,22 +140,22 @@ def batch_size_phases(
 def _check_phases(phases):
     phases = list(phases)
     if not phases:
-        raise ValueError("Expected at least one phase, but received phases=[].")
+        raise ValueError("Expected at least one phase. Received: phases=[]")
     for i, phase in enumerate(phases):
         if not isinstance(phase, BatchSizePhase):
             raise ValueError(
-                f"Expected `phases` to hold `BatchSizePhase` objects, but received "
-                f"phases[{i}]={phase!r}."
+                f"Expected `phases` to hold `BatchSizePhase` objects. Received: "
+                f"phases[{i}]={phase!r}"
             )
         if phase.end_epoch <= phase.start_epoch or phase.batch_size <= 0:
             raise ValueError(
-                "Expected every phase to have end_epoch > start_epoch and batch_size > 0, but "
-                f"received phases[{i}]={phase}."
+                "Expected every phase to have end_epoch > start_epoch and batch_size > 0. "
+                f"Received: phases[{i}]={phase}"
             )
         if i and phase.start_epoch != phases[i - 1].end_epoch:
             raise ValueError(
-                "Expected contiguous phases (each starting where the previous one ends), but "
-                f"received phases[{i - 1}]={phases[i - 1]} and phases[{i}]={phase}."
+                "Expected contiguous phases (each starting where the previous one ends). "
+                f"Received: phases[{i - 1}]={phases[i - 1]} and phases[{i}]={phase}"
             )
     return phases
 
@@ -236,8 +231,8 @@ def fit_batch_size_schedule(
     for key in ("epochs", "initial_epoch", "batch_size", "steps_per_epoch"):
         if key in fit_kwargs:
             raise ValueError(
-                f"Expected no `{key}` argument (the phases decide it), but received "
-                f"{key}={fit_kwargs[key]!r}."
+                f"Expected no `{key}` argument (the phases decide it). Received: "
+                f"{key}={fit_kwargs[key]!r}"
             )
     is_dataset = backend.is_tf_dataset(dataset)
     arrays = None
@@ -246,25 +241,25 @@ def fit_batch_size_schedule(
     elif not (is_dataset or callable(dataset)):
         raise ValueError(
             "Expected `dataset` to be an unbatched tf.data.Dataset, a tuple (x, y) of arrays "
-            f"or a callable batch_size -> data, but received dataset={dataset!r}."
+            f"or a callable batch_size -> data. Received: dataset={dataset!r}"
         )
     if num_examples is not None:
-        num_examples = _checks.positive_int("num_examples", num_examples)
+        num_examples = checks.positive_int("num_examples", num_examples)
     if arrays is not None and (num_examples is not None or drop_remainder):
         raise ValueError(
             "Expected num_examples=None and drop_remainder=False with a tuple of arrays "
-            "(model.fit batches arrays itself), but received "
-            f"num_examples={num_examples!r}, drop_remainder={drop_remainder!r}."
+            "(model.fit batches arrays itself). Received: "
+            f"num_examples={num_examples!r}, drop_remainder={drop_remainder!r}"
         )
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not (
         phases[0].start_epoch <= initial_epoch < phases[-1].end_epoch
     ):
         raise ValueError(
             f"Expected `initial_epoch` to be an int in [{phases[0].start_epoch}, "
-            f"{phases[-1].end_epoch}), but received initial_epoch={initial_epoch!r}."
+            f"{phases[-1].end_epoch}). Received: initial_epoch={initial_epoch!r}"
         )
     if getattr(model, "optimizer", None) is None:
-        raise ValueError("Expected a compiled model, but received a model without an optimizer.")
+        raise ValueError("Expected a compiled model. Received: a model without an optimizer.")
 
     if arrays is None:
         # tf.data pipelines shuffle themselves; fit's shuffle=True would only warn.
@@ -279,8 +274,8 @@ def fit_batch_size_schedule(
             model.optimizer.learning_rate = phase.learning_rate
         except TypeError:
             raise ValueError(
-                "Expected an optimizer created with a float `learning_rate` (the phases set it), "
-                f"but received {type(model.optimizer).__name__} with a LearningRateSchedule."
+                "Expected an optimizer created with a float `learning_rate` (the phases set it). "
+                f"Received: {type(model.optimizer).__name__} with a LearningRateSchedule."
             ) from None
         data = {}
         if arrays is not None:

@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from tfgap import backend
-from tfgap.schedules import _checks, regime
+from tfgap import _validation as checks
+from tfgap.schedules import regime
 
 
 @keras.saving.register_keras_serializable(package="tfgap")
@@ -91,38 +92,33 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         name=None,
     ):
         super().__init__()
-        boundaries = _checks.float_list("boundaries", boundaries, minimum=0.0)
-        values = _checks.float_list("values", values, minimum=0.0)
-        if len(values) != len(boundaries) + 1:
-            raise ValueError(
-                "Expected `len(values) == len(boundaries) + 1`, but received "
-                f"len(boundaries)={len(boundaries)} (boundaries={boundaries}) and "
-                f"len(values)={len(values)} (values={values})."
-            )
-        _checks.strictly_increasing("boundaries", boundaries)
+        boundaries = list(checks.number_list("boundaries", boundaries, minimum=0.0))
+        values = list(checks.number_list("values", values, minimum=0.0))
+        checks.one_value_per_phase(boundaries, values)
+        checks.strictly_increasing("boundaries", boundaries)
         self.boundaries = boundaries
         self.values = values
-        self.base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
-        self.batch_size = _checks.positive_int("batch_size", batch_size)
-        self.steps_per_epoch = _checks.positive_int("steps_per_epoch", steps_per_epoch)
+        self.base_batch_size = checks.positive_int("base_batch_size", base_batch_size)
+        self.batch_size = checks.positive_int("batch_size", batch_size)
+        self.steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
         self.multiplier = regime.learning_rate_multiplier(
             self.base_batch_size, self.batch_size, scaling
         )
         self.scaling = scaling
-        self.regime_adaptation = regime.check_regime_adaptation(regime_adaptation)
+        self.regime_adaptation = checks.stretch("regime_adaptation", regime_adaptation)
         self.stretch = regime.stretch_factor(
             self.base_batch_size, self.batch_size, self.regime_adaptation
         )
-        self.warmup_epochs = _checks.finite_float("warmup_epochs", warmup_epochs, minimum=0.0)
+        self.warmup_epochs = checks.number("warmup_epochs", warmup_epochs, minimum=0.0)
         self.name = name
 
         self.breakpoint_steps = [
-            _checks.round_half_up(b * self.stretch * self.steps_per_epoch) for b in boundaries
+            checks.round_half_up(b * self.stretch * self.steps_per_epoch) for b in boundaries
         ]
-        self.warmup_steps = _checks.round_half_up(self.warmup_epochs * self.steps_per_epoch)
+        self.warmup_steps = checks.round_half_up(self.warmup_epochs * self.steps_per_epoch)
         if self.breakpoint_steps and self.warmup_steps > self.breakpoint_steps[0]:
             raise ValueError(
-                "Expected the warm-up to end no later than the first breakpoint, but received "
+                "Expected the warm-up to end no later than the first breakpoint. Received: "
                 f"warmup_epochs={warmup_epochs!r} ({self.warmup_steps} steps) and a first "
                 f"breakpoint at step {self.breakpoint_steps[0]} (boundaries[0]={boundaries[0]} "
                 f"epochs stretched by {self.stretch})."

@@ -21,22 +21,9 @@ never recompute it by hand; they never mutate their inputs.
 
 import math
 
-from tfgap.schedules import _checks
+from tfgap import _validation as checks
 
 SCALING_RULES = ("sqrt", "linear", "none")
-
-
-def check_regime_adaptation(regime_adaptation):
-    """Returns `regime_adaptation` normalized: a `bool`, or a `float` >= 1."""
-    if isinstance(regime_adaptation, bool):
-        return regime_adaptation
-    try:
-        return _checks.finite_float("regime_adaptation", regime_adaptation, minimum=1.0)
-    except ValueError:
-        raise ValueError(
-            "Expected `regime_adaptation` to be True, False or a stretch factor >= 1, but "
-            f"received regime_adaptation={regime_adaptation!r}."
-        ) from None
 
 
 def learning_rate_multiplier(base_batch_size, batch_size, scaling="sqrt"):
@@ -61,12 +48,9 @@ def learning_rate_multiplier(base_batch_size, batch_size, scaling="sqrt"):
     >>> learning_rate_multiplier(128, 4096, "linear")
     32.0
     """
-    base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    if scaling not in SCALING_RULES:
-        raise ValueError(
-            f"Expected `scaling` to be one of {SCALING_RULES}, but received scaling={scaling!r}."
-        )
+    base_batch_size = checks.positive_int("base_batch_size", base_batch_size)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    checks.choice("scaling", scaling, SCALING_RULES)
     k = batch_size / base_batch_size
     return {"sqrt": math.sqrt(k), "linear": k, "none": 1.0}[scaling]
 
@@ -95,9 +79,9 @@ def stretch_factor(base_batch_size, batch_size, regime_adaptation=True):
     >>> stretch_factor(128, 4096, regime_adaptation=4)
     4.0
     """
-    base_batch_size = _checks.positive_int("base_batch_size", base_batch_size)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    regime_adaptation = check_regime_adaptation(regime_adaptation)
+    base_batch_size = checks.positive_int("base_batch_size", base_batch_size)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    regime_adaptation = checks.stretch("regime_adaptation", regime_adaptation)
     if regime_adaptation is True:
         return batch_size / base_batch_size
     if regime_adaptation is False:
@@ -126,7 +110,7 @@ def adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation=True):
     >>> adapted_epochs(164, 128, 4096)
     5248.0
     """
-    epochs = _checks.finite_float("epochs", epochs, minimum=0.0)
+    epochs = checks.number("epochs", epochs, minimum=0.0)
     return epochs * stretch_factor(base_batch_size, batch_size, regime_adaptation)
 
 
@@ -153,7 +137,7 @@ def adapted_steps(epochs, base_batch_size, batch_size, steps_per_epoch, regime_a
     >>> adapted_steps(164, 128, 4096, steps_per_epoch=13)
     68224
     """
-    steps_per_epoch = _checks.positive_int("steps_per_epoch", steps_per_epoch)
-    return _checks.round_half_up(
+    steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
+    return checks.round_half_up(
         adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation) * steps_per_epoch
     )

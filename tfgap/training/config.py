@@ -25,14 +25,15 @@ Only checks that involve several fields are written out by hand, in
 import dataclasses
 import functools
 import json
-import math
-import numbers
 import os
 import types
 
+from tfgap import _validation as checks
+from tfgap.schedules.regime import SCALING_RULES
+
 DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-LR_SCALINGS = ("sqrt", "linear", "none")
+LR_SCALINGS = SCALING_RULES
 OPTIMIZERS = ("sgd", "lars")
 
 # Help groups of the settings, in the order the command-line help lists them.
@@ -78,19 +79,14 @@ class Setting:
             return None
         return tuple(self.choices() if callable(self.choices) else self.choices)
 
+    def bounds(self):
+        """The declared bounds: `minimum`, `maximum`, `above`, `below` (see `setting`)."""
+        return dict(minimum=self.minimum, maximum=self.maximum, above=self.above,
+                    below=self.below)
+
     def bounds_text(self):
         """The bounds as text: `">= 1"`, `"> 0"`, `"in [0, 1)"`, or `""`."""
-        low = (f"[{self.minimum:g}" if self.minimum is not None
-               else f"({self.above:g}" if self.above is not None else None)
-        high = (f"{self.maximum:g}]" if self.maximum is not None
-                else f"{self.below:g})" if self.below is not None else None)
-        if low and high:
-            return f"in {low}, {high}"
-        if low:
-            return (">= " if low[0] == "[" else "> ") + low[1:]
-        if high:
-            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
-        return ""
+        return checks.bounds_text(**self.bounds())
 
     def describe(self):
         """What the command line accepts, in words (for `--help`)."""
@@ -117,65 +113,41 @@ class Setting:
     # -- validation -----------------------------------------------------------
 
     def check(self, value):
-        """Returns `value` normalized (tuples, floats, sorted dicts), or raises `ConfigError`."""
-        name = self.name
+        """Returns `value` normalized (tuples, floats, sorted dicts), or raises `ConfigError`.
+
+        The checks are the library's own (`tfgap._validation`), shared with
+        `tfgap.schedules`: a value fails the same way in both.
+        """
+        name, error = self.name, ConfigError
         if value is None and self.optional:
             return None
         if self.kind == "factor":
-            return parse_regime_adaptation(value, name=name, minimum=self.minimum or 1.0)
+            return checks.stretch(name, value, minimum=self.minimum or 1.0, text=True,
+                                  error=error)
         if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"Expected `{name}` to be a bool. Received: {name}={value!r}")
+            value = checks.boolean(name, value, error=error)
         elif self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ConfigError(f"Expected `{name}` to be an integer. Received: {name}={value!r}")
-            value = int(value)
-            self._check_bounds(value, value)
+            value = checks.integer(name, value, **self.bounds(), error=error)
         elif self.kind == "float":
-            value = self._finite(value, value)
-            self._check_bounds(value, value)
+            value = checks.number(name, value, **self.bounds(), error=error)
         elif self.kind == "floats":
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise ConfigError(
-                    f"Expected `{name}` to be a list of numbers. Received: {name}={value!r}")
-            value = tuple(value)
-            value = tuple(self._finite(v, list(value)) for v in value)
-            for v in value:
-                self._check_bounds(v, list(value), each=True)
+            value = checks.number_list(name, value, **self.bounds(), error=error)
         elif self.kind in ("str", "path"):
             if self.kind == "path" and isinstance(value, os.PathLike):
                 value = os.fspath(value)
             if not isinstance(value, str) or (not value and not self.optional):
                 what = "a directory path" if self.kind == "path" else "a non-empty string"
-                raise ConfigError(f"Expected `{name}` to be {what}. Received: {name}={value!r}")
+                raise error(f"Expected `{name}` to be {what}. Received: {name}={value!r}")
         elif self.kind == "options":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ConfigError(
+                raise error(
                     f"Expected `{name}` to be a dict of build_model options. "
                     f"Received: {name}={value!r}")
             value = dict(sorted(value.items()))
         choices = self.allowed_choices()
-        if choices is not None and value not in choices:
-            raise ConfigError(f"Expected `{name}` in {list(choices)}. Received: {name}={value!r}")
+        if choices is not None:
+            checks.choice(name, value, choices, error=error)
         return value
-
-    def _finite(self, value, received):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
-                value):
-            raise ConfigError(
-                f"Expected `{self.name}` to be a finite number. Received: {self.name}={received!r}")
-        return float(value)
-
-    def _check_bounds(self, value, received, each=False):
-        bad = ((self.minimum is not None and value < self.minimum)
-               or (self.above is not None and value <= self.above)
-               or (self.maximum is not None and value > self.maximum)
-               or (self.below is not None and value >= self.below))
-        if bad:
-            shown = f"{received:g}" if isinstance(received, float) else f"{received}"
-            what = f"every entry of `{self.name}`" if each else f"`{self.name}`"
-            raise ConfigError(
-                f"Expected {what} {self.bounds_text()}. Received: {self.name}={shown}")
 
     # -- text (command lines and flagfiles) -----------------------------------
 
@@ -439,17 +411,9 @@ class TrainConfig:
         for name, declared in settings().items():
             object.__setattr__(self, name, declared.check(getattr(self, name)))
         # Combinations of fields.
-        boundaries, values = self.lr_boundaries, self.lr_values
-        if len(values) != len(boundaries) + 1:
-            raise ConfigError(
-                "Expected len(lr_values) == len(lr_boundaries) + 1. Received: "
-                f"lr_boundaries={list(boundaries)}, lr_values={list(values)}"
-            )
-        if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])):
-            raise ConfigError(
-                "Expected `lr_boundaries` strictly increasing. Received: "
-                f"lr_boundaries={list(boundaries)}"
-            )
+        checks.one_value_per_phase(self.lr_boundaries, self.lr_values,
+                                   names=("lr_boundaries", "lr_values"), error=ConfigError)
+        checks.strictly_increasing("lr_boundaries", self.lr_boundaries, error=ConfigError)
         if self.mock_data and self.synthetic:
             raise ConfigError(
                 "Expected at most one of `mock_data` and `synthetic`. "
@@ -482,12 +446,7 @@ class TrainConfig:
                 replicas, or the ghost batch does not divide (or exceeds) the
                 per-replica batch.
         """
-        if isinstance(num_replicas, bool) or not isinstance(num_replicas, numbers.Integral) or (
-                num_replicas < 1):
-            raise ConfigError(
-                f"Expected `num_replicas` to be an integer >= 1. Received: "
-                f"num_replicas={num_replicas!r}")
-        num_replicas = int(num_replicas)
+        num_replicas = checks.integer("num_replicas", num_replicas, minimum=1, error=ConfigError)
         if self.batch_size % num_replicas:
             raise ConfigError(
                 f"Expected batch_size divisible by the {num_replicas} replicas. "
@@ -591,29 +550,7 @@ def parse_regime_adaptation(value, *, name="regime_adaptation", minimum=1.0):
     >>> parse_regime_adaptation("true"), parse_regime_adaptation("4")
     (True, 4.0)
     """
-    def error():
-        return ConfigError(
-            f"Expected `{name}` to be true, false or a factor >= {minimum:g}. "
-            f"Received: {name}={value!r}"
-        )
-
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "yes"):
-            return True
-        if text in ("false", "no", "0"):
-            return False
-        try:
-            number = float(text)
-        except ValueError:
-            raise error() from None
-    else:
-        number = value
-    if isinstance(number, numbers.Real) and math.isfinite(number) and number >= minimum:
-        return float(number)
-    raise error()
+    return checks.stretch(name, value, minimum=minimum, text=True, error=ConfigError)
 
 
 def parse_options(text, *, name="model_options"):
