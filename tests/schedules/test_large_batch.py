@@ -50,8 +50,12 @@ CASES = {
     # k = 96 / 32 = 3, one boundary at 1.5 epochs: 1.5 * 3 * 5 = 22.5 -> step 23
     # (halves round up; Python's round() would give 22).
     "sqrt_ra_fractional": (
-        dict(boundaries=[1.5], values=[0.3, 0.03], batch_size=96, steps_per_epoch=5),
+        dict(boundaries=[1.5], values=[0.3, 0.03], batch_size=96, steps_per_epoch=5,
+             regime_adaptation=True),
         [(0, 0.3 * 3**0.5), (22, 0.3 * 3**0.5), (23, 0.03 * 3**0.5), (FAR, 0.03 * 3**0.5)]),
+    # The default is no regime adaptation (stretch 1): breakpoints 10 and 15.
+    "sqrt_default": (dict(),
+                     [(0, 0.2), (9, 0.2), (10, 0.02), (14, 0.02), (15, 0.002), (FAR, 0.002)]),
     # No boundaries: a constant scaled rate (linear, k = 4).
     "constant": (dict(boundaries=[], values=[0.05], scaling="linear"),
                  [(0, 0.2), (1000, 0.2), (FAR, 0.2)]),
@@ -238,3 +242,11 @@ def test_bad_arguments_raise_value_error(overrides, fragments):
         _schedule(**overrides)
     for fragment in fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
+
+
+def test_regime_adaptation_defaults_to_false_as_in_train_config():
+    from tfgap.training.config import settings
+
+    schedule = _schedule()
+    assert schedule.regime_adaptation is False and schedule.stretch == 1.0
+    assert schedule.regime_adaptation == settings()["regime_adaptation"].default

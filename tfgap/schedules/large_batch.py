@@ -56,7 +56,9 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         steps_per_epoch: Positive int, optimizer steps per epoch at
             `batch_size`.
         scaling: `"sqrt"` (default), `"linear"` or `"none"`.
-        regime_adaptation: `True` (default), `False`, or a float >= 1.
+        regime_adaptation: `False` (default: the regime's own epochs, as in
+            `tfgap.training.TrainConfig`), `True` (stretch by `k`), or a float
+            >= 1 (stretch by it).
         warmup_epochs: Non-negative number of epochs (at `batch_size`) of
             linear warm-up. Defaults to 0.
         name: Optional name of the operation.
@@ -69,12 +71,14 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
 
+    >>> # CIFAR-10 at batch 512: 50000 // 512 = 97 steps per epoch (full batches).
     >>> schedule = LargeBatchSchedule(
     ...     boundaries=[81, 122], values=[0.1, 0.01, 0.001],
-    ...     base_batch_size=128, batch_size=512, steps_per_epoch=98)
-    >>> schedule.breakpoint_steps
-    [31752, 47824]
-    >>> [round(float(schedule(step)), 6) for step in (0, 31751, 31752, 47824)]
+    ...     base_batch_size=128, batch_size=512, steps_per_epoch=97,
+    ...     regime_adaptation=True)
+    >>> schedule.breakpoint_steps        # round(81 * 4 * 97), round(122 * 4 * 97)
+    [31428, 47336]
+    >>> [round(float(schedule(step)), 6) for step in (0, 31427, 31428, 47336)]
     [0.2, 0.2, 0.02, 0.002]
     >>> optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
     """
@@ -87,7 +91,7 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         batch_size,
         steps_per_epoch,
         scaling="sqrt",
-        regime_adaptation=True,
+        regime_adaptation=False,
         warmup_epochs=0,
         name=None,
     ):

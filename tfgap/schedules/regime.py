@@ -65,7 +65,9 @@ def stretch_factor(base_batch_size, batch_size, regime_adaptation=True):
     Args:
         base_batch_size: Positive int, the batch size of the small-batch regime.
         batch_size: Positive int, the batch size actually trained with.
-        regime_adaptation: `True`, `False`, or a float >= 1.
+        regime_adaptation: `True` (default: these helpers compute the adapted
+            regime; `LargeBatchSchedule` and `TrainConfig` default to `False`),
+            `False`, or a float >= 1.
 
     Returns:
         A Python float.
@@ -98,12 +100,11 @@ def adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation=True):
 
     Args:
         epochs: Non-negative number, the length of the small-batch regime.
-        base_batch_size: Positive int, the batch size of the small-batch regime.
-        batch_size: Positive int, the batch size actually trained with.
-        regime_adaptation: `True`, `False`, or a float >= 1.
+        base_batch_size, batch_size, regime_adaptation: as in `stretch_factor`
+            (here too, `regime_adaptation` defaults to `True`).
 
     Returns:
-        A Python float.
+        A Python float: the epochs to train.
 
     Example:
 
@@ -122,20 +123,19 @@ def adapted_steps(epochs, base_batch_size, batch_size, steps_per_epoch, regime_a
     `adapted_steps(b, ...)` steps ends exactly at the breakpoint of boundary `b`.
 
     Args:
-        epochs: Non-negative number, the length of the small-batch regime.
-        base_batch_size: Positive int, the batch size of the small-batch regime.
-        batch_size: Positive int, the batch size actually trained with.
-        steps_per_epoch: Positive int, optimizer steps per epoch at `batch_size`.
-        regime_adaptation: `True`, `False`, or a float >= 1.
+        epochs, base_batch_size, batch_size, regime_adaptation: as in
+            `adapted_epochs`.
+        steps_per_epoch: Positive int, optimizer steps per epoch at `batch_size`
+            (`num_train_examples // batch_size` when only full batches train).
 
     Returns:
         A Python int.
 
     Example:
 
-    >>> # CIFAR-10 (50,000 images) at batch 4096: 13 steps per epoch.
-    >>> adapted_steps(164, 128, 4096, steps_per_epoch=13)
-    68224
+    >>> # CIFAR-10 at batch 4096: 50000 // 4096 = 12 steps per epoch (full batches).
+    >>> adapted_steps(164, 128, 4096, steps_per_epoch=12)
+    62976
     """
     steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
     return checks.round_half_up(
