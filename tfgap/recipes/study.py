@@ -1,23 +1,32 @@
-"""`python -m tfgap.recipes.study`: the generalization gap and its remedies in one command.
+"""`python -m tfgap.recipes.study`: the generalization gap, its remedies and why they work.
 
-Trains Hoffer et al.'s five regimes (`SB`, `LB`, `LB+LR`, `LB+LR+GBN`,
-`LB+LR+GBN+RA`) for `--seeds` seeds through `tfgap.training.train` and writes
-into `--output_dir`: `results.json`, `results.csv`, the table on stdout,
-`test_error.png`, `weight_distance.png`, `interpolation.png`; the
-`LB+LR+GBN+RA` model of the first seed goes to `--export_dir` as a SavedModel.
+Trains, through `tfgap.training.train`, Hoffer et al.'s Table 1 regimes (`SB`,
+`LB`, `LB+LR`, `LB+LR+GBN`, `LB+LR+GBN+RA`) and `LB (converged)` (Keskar's
+setting) for `--seeds` seeds, and the ablations (`LB+GBN` with sequential
+and averaged moving statistics, the `LB` rows at Keras' default BN momentum
+0.99, a ghost-size sweep, `LB+LARS`, `LB+SAM`) for `--ablation_seeds`; then
+writes into `--output_dir` the table (`results.md`, `results.csv`,
+`results.json`, stdout), the claims decided from the runs (printed last),
+the figures (`test_error.png`, `weight_distance.png`, `interpolation.png`,
+`ghost_size.png`, `ablations.png`), and the `LB+LR+GBN+RA` model of the first
+seed as a SavedModel in `--export_dir`.
 
-Default: MNIST-1D (4000 training signals generated locally, no download), a
-3 x 128 BN MLP, SB 50 against LB 800, ghost batch 50, SB learning rate 0.02
-for 10 epochs (see docs/study.md for how these were chosen and the table).
+Default: MNIST-1D (5000 signals generated locally, no download: 3072 train,
+928 validation, 1000 test), the 1-D CNN `cnn1d` (Conv1D 32/64/64, kernel 5,
+BN, ReLU, max-pool), SB 32 against LB 512, ghost batch 32, SB learning rate
+0.05 for 12 epochs, /10 at epoch 8 (chosen on validation: docs/study.md).
+`--model=mlp` trains the 3 x 128 BN MLP instead (same regime, not re-tuned).
+`--quick`: one seed and half the epochs, a smoke run of a minute or two.
 Any recipe dataset works (`--dataset=cifar10` takes the recipe's network and
 small-batch regime unless flags say otherwise).
 
 Example:
 
     python -m tfgap.recipes.study                       # the default study
-    python -m tfgap.recipes.study --seeds=1 --epochs=2 --mock_data --output_dir=/tmp/s
+    python -m tfgap.recipes.study --quick --output_dir=/tmp/study_quick
 """
 
+import math
 import os
 import shlex
 
@@ -28,13 +37,19 @@ from tfgap.recipes import cli
 PROG = "python -m tfgap.recipes.study"
 # What `run_study` writes into --output_dir, as the artifact lines name it.
 _OUTPUTS = (
-    ("results", "results.json"),
-    ("results table", "results.csv"),
+    ("table", "results.md"),
+    ("table (CSV)", "results.csv"),
+    ("results and claims (JSON)", "results.json"),
     ("test error figure", "test_error.png"),
     ("weight distance figure", "weight_distance.png"),
     ("interpolation figure", "interpolation.png"),
+    ("ghost size figure", "ghost_size.png"),
+    ("ablations figure", "ablations.png"),
     ("runs", "runs"),
 )
+# build_model options of the MNIST-1D study's models when --model_options is not given.
+MNIST1D_MODEL_OPTIONS = {"cnn1d": {"cnn_filters": 32, "cnn_depth": 3, "cnn_kernel": 5},
+                         "mlp": {"mlp_width": 128, "mlp_depth": 3}}
 
 
 def define(fv, argv):
@@ -44,12 +59,14 @@ def define(fv, argv):
     s = settings()
     cli.define_setting_flag(fv, s["dataset"], default="mnist1d", help="Dataset of the study.")
     cli.define_setting_flag(fv, s["model"], default=None, optional=True,
-                            help="Network (default: mlp on mnist1d, else the recipe's network).")
+                            help="Network (default: cnn1d on mnist1d, else the recipe's "
+                            "network; mlp: the 3 x 128 BN MLP).")
     cli.define_setting_flag(fv, s["model_options"], default=None,
                             help="build_model options, key=value (default on mnist1d: "
-                            "mlp_width=128,mlp_depth=3).")
+                            "cnn_filters=32,cnn_depth=3,cnn_kernel=5 for cnn1d, "
+                            "mlp_width=128,mlp_depth=3 for mlp).")
     cli.define_setting_flag(fv, s["ghost_batch_size"], default=None, optional=True,
-                            help="B_G, the ghost batch of the +GBN regimes (default: the small "
+                            help="B_G, the ghost batch of the +GBN rows (default: the small "
                             "batch).")
     cli.define_setting_flag(fv, s["lr_boundaries"], default=None,
                             help="Epochs of SB at which the rate drops (stretched by B_L/B_S "
@@ -59,6 +76,9 @@ def define(fv, argv):
     for name in ("momentum", "weight_decay"):
         cli.define_setting_flag(fv, s[name], default=None, optional=True,
                                 help=s[name].help + " Default: the dataset's study default.")
+    cli.define_setting_flag(fv, s["validation_examples"], default=None,
+                            help="Examples held out of the training split for validation "
+                            "(default: the study's, 928 on mnist1d; else the dataset's).")
     cli.define_setting_flag(fv, s["export_dir"], help="SavedModel of LB+LR+GBN+RA (default: "
                             "savedmodels/<dataset>_study_lb_lr_gbn_ra).")
     for name in ("data_dir", "mock_data", "mock_examples"):
@@ -66,7 +86,14 @@ def define(fv, argv):
     cli.define_setting_flag(fv, s["strategy"], default="one_device",
                             choices=("auto", "one_device", "mirrored"),
                             help="Distribution strategy of every run.")
-    flags.DEFINE_integer("seeds", 3, "Seeds per regime (0, 1, ..., seeds - 1).", lower_bound=1,
+    flags.DEFINE_boolean("quick", False, "A smoke run: one seed for every row and half the "
+                         "epochs (unless --seeds, --ablation_seeds, --epochs or "
+                         "--lr_boundaries are given).", flag_values=fv)
+    flags.DEFINE_integer("seeds", None, "Seeds of the Table 1 rows and of LB (converged) "
+                         "(0, 1, ..., seeds - 1). Default 3 (1 with --quick).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("ablation_seeds", None, "Seeds of the ablation rows (the first ones "
+                         "of --seeds). Default 2 (1 with --quick).", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("small_batch_size", None, "B_S, the small batch (SB).", lower_bound=1,
                          flag_values=fv)
@@ -76,19 +103,20 @@ def define(fv, argv):
                        lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("lr_decay", None, "Factor of each drop.", lower_bound=0.0,
                        flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Runs, table and figures (default: "
-                        "runs/study_<dataset>). Re-running resumes.", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Runs, tables and figures (default: "
+                        "runs/study_<dataset>, runs/study_<dataset>_quick with --quick). "
+                        "Re-running resumes.", flag_values=fv)
     flags.DEFINE_boolean("export", True, "Export the LB+LR+GBN+RA model.", flag_values=fv)
     flags.DEFINE_integer("sharpness_examples", 1000, "Training examples for Keskar's "
-                         "sharpness (0: skip).", lower_bound=0, flag_values=fv)
+                         "sharpness and the Hessian (0: skip).", lower_bound=0, flag_values=fv)
     flags.DEFINE_float("sharpness_epsilon", 1e-3, "Sharpness box size eps.", lower_bound=0.0,
                        flag_values=fv)
-    flags.DEFINE_integer("interpolation_points", 25, "Alphas of the SB <-> LB interpolation "
-                         "in [-1, 2] (0: skip).", lower_bound=0, flag_values=fv)
-    cli.set_group(fv, "study", "dataset", "seeds", "small_batch_size", "large_batch_size",
-                  "ghost_batch_size", "lr", "lr_boundaries", "lr_decay", "epochs",
-                  "sharpness_examples", "sharpness_epsilon", "interpolation_points",
-                  "output_dir")
+    flags.DEFINE_integer("interpolation_points", 25, "Alphas of the SB <-> LB (converged) "
+                         "interpolation in [-1, 2] (0: skip).", lower_bound=0, flag_values=fv)
+    cli.set_group(fv, "study", "dataset", "quick", "seeds", "ablation_seeds",
+                  "small_batch_size", "large_batch_size", "ghost_batch_size", "lr",
+                  "lr_boundaries", "lr_decay", "epochs", "sharpness_examples",
+                  "sharpness_epsilon", "interpolation_points", "output_dir")
     cli.set_group(fv, "output", "export")
 
 
@@ -109,14 +137,22 @@ def _study_defaults(dataset):
                     lr_boundaries=recipe["lr_boundaries"],
                     lr_decay=values[1] / values[0] if len(values) > 1 else 1.0,
                     epochs=recipe["epochs"], momentum=0.9,
-                    weight_decay=recipe.get("weight_decay", 0.0))
+                    weight_decay=recipe.get("weight_decay", 0.0), validation_examples=None)
     return dict(model=None, model_options={}, small_batch_size=128, large_batch_size=4096,
                 ghost_batch_size=128, lr=0.1, lr_boundaries=(), lr_decay=0.1, epochs=1.0,
-                momentum=0.9, weight_decay=0.0)
+                momentum=0.9, weight_decay=0.0, validation_examples=None)
+
+
+def _model_options(fv, dataset, model, defaults):
+    if fv.model_options is not None:
+        return fv.model_options
+    if dataset == "mnist1d":
+        return dict(MNIST1D_MODEL_OPTIONS.get(model, {}))
+    return defaults["model_options"] if model == defaults["model"] else {}
 
 
 def run(fv, argv=None):
-    """Runs the study; returns the artifacts (results, table, figures, runs, SavedModel)."""
+    """Runs the study; returns the artifacts (tables, figures, runs, SavedModel)."""
     import sys  # noqa: PLC0415
 
     from tfgap.study import regime_configs, run_study, small_batch_config  # noqa: PLC0415
@@ -127,28 +163,41 @@ def run(fv, argv=None):
     model = pick("model")
     if model is None:
         raise cli.UsageError(f"--model is required with --dataset={dataset}")
-    options = pick("model_options")
-    if fv.model is not None and fv.model != d["model"] and fv.model_options is None:
-        options = {}
+    options = _model_options(fv, dataset, model, d)
     small = pick("small_batch_size")
     large = pick("large_batch_size")
     ghost = fv.ghost_batch_size or (d["ghost_batch_size"] if fv.small_batch_size is None
                                     else small)
-    output_dir = fv.output_dir or os.path.join("runs", f"study_{dataset}")
+    epochs, boundaries = pick("epochs"), [float(b) for b in pick("lr_boundaries")]
+    if fv.quick:  # half the epochs, the same shape of schedule
+        if fv.epochs is None:
+            epochs = max(1.0, math.ceil(epochs / 2))
+        if fv.lr_boundaries is None:
+            boundaries = [b * epochs / pick("epochs") for b in boundaries]
+    seeds = fv.seeds or (1 if fv.quick else 3)
+    ablation_seeds = min(fv.ablation_seeds or (1 if fv.quick else 2), seeds)
+    default_dir = f"study_{dataset}" + ("_quick" if fv.quick else "")
+    output_dir = fv.output_dir or os.path.join("runs", default_dir)
     export_dir = None
     if fv.export:
-        export_dir = fv.export_dir or os.path.join("savedmodels", f"{dataset}_study_lb_lr_gbn_ra")
+        export_dir = fv.export_dir or os.path.join(
+            "savedmodels", f"{dataset}_study_lb_lr_gbn_ra" + ("_quick" if fv.quick else ""))
+    validation = (fv.validation_examples if fv["validation_examples"].present
+                  else d["validation_examples"])
+    if fv.mock_data and not fv["validation_examples"].present:
+        validation = None  # the data's default (10% of the mock examples)
     try:
         base = small_batch_config(
             dataset=dataset, model=model, model_dir=os.path.join(output_dir, "runs"),
-            small_batch_size=small, lr=pick("lr"), epochs=pick("epochs"),
-            lr_boundaries=[float(b) for b in pick("lr_boundaries")], lr_decay=pick("lr_decay"),
+            small_batch_size=small, lr=pick("lr"), epochs=epochs,
+            lr_boundaries=boundaries, lr_decay=pick("lr_decay"),
             momentum=pick("momentum"), weight_decay=pick("weight_decay"),
             model_options=options, data_dir=fv.data_dir, mock_data=fv.mock_data,
             mock_examples=fv.mock_examples, strategy=fv.strategy, preemption=False,
+            validation_examples=validation,
         )
-        for config in regime_configs(base, large_batch_size=large,
-                                     ghost_batch_size=ghost).values():
+        for config in regime_configs(base, large_batch_size=large, ghost_batch_size=ghost,
+                                     regimes=None).values():
             config.per_replica_batch_size(1)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
@@ -156,9 +205,10 @@ def run(fv, argv=None):
     command = " ".join([PROG] + [shlex.quote(a) for a in args])
     run_study(
         base, output_dir=output_dir, large_batch_size=large, ghost_batch_size=ghost,
-        seeds=range(fv.seeds), export_dir=export_dir,
+        seeds=range(seeds), ablation_seeds=range(ablation_seeds), export_dir=export_dir,
         sharpness_examples=fv.sharpness_examples, sharpness_epsilon=fv.sharpness_epsilon,
-        interpolation_points=fv.interpolation_points, settings={"command": command},
+        interpolation_points=fv.interpolation_points,
+        settings={"command": command, "quick": fv.quick},
     )
     written = [(what, os.path.join(output_dir, name)) for what, name in _OUTPUTS]
     written = [(what, path) for what, path in written if os.path.exists(path)]

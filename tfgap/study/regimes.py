@@ -1,8 +1,10 @@
-"""The five regimes of Hoffer et al.'s Table 1, as `TrainConfig` transforms.
+"""The study's regimes as data: named rows of `TrainConfig` changes from the small batch.
 
-A study starts from one small-batch configuration (the baseline whose
-learning rate was tuned) and derives every regime from it by changing only
-the settings its name adds, cumulatively:
+A study starts from one small-batch configuration, `SB` (the baseline whose
+learning rate was chosen on validation), and every other row is `SB` with
+only the settings in its `changes` replaced. `B_L` and `B_G` stand for the
+large and the ghost batch size (resolved per study); nothing else is
+implicit. Hoffer et al.'s Table 1 regimes, cumulatively:
 
 | regime | batch | learning rate | normalization | epochs |
 |---|---|---|---|---|
@@ -12,54 +14,229 @@ the settings its name adds, cumulatively:
 | `LB+LR+GBN` | `B_L` | `lr * sqrt(B_L / B_S)` | ghost BN over `B_G` | `E` |
 | `LB+LR+GBN+RA` | `B_L` | `lr * sqrt(B_L / B_S)` | ghost BN over `B_G` | `E * B_L / B_S` |
 
-Every learning-rate breakpoint (in epochs of `SB`) is stretched by the same
-`B_L / B_S` under `+RA`, so that `LB+LR+GBN+RA` makes as many weight updates
-as `SB` (up to the incomplete batch each epoch drops). The trainer does the
-scaling and the stretching (`tfgap.schedules.LargeBatchSchedule`,
-`tfgap.training.plan_steps`); a regime here is only the settings.
+`+RA` stretches the epochs and every learning-rate breakpoint by
+`B_L / B_S`, so `LB+LR+GBN+RA` makes as many weight updates as `SB`. The
+trainer does the scaling and the stretching (`tfgap.schedules.
+LargeBatchSchedule`, `tfgap.training.plan_steps`); a row is only settings.
+
+Around Table 1, ablations at the large batch and `SB`'s epochs, each named
+after the one row it is compared with (`Regime.reference`) and differing
+from it only in what its name adds:
+
+- ghost noise against moving-statistics updates: `LB+GBN` (the sequential
+  rule of the paper's Algorithm 1, one moving-average step per ghost batch)
+  against `LB+GBN (averaged)` (one step per batch, same ghosts);
+- BN momentum: the `LB` rows again at Keras' default `momentum=0.99`
+  (tfgap's default, and the paper's Torch code, is 0.9);
+- ghost size: `LB+GBN (ghost g)` for `g = 2 B_G, 4 B_G, ...` below `B_L`,
+  beside `LB+GBN` (`g = B_G`) and `LB` (plain BN, `g = B_L`);
+- the alternatives: `LB+LARS` (LARS, You et al. 2017) and `LB+SAM`
+  (Sharpness-Aware Minimization, Foret et al. 2021);
+- Keskar's setting: `LB (converged)`, `LB` trained until its training
+  accuracy reaches 99% or its loss stops improving, capped at `+RA`'s length
+  (`Regime.until_converged`; the runner stops it).
 
 Paper: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better:
 closing the generalization gap in large batch training of neural networks"
-(arXiv 1705.08741), Table 1.
+(arXiv 1705.08741), Table 1; Keskar et al. 2017, "On Large-Batch Training for
+Deep Learning: Generalization Gap and Sharp Minima" (arXiv 1609.04836).
 """
 
 import dataclasses
+import re
+import types
 
 from tfgap.training import TrainConfig
 
+# Row groups, in the order of the table.
+TABLE1 = "table 1"
+CONVERGENCE = "convergence"
+MECHANISM = "ghost noise vs moving updates"
+MOMENTUM = "bn momentum"
+GHOST = "ghost size"
+ALTERNATIVES = "alternatives"
+GROUPS = (TABLE1, CONVERGENCE, MECHANISM, MOMENTUM, GHOST, ALTERNATIVES)
+# Groups trained with every seed of the study; the others with the ablation seeds.
+FULL_SEED_GROUPS = (TABLE1, CONVERGENCE)
+
 REGIMES = ("SB", "LB", "LB+LR", "LB+LR+GBN", "LB+LR+GBN+RA")
+
+KERAS_BN_MOMENTUM = 0.99  # keras.layers.BatchNormalization's default
+# Chosen on the validation split at the large batch (docs/study.md has the sweeps).
+LARS_ETA = 0.1
+SAM_RHO = 0.05
+
+
+class Size:
+    """A batch size of the study, resolved per study: `B_L`, `B_G` or a multiple of one.
+
+    Example:
+
+    >>> (4 * B_G).resolve(large=512, ghost=32), B_L.resolve(large=512, ghost=32)
+    (128, 512)
+    """
+
+    def __init__(self, name, factor=1):
+        self.name, self.factor = name, int(factor)
+
+    def __rmul__(self, factor):
+        return Size(self.name, self.factor * int(factor))
+
+    def resolve(self, *, large, ghost):
+        return self.factor * {"B_L": large, "B_G": ghost}[self.name]
+
+    def __repr__(self):
+        return self.name if self.factor == 1 else f"{self.factor} * {self.name}"
+
+
+B_L = Size("B_L")
+B_G = Size("B_G")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    """One row of the study: `SB` with `changes` (`TrainConfig` fields) replaced.
+
+    Attributes:
+        name: the row's name (`{ghost}` in it is replaced by the ghost size).
+        group: one of `GROUPS`.
+        changes: `{TrainConfig field: value}`; `B_L`, `B_G` (and multiples)
+            stand for the study's large and ghost batch sizes.
+        reference: the row this one is compared with (it differs from it only
+            in what the name adds); None for `SB`.
+        until_converged: trained until the training accuracy reaches 99% or
+            the loss stops improving (Keskar's setting), within its epochs.
+    """
+
+    name: str
+    group: str
+    changes: types.MappingProxyType
+    reference: str | None = None
+    until_converged: bool = False
+
+    def __post_init__(self):
+        if self.group not in GROUPS:
+            raise ValueError(f"Expected `group` in {list(GROUPS)}. Received: {self.group!r}")
+        object.__setattr__(self, "changes", types.MappingProxyType(dict(self.changes)))
+
+    @property
+    def full_seeds(self):
+        """Whether the row is trained with every seed (Table 1, convergence)."""
+        return self.group in FULL_SEED_GROUPS
+
+
+_LB = {"batch_size": B_L}
+_LR = {"lr_scaling": "sqrt"}
+_GBN = {"ghost_batch_size": B_G}
+_AVG = {"moving_update": "averaged"}
+_KERAS = {"bn_momentum": KERAS_BN_MOMENTUM}
+_GHOST_FACTORS = (2, 4, 8, 16, 32, 64)  # kept while the ghost is below B_L and divides it
+
+
+def _row(name, group, reference, *parts, **kwargs):
+    changes = {}
+    for part in parts:
+        changes.update(part)
+    return Regime(name, group, changes, reference, **kwargs)
+
+
+DECLARED = (
+    _row("SB", TABLE1, None),
+    _row("LB", TABLE1, "SB", _LB),
+    _row("LB+LR", TABLE1, "LB", _LB, _LR),
+    _row("LB+LR+GBN", TABLE1, "LB+LR", _LB, _LR, _GBN),
+    _row("LB+LR+GBN+RA", TABLE1, "LB+LR+GBN", _LB, _LR, _GBN, {"regime_adaptation": True}),
+    _row("LB (converged)", CONVERGENCE, "LB", _LB, {"regime_adaptation": True},
+         until_converged=True),
+    _row("LB+GBN", MECHANISM, "LB", _LB, _GBN),
+    _row("LB+GBN (averaged)", MECHANISM, "LB+GBN", _LB, _GBN, _AVG),
+    _row("LB (bn 0.99)", MOMENTUM, "LB", _LB, _KERAS),
+    _row("LB+GBN (bn 0.99)", MOMENTUM, "LB+GBN", _LB, _GBN, _KERAS),
+    _row("LB+GBN (averaged, bn 0.99)", MOMENTUM, "LB+GBN (averaged)", _LB, _GBN, _AVG, _KERAS),
+    _row("LB+LR (bn 0.99)", MOMENTUM, "LB+LR", _LB, _LR, _KERAS),
+    _row("LB+LR+GBN (bn 0.99)", MOMENTUM, "LB+LR+GBN", _LB, _LR, _GBN, _KERAS),
+    *(_row("LB+GBN (ghost {ghost})", GHOST, "LB+GBN", _LB, {"ghost_batch_size": f * B_G})
+      for f in _GHOST_FACTORS),
+    _row("LB+LARS", ALTERNATIVES, "LB", _LB, {"optimizer": "lars", "lars_eta": LARS_ETA}),
+    _row("LB+SAM", ALTERNATIVES, "LB", _LB, {"sam_rho": SAM_RHO}),
+)
+
+
+def study_regimes(*, large_batch_size, ghost_batch_size, groups=GROUPS):
+    """The study's rows with the sizes resolved, in table order.
+
+    The ghost-size rows are those with a ghost batch `f * B_G` (f = 2, 4, ...)
+    below `B_L` that divides it. Every `Size` in `changes` becomes an int.
+
+    Args:
+        large_batch_size: `B_L`.
+        ghost_batch_size: `B_G`.
+        groups: the groups to keep (default: all).
+
+    Returns:
+        A tuple of `Regime`s.
+
+    Example:
+
+    >>> rows = study_regimes(large_batch_size=512, ghost_batch_size=32)
+    >>> [r.name for r in rows if r.group == GHOST]
+    ['LB+GBN (ghost 64)', 'LB+GBN (ghost 128)', 'LB+GBN (ghost 256)']
+    >>> dict(rows[1].changes)
+    {'batch_size': 512}
+    """
+    large, ghost = int(large_batch_size), int(ghost_batch_size)
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"Expected groups from {list(GROUPS)}. Received: {unknown}")
+    out = []
+    for row in DECLARED:
+        if row.group not in groups:
+            continue
+        changes = {k: (v.resolve(large=large, ghost=ghost) if isinstance(v, Size) else v)
+                   for k, v in row.changes.items()}
+        size = changes.get("ghost_batch_size", 0)
+        if row.group == GHOST and (size >= large or large % size):
+            continue
+        name = row.name.format(ghost=size)
+        out.append(dataclasses.replace(row, name=name, changes=changes))
+    return tuple(out)
+
 
 # The MNIST-1D study defaults (see docs/study.md for how they were chosen).
 MNIST1D_DEFAULTS = dict(
     dataset="mnist1d",
-    model="mlp",
-    model_options={"mlp_width": 128, "mlp_depth": 3},
-    small_batch_size=50,
-    large_batch_size=800,
-    ghost_batch_size=50,
-    lr=0.04,
-    lr_boundaries=(7.0,),
+    model="cnn1d",
+    model_options={"cnn_filters": 32, "cnn_depth": 3, "cnn_kernel": 5},
+    small_batch_size=32,
+    large_batch_size=512,
+    ghost_batch_size=32,
+    lr=0.05,
+    lr_boundaries=(8.0,),
     lr_decay=0.1,
-    epochs=10.0,
+    epochs=12.0,
     momentum=0.9,
     weight_decay=0.0,
-    # 800 of the 4000 training signals are held out for validation: the other
-    # 3200 are 64 batches of 50 and 4 of 800, so no example is dropped and
+    # 928 of the 4000 training signals are held out for validation: the other
+    # 3072 are 96 batches of 32 and 6 of 512, so no example is dropped and
     # `+RA` makes exactly as many updates as `SB`.
-    validation_examples=800,
+    validation_examples=928,
 )
+
+# `--quick`: one seed, half the epochs (a smoke run, not a result).
+QUICK = dict(seeds=1, ablation_seeds=1, epochs_factor=0.5)
 
 
 def slug(name):
-    """A file-system friendly name of a regime: `"LB+LR+GBN"` -> `"lb_lr_gbn"`.
+    """A file-system friendly name of a row: `"LB+GBN (bn 0.99)"` -> `"lb_gbn_bn_0_99"`.
 
     Example:
 
-    >>> slug("LB+LR+GBN+RA")
-    'lb_lr_gbn_ra'
+    >>> slug("LB+LR+GBN+RA"), slug("LB+GBN (averaged, bn 0.99)")
+    ('lb_lr_gbn_ra', 'lb_gbn_averaged_bn_0_99')
     """
-    _check_name(name)
-    return name.lower().replace("+", "_")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"Expected a regime name (a non-empty string). Received: {name!r}")
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def small_batch_config(
@@ -125,18 +302,18 @@ def small_batch_config(
 
 
 def regime_config(name, base, *, large_batch_size, ghost_batch_size):
-    """The `TrainConfig` of regime `name`, derived from the `SB` baseline `base`.
+    """The `TrainConfig` of row `name`, derived from the `SB` baseline `base`.
 
-    Only the batch size, the learning-rate scaling, the ghost batch size and
-    regime adaptation change (see the module table); everything else, the
-    model directory included, is `base`'s. `base` itself is not modified.
+    Only the row's `changes` are replaced (after resetting the batch, ghost,
+    scaling and regime adaptation to `SB`'s); everything else, the model
+    directory included, is `base`'s. `base` itself is not modified.
 
     Args:
-        name: one of `REGIMES`.
+        name: a row name of `study_regimes(...)` (e.g. one of `REGIMES`).
         base: the `SB` `TrainConfig` (see `small_batch_config`); its
             `base_batch_size` is `B_S`.
         large_batch_size: `B_L`, a multiple of `ghost_batch_size`.
-        ghost_batch_size: `B_G`, the ghost batch of the `+GBN` regimes.
+        ghost_batch_size: `B_G`, the ghost batch of the `+GBN` rows.
 
     Returns:
         A new `TrainConfig`.
@@ -151,8 +328,51 @@ def regime_config(name, base, *, large_batch_size, ghost_batch_size):
     >>> c = regime_config("LB+LR+GBN+RA", sb, large_batch_size=1024, ghost_batch_size=32)
     >>> c.batch_size, c.lr_scaling, c.ghost_batch_size, c.regime_adaptation
     (1024, 'sqrt', 32, True)
+    >>> regime_config("LB+GBN (averaged, bn 0.99)", sb, large_batch_size=1024,
+    ...               ghost_batch_size=32).moving_update
+    'averaged'
     """
-    _check_name(name)
+    rows = {r.name: r for r in _checked_regimes(base, large_batch_size, ghost_batch_size)}
+    if name not in rows:
+        raise ValueError(f"Expected a regime name in {list(rows)}. Received: {name!r}")
+    return _config(rows[name], base)
+
+
+def regime_configs(base, *, large_batch_size, ghost_batch_size, regimes=REGIMES):
+    """`{name: TrainConfig}` for the named rows (default: Table 1's five), in table order.
+
+    `regimes` may also be `None` (every row of the study) or a list of
+    `Regime`s.
+
+    Example:
+
+    >>> sb = small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/r",
+    ...                         small_batch_size=32, lr=0.03, epochs=20)
+    >>> configs = regime_configs(sb, large_batch_size=1024, ghost_batch_size=32)
+    >>> [c.batch_size for c in configs.values()]
+    [32, 1024, 1024, 1024, 1024]
+    """
+    rows = select(regimes, base=base, large_batch_size=large_batch_size,
+                  ghost_batch_size=ghost_batch_size)
+    return {row.name: _config(row, base) for row in rows}
+
+
+def select(regimes, *, base, large_batch_size, ghost_batch_size):
+    """The `Regime`s to run: `None` = all; names (in table order); or `Regime`s as given."""
+    rows = _checked_regimes(base, large_batch_size, ghost_batch_size)
+    if regimes is None:
+        return rows
+    regimes = list(regimes)
+    if all(isinstance(r, Regime) for r in regimes):
+        return tuple(regimes)
+    known = {r.name: r for r in rows}
+    unknown = [n for n in regimes if n not in known]
+    if unknown:
+        raise ValueError(f"Expected regime names in {list(known)}. Received: {unknown}")
+    return tuple(r for r in rows if r.name in set(regimes))
+
+
+def _checked_regimes(base, large_batch_size, ghost_batch_size):
     if not isinstance(base, TrainConfig):
         raise ValueError(f"Expected `base` to be a TrainConfig. Received: {type(base).__name__}")
     small = base.base_batch_size
@@ -167,37 +387,11 @@ def regime_config(name, base, *, large_batch_size, ghost_batch_size):
             f"Expected ghost_batch_size >= 1 dividing large_batch_size={large_batch_size}. "
             f"Received: ghost_batch_size={ghost_batch_size}"
         )
-    if name == "SB":
-        changes = dict(batch_size=small, ghost_batch_size=0, lr_scaling="none",
-                       regime_adaptation=False)
-    else:
-        changes = dict(
-            batch_size=large_batch_size,
-            lr_scaling="sqrt" if "+LR" in name else "none",
-            ghost_batch_size=ghost_batch_size if "+GBN" in name else 0,
-            regime_adaptation="+RA" in name,
-        )
+    return study_regimes(large_batch_size=large_batch_size, ghost_batch_size=ghost_batch_size)
+
+
+def _config(row, base):
+    changes = dict(batch_size=base.base_batch_size, ghost_batch_size=0, lr_scaling="none",
+                   regime_adaptation=False)
+    changes.update(row.changes)
     return dataclasses.replace(base, **changes)
-
-
-def regime_configs(base, *, large_batch_size, ghost_batch_size, regimes=REGIMES):
-    """`{name: TrainConfig}` for every regime, in Table 1's order.
-
-    Example:
-
-    >>> sb = small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/r",
-    ...                         small_batch_size=32, lr=0.03, epochs=20)
-    >>> configs = regime_configs(sb, large_batch_size=1024, ghost_batch_size=32)
-    >>> [c.batch_size for c in configs.values()]
-    [32, 1024, 1024, 1024, 1024]
-    """
-    return {
-        name: regime_config(name, base, large_batch_size=large_batch_size,
-                            ghost_batch_size=ghost_batch_size)
-        for name in regimes
-    }
-
-
-def _check_name(name):
-    if name not in REGIMES:
-        raise ValueError(f"Expected a regime name in {list(REGIMES)}. Received: {name!r}")

@@ -1,22 +1,26 @@
-"""Aggregates a study's runs into its table: `results.json`, `results.csv`, stdout.
+"""Aggregates a study's runs into its tables: `results.json`, `results.csv`, `results.md`, stdout.
 
 Every number comes from the files the runs wrote: the trainer's
 `result.json` (accuracies, steps, wall time, weight distance and its
-log-spaced record) and the study's `study.json` (sharpness). Accuracy is
-reported on the validation split (carved from the training split) and on the
-test split; any choice made with the study (`tfgap.study.sweep`) uses the
-validation numbers, and the test numbers are only reported. Per regime, over
-the seeds:
+log-spaced record) and the study's `study.json` (sharpness, Hessian, the
+convergence stop). Accuracy is reported on the validation split (carved from
+the training split) and on the test split; any choice made with the study
+(`tfgap.study.sweep`) uses the validation numbers, and the test numbers are
+only reported. Per row, over its seeds:
 
     mean = sum(x_s) / S,   std = sqrt(sum((x_s - mean)**2) / (S - 1))   (0 when S = 1)
 
 The diffusion slope of a run is the least-squares fit of Hoffer et al.'s
-"ultra-slow diffusion" law to its record of `(t, ||w_t - w_0||)`:
+"ultra-slow diffusion" law to its record of `(t, ||w_t - w_0||)` in the
+initial high-learning-rate phase (before the first rate drop, at step `T1`;
+the whole run when the rate never drops), over that phase's last decade:
 
-    ||w_t - w_0|| ~ a * log(t) + b,   T / 10 <= t <= T (optimizer steps)
+    ||w_t - w_0|| ~ a * log(t) + b,   T1 / 10 <= t <= T1   (optimizer steps)
 
-over the last decade of the run (`T` its last recorded step), and `a` is
-reported (the fit of `tfgap.diagnostics.WeightDistance.diffusion_slope`).
+fitted by `tfgap.diagnostics.fit_diffusion_slope`; `a` is reported. The same
+points are also fitted by a random walk's law `c * sqrt(t) + d`, and both
+fits' root-mean-square residuals are kept (the claim "weight distance grows
+as log t" compares them).
 """
 
 import csv
@@ -26,56 +30,101 @@ import os
 
 import numpy as np
 
+from tfgap import diagnostics
+
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
 
 # (column, per-run key) of the quantities averaged over seeds.
 _MEASURES = (
     ("validation_accuracy", "validation_accuracy"),
     ("test_accuracy", "test_accuracy"),
     ("train_accuracy", "train_accuracy"),
+    ("train_loss", "train_loss"),
+    ("updates", "updates"),
+    ("epochs", "epochs"),
     ("wall_time", "wall_time"),
     ("weight_distance", "weight_distance"),
     ("diffusion_slope", "diffusion_slope"),
     ("sharpness", "sharpness"),
+    ("sharpness_subspace", "sharpness_subspace"),
+    ("hessian_top_eigenvalue", "hessian_top_eigenvalue"),
+    ("subset_loss", "subset_loss"),
 )
 
 CSV_COLUMNS = (
-    "name", "seeds", "batch_size", "ghost_batch_size", "lr", "lr_scaling", "regime_adaptation",
-    "epochs", "updates", "validation_examples",
-    "validation_accuracy_mean", "validation_accuracy_std",
-    "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean", "train_accuracy_std",
-    "wall_time_mean", "wall_time_std", "weight_distance_mean", "weight_distance_std",
-    "diffusion_slope", "diffusion_slope_std", "sharpness", "sharpness_std",
+    "name", "group", "reference", "seeds", "batch_size", "ghost_batch_size", "bn_momentum",
+    "moving_update", "optimizer", "lars_eta", "sam_rho", "lr", "lr_scaling",
+    "regime_adaptation", "until_converged", "validation_examples",
+    *(f"{column}_{stat}" for column, _ in _MEASURES for stat in ("mean", "std")),
 )
 
 
-def diffusion_slope(distance_record, last_fraction=0.1):
-    """The slope `a` of `distance = a * log(step) + b`, fitted on the run's last decade.
+def diffusion_fit(distance_record, high_lr_end=None):
+    """Fits `a * log t + b` (and `c * sqrt t + d`) to the last decade of the high-rate phase.
 
-    The log law is asymptotic (the first updates move the weights almost
-    linearly), so the fit uses the records at steps `t >= last_fraction * T`,
-    `T` the last recorded step (`t >= 1` always): the last factor of 10 of
-    the run with the default 0.1.
+    Args:
+        distance_record: `[[t, ||w_t - w_0||], ...]` (the trainer's record).
+        high_lr_end: `T1`, the step of the first learning-rate drop (None:
+            the last recorded step).
 
-    Returns None when fewer than two distinct steps are left.
+    Returns:
+        None with fewer than two distinct steps in the window, else a dict:
+        `slope` (`a`), `intercept` (`b`), `window` (`[T1 / 10, T1]`, clipped
+        to the record), `points`, `rmse_log` and `rmse_sqrt` (root-mean-square
+        residuals of the two least-squares fits on the same points).
 
     Example:
 
     >>> import math
-    >>> round(diffusion_slope([[t, 2.0 * math.log(t) + 1.0] for t in (1, 2, 5, 10)]), 6)
-    2.0
+    >>> fit = diffusion_fit([[t, 2.0 * math.log(t) + 1.0] for t in (1, 5, 10, 20, 50, 100)])
+    >>> round(fit["slope"], 6), round(fit["intercept"], 6), fit["window"], fit["points"]
+    (2.0, 1.0, [10.0, 100.0], 4)
     """
     pairs = [(float(s), float(d)) for s, d in distance_record if s >= 1]
     if not pairs:
         return None
-    start = max(1.0, float(last_fraction) * max(s for s, _ in pairs))
-    pairs = [(s, d) for s, d in pairs if s >= start]
+    last = max(s for s, _ in pairs)
+    end = last if high_lr_end is None else min(float(high_lr_end), last)
+    start = max(1.0, end / 10.0)
+    pairs = [(s, d) for s, d in pairs if start <= s <= end]
     if len({s for s, _ in pairs}) < 2:
         return None
-    steps, distances = np.array(pairs).T
-    a, _ = np.polyfit(np.log(steps), distances, 1)
-    return float(a)
+    steps, distances = (np.array(v, np.float64) for v in zip(*pairs))
+    a, b = diagnostics.fit_diffusion_slope(steps, distances, min_step=start)
+    rmse_log = float(np.sqrt(np.mean((a * np.log(steps) + b - distances) ** 2)))
+    c, d = np.polyfit(np.sqrt(steps), distances, 1)
+    rmse_sqrt = float(np.sqrt(np.mean((c * np.sqrt(steps) + d - distances) ** 2)))
+    return {"slope": a, "intercept": b, "window": [start, end], "points": int(len(steps)),
+            "rmse_log": rmse_log, "rmse_sqrt": rmse_sqrt}
+
+
+def diffusion_slope(distance_record, high_lr_end=None):
+    """The slope `a` of `diffusion_fit` (None when it cannot be fitted).
+
+    Example:
+
+    >>> import math
+    >>> round(diffusion_slope([[t, 0.5 * math.log(t)] for t in (1, 2, 5, 10)]), 6)
+    0.5
+    """
+    fit = diffusion_fit(distance_record, high_lr_end)
+    return None if fit is None else fit["slope"]
+
+
+def high_lr_end(config, steps_per_epoch, stretch):
+    """`T1`: the step of the first learning-rate drop (None when the rate never drops).
+
+    Example:
+
+    >>> high_lr_end({"lr_boundaries": [8.0]}, steps_per_epoch=6, stretch=16.0)
+    768
+    """
+    boundaries = config.get("lr_boundaries") or []
+    if not boundaries:
+        return None
+    return int(math.floor(float(boundaries[0]) * float(stretch) * steps_per_epoch + 0.5))
 
 
 def load_run(model_dir):
@@ -84,9 +133,13 @@ def load_run(model_dir):
     Returns:
         A dict with `regime`, `seed`, `model_dir`, `validation_accuracy`
         (None without a validation split), `validation_examples`,
-        `test_accuracy`, `train_accuracy`, `updates` (optimizer steps), `epochs` (epochs of the
-        data trained), `wall_time`, `weight_distance`, `diffusion_slope`,
-        `sharpness`, `history`, `distance_record` and `config`.
+        `test_accuracy`, `train_accuracy`, `train_loss`, `updates`
+        (optimizer steps), `epochs` (epochs of the data trained),
+        `wall_time`, `weight_distance`, `diffusion` (see `diffusion_fit`),
+        `diffusion_slope`, `high_lr_end`, the measures of `study.json`
+        (`sharpness`, `sharpness_subspace`, `hessian_top_eigenvalue`,
+        `subset_loss`, `subset_accuracy`, `stopped`), `history`,
+        `distance_record` and `config`.
     """
     with open(os.path.join(model_dir, "result.json")) as f:
         result = json.load(f)
@@ -95,7 +148,11 @@ def load_run(model_dir):
     if os.path.exists(study_path):
         with open(study_path) as f:
             study = json.load(f)
+    measures = study.get("measures") or {"sharpness": study.get("sharpness")}
     config = result["config"]
+    record = result.get("distance_record") or []
+    t1 = high_lr_end(config, result["steps_per_epoch"], result.get("stretch", 1.0))
+    fit = diffusion_fit(record, t1)
     return {
         "regime": study.get("regime"),
         "seed": config["seed"],
@@ -105,27 +162,42 @@ def load_run(model_dir):
         "validation_examples": result.get("num_validation_examples"),
         "test_accuracy": result["test"]["accuracy"],
         "train_accuracy": result["train"]["accuracy"],
+        "train_loss": result["train"].get("loss"),
         "updates": result["global_step"],
+        "total_steps": result.get("total_steps"),
         "epochs": result["epochs_completed"],
         "steps_per_epoch": result["steps_per_epoch"],
         "wall_time": result["wall_time"],
         "weight_distance": result["weight_distance"],
-        "diffusion_slope": diffusion_slope(result.get("distance_record") or []),
-        "sharpness": study.get("sharpness"),
+        "high_lr_end": t1,
+        "diffusion": fit,
+        "diffusion_slope": None if fit is None else fit["slope"],
+        "sharpness": measures.get("sharpness"),
+        "sharpness_subspace": measures.get("sharpness_subspace"),
+        "hessian_top_eigenvalue": measures.get("hessian_top_eigenvalue"),
+        "subset_loss": measures.get("subset_loss"),
+        "subset_accuracy": measures.get("subset_accuracy"),
+        "stopped": study.get("stopped"),
         "history": result.get("history") or [],
-        "distance_record": result.get("distance_record") or [],
+        "distance_record": record,
         "config": config,
     }
 
 
 def load_runs(output_dir, *, regimes, seeds):
-    """`{regime: [run record per seed]}` from `<output_dir>/runs/<slug>/seed<k>`."""
+    """`{regime: [run record per seed]}` from `<output_dir>/runs/<slug>/seed<k>`.
+
+    Args:
+        output_dir: the study's directory.
+        regimes: the row names, in order.
+        seeds: the seeds of every row, or `{name: seeds}` per row.
+    """
     from tfgap.study.runner import run_dir
 
     out = {}
     for name in regimes:
         out[name] = []
-        for seed in seeds:
+        for seed in (seeds[name] if isinstance(seeds, dict) else seeds):
             record = load_run(run_dir(output_dir, name, seed))
             record["regime"] = name
             out[name].append(record)
@@ -151,21 +223,25 @@ def mean_std(values):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def summarize(runs):
+def summarize(runs, regimes=None):
     """The `results.json` dict of a study: one row per regime, in order.
 
     Args:
         runs: `{regime: [run records]}` (see `load_runs`).
+        regimes: `{name: Regime}` (group, reference, until_converged of each
+            row; see `tfgap.study.regimes`), or None.
 
     Returns:
-        `{"regimes": [row, ...]}`; a row has `name`, `seeds`, the regime's
-        settings (`batch_size`, `ghost_batch_size`, `lr` (the peak rate after
-        scaling), `lr_scaling`, `regime_adaptation`), `updates`, `epochs`,
-        `validation_examples` (the size of the validation split), and
-        for every measure `<measure>_mean`, `<measure>_std` (sharpness and
-        the diffusion slope as `sharpness`, `sharpness_std`, `diffusion_slope`,
-        `diffusion_slope_std`), plus the per-seed values under `per_seed`.
+        `{"regimes": [row, ...]}`; a row has `name`, `group`, `reference`,
+        `until_converged`, `seeds`, the row's settings (`batch_size`,
+        `ghost_batch_size`, `bn_momentum`, `moving_update`, `optimizer`,
+        `lars_eta`, `sam_rho`, `lr` (the peak rate after scaling),
+        `lr_scaling`, `regime_adaptation`), `validation_examples`, for every
+        measure `<measure>_mean` and `<measure>_std`, the per-seed values
+        under `per_seed` (also `model_dir`, `diffusion` and `stopped`), and
+        `updates` (the mean, rounded) and `epochs` (the mean).
     """
+    regimes = regimes or {}
     rows = []
     for name, records in runs.items():
         if not records:
@@ -173,32 +249,39 @@ def summarize(runs):
         config = records[0]["config"]
         k = config["batch_size"] / config["base_batch_size"]
         scale = {"sqrt": math.sqrt(k), "linear": k, "none": 1.0}[config["lr_scaling"]]
+        regime = regimes.get(name)
         row = {
             "name": name,
+            "group": getattr(regime, "group", None),
+            "reference": getattr(regime, "reference", None),
+            "until_converged": bool(getattr(regime, "until_converged", False)),
             "seeds": [r["seed"] for r in records],
             "batch_size": config["batch_size"],
             "ghost_batch_size": config["ghost_batch_size"],
-            "lr": config["lr_values"][0] * config["lr_multiplier"] * scale,
+            "bn_momentum": config.get("bn_momentum"),
+            "moving_update": config.get("moving_update"),
+            "optimizer": config.get("optimizer", "sgd"),
+            "lars_eta": config.get("lars_eta") if config.get("optimizer") == "lars" else None,
+            "sam_rho": config.get("sam_rho") or None,
+            "lr": config["lr_values"][0] * config.get("lr_multiplier", 1.0) * scale,
             "lr_scaling": config["lr_scaling"],
             "regime_adaptation": config["regime_adaptation"],
-            "updates": int(round(mean_std([r["updates"] for r in records])[0])),
-            "epochs": mean_std([r["epochs"] for r in records])[0],
             "validation_examples": records[0].get("validation_examples"),
         }
         for column, key in _MEASURES:
-            mean, std = mean_std([r[key] for r in records])
-            if column in ("sharpness", "diffusion_slope"):
-                row[column], row[f"{column}_std"] = mean, std
-            else:
-                row[f"{column}_mean"], row[f"{column}_std"] = mean, std
-        row["per_seed"] = {key: [r[key] for r in records] for _, key in _MEASURES}
-        row["per_seed"]["model_dir"] = [r["model_dir"] for r in records]
+            row[f"{column}_mean"], row[f"{column}_std"] = mean_std(
+                [r.get(key) for r in records])
+        row["updates"] = int(round(row["updates_mean"]))
+        row["epochs"] = row["epochs_mean"]
+        row["per_seed"] = {key: [r.get(key) for r in records] for _, key in _MEASURES}
+        for key in ("model_dir", "diffusion", "stopped", "high_lr_end"):
+            row["per_seed"][key] = [r.get(key) for r in records]
         rows.append(row)
     return {"regimes": rows}
 
 
 def write_results(results, output_dir):
-    """Writes `results.json` (everything) and `results.csv` (one row per regime)."""
+    """Writes `results.json` (everything), `results.csv` (one row per regime), `results.md`."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, RESULTS_JSON)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -210,59 +293,153 @@ def write_results(results, output_dir):
         writer.writeheader()
         for row in results["regimes"]:
             writer.writerow({k: _csv_value(row.get(k)) for k in CSV_COLUMNS})
+    with open(os.path.join(output_dir, RESULTS_MD), "w") as f:
+        f.write(format_markdown(results) + "\n")
 
 
-def format_table(results):
-    """The study's table as fixed-width text (accuracies in percent, mean ± std).
+# -- text tables ---------------------------------------------------------------------------
 
-    Example:
-
-    >>> row = dict(name="SB", batch_size=32, ghost_batch_size=0, lr=0.03, updates=100,
-    ...            epochs=1.0, validation_accuracy_mean=0.91, validation_accuracy_std=0.02,
-    ...            test_accuracy_mean=0.9, test_accuracy_std=0.01,
-    ...            train_accuracy_mean=1.0, train_accuracy_std=0.0, wall_time_mean=3.0,
-    ...            wall_time_std=0.1, weight_distance_mean=5.0, weight_distance_std=0.2,
-    ...            diffusion_slope=1.5, diffusion_slope_std=0.1, sharpness=2.0,
-    ...            sharpness_std=0.5)
-    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:12]))
-    SB 32 - 0.0300 100 1.0 91.00 ± 2.00 90.00 ± 1.00
-    """
-    headers = _HEADERS
-    lines = [_cells(row) for row in results["regimes"]]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-              for i, h in enumerate(headers)]
-    fmt = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    out = [fmt(headers), "  ".join("-" * w for w in widths)]
-    out += [fmt(line) for line in lines]
-    return "\n".join(out)
-
-
-def format_markdown(results):
-    """The study's table as Markdown (for docs)."""
-    out = ["| " + " | ".join(h.replace("|", "\\|") for h in _HEADERS) + " |",
-           "|" + "---|" * len(_HEADERS)]
-    out += ["| " + " | ".join(_cells(row)) + " |" for row in results["regimes"]]
-    return "\n".join(out)
-
-
-_HEADERS = ("regime", "batch", "ghost", "lr", "updates", "epochs", "val acc %", "test acc %",
-            "train acc %", "time s", "||w-w0||", "slope", "sharpness")
+_HEADERS = ("regime", "n", "batch", "ghost", "bn", "lr", "updates", "epochs", "val acc %",
+            "test acc %", "train acc %", "time s", "||w-w0||", "slope", "sharpness")
 
 
 def _cells(row):
-    """One regime's formatted table cells, in `_HEADERS` order."""
+    """One row's formatted table cells, in `_HEADERS` order."""
     return (
-            row["name"], str(row["batch_size"]), str(row["ghost_batch_size"] or "-"),
-            f"{row['lr']:.4f}", str(row["updates"]), f"{row['epochs']:.1f}",
-            _pm(row.get("validation_accuracy_mean"), row.get("validation_accuracy_std"), 100.0, 2),
-            _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 2),
-            _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
-            _pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),
-            _pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 2),
-            _pm(row["diffusion_slope"], row["diffusion_slope_std"], 1.0, 2),
-            _pm(row["sharpness"], row["sharpness_std"], 1.0, 2),
+        row["name"], str(len(row.get("seeds") or ())), str(row["batch_size"]),
+        str(row["ghost_batch_size"] or "-"), f"{row.get('bn_momentum') or 0:g}",
+        f"{row['lr']:.4g}", str(row["updates"]), f"{row['epochs']:.1f}",
+        _pm(row.get("validation_accuracy_mean"), row.get("validation_accuracy_std"), 100.0, 1),
+        _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 1),
+        _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 1),
+        _pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),
+        _pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 1),
+        _pm(row["diffusion_slope_mean"], row["diffusion_slope_std"], 1.0, 2),
+        _pm(row["sharpness_mean"], row["sharpness_std"], 1.0, 2),
     )
+
+
+_KESKAR_HEADERS = ("regime", "n", "epochs", "updates", "stopped", "train acc %",
+                   "subset loss", "sharpness", "sharpness (100-d)", "top Hessian eig.")
+
+
+def _keskar_cells(row):
+    reasons = sorted({(s or {}).get("reason", "epochs") for s in row["per_seed"]["stopped"]})
+    return (
+        row["name"], str(len(row["seeds"])), _pm(row["epochs_mean"], row["epochs_std"], 1.0, 1),
+        _pm(row["updates_mean"], row["updates_std"], 1.0, 0), "/".join(reasons),
+        _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
+        _pm(row["subset_loss_mean"], row["subset_loss_std"], 1.0, 4),
+        _pm(row["sharpness_mean"], row["sharpness_std"], 1.0, 3),
+        _pm(row["sharpness_subspace_mean"], row["sharpness_subspace_std"], 1.0, 4),
+        _pm(row["hessian_top_eigenvalue_mean"], row["hessian_top_eigenvalue_std"], 1.0, 2),
+    )
+
+
+def keskar_rows(results):
+    """The rows measured at convergence (those with a Hessian eigenvalue)."""
+    return [r for r in results["regimes"] if r.get("hessian_top_eigenvalue_mean") is not None]
+
+
+def _fixed_width(headers, lines, left=1):
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+              for i, h in enumerate(headers)]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return [fmt(headers), "  ".join("-" * w for w in widths)], fmt
+
+
+def format_table(results):
+    """The study's table as fixed-width text (accuracies in percent, mean ± std over seeds).
+
+    Rows are grouped (Table 1, convergence, the ablations) with a blank line
+    between groups. `n` is the number of seeds of the row.
+
+    Example:
+
+    >>> row = dict(name="SB", seeds=[0, 1], batch_size=32, ghost_batch_size=0,
+    ...            bn_momentum=0.9, lr=0.05, updates=100, epochs=1.0,
+    ...            validation_accuracy_mean=0.91, validation_accuracy_std=0.02,
+    ...            test_accuracy_mean=0.9, test_accuracy_std=0.01,
+    ...            train_accuracy_mean=1.0, train_accuracy_std=0.0, wall_time_mean=3.0,
+    ...            wall_time_std=0.1, weight_distance_mean=5.0, weight_distance_std=0.2,
+    ...            diffusion_slope_mean=1.5, diffusion_slope_std=0.1, sharpness_mean=2.0,
+    ...            sharpness_std=0.5)
+    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:14]))
+    SB 2 32 - 0.9 0.05 100 1.0 91.0 ± 2.0 90.0 ± 1.0
+    """
+    rows = results["regimes"]
+    lines = [_cells(row) for row in rows]
+    out, fmt = _fixed_width(_HEADERS, lines)
+    previous = None
+    for row, cells in zip(rows, lines):
+        group = row.get("group")
+        if previous is not None and group != previous:
+            out.append("")
+        previous = group
+        out.append(fmt(cells))
+    return "\n".join(out)
+
+
+def format_keskar_table(results):
+    """The convergence comparison (Keskar et al.'s setting) as fixed-width text."""
+    rows = keskar_rows(results)
+    if not rows:
+        return ""
+    lines = [_keskar_cells(row) for row in rows]
+    out, fmt = _fixed_width(_KESKAR_HEADERS, lines)
+    return "\n".join(out + [fmt(cells) for cells in lines])
+
+
+def format_claims(claims, width=100):
+    """The claims as text: `held` and the claim on one line, what was measured below it.
+
+    Example:
+
+    >>> print(format_claims([{"claim": "A", "measured": "1 > 0", "held": True},
+    ...                      {"claim": "B", "measured": "one seed", "held": None}]))
+    yes        A
+               1 > 0
+    undecided  B
+               one seed
+    """
+    import textwrap  # noqa: PLC0415
+
+    out = []
+    for c in claims:
+        out.append(f"{_held_text(c['held']):<9}  {c['claim']}")
+        out.extend(textwrap.wrap(c["measured"], width=width, initial_indent=" " * 11,
+                                 subsequent_indent=" " * 13, break_on_hyphens=False))
+    return "\n".join(out)
+
+
+def _held_text(held):
+    return {True: "yes", False: "no", None: "undecided"}[held]
+
+
+def format_markdown(results):
+    """The study's tables (and claims) as Markdown (`results.md`, docs)."""
+    def table(headers, lines):
+        return (["| " + " | ".join(h.replace("|", "\\|") for h in headers) + " |",
+                 "|" + "---|" * len(headers)]
+                + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+                   for cells in lines])
+
+    rows = results["regimes"]
+    out = table(("group",) + _HEADERS, [(r.get("group") or "",) + _cells(r) for r in rows])
+    keskar = keskar_rows(results)
+    if keskar:
+        out += ["", "At convergence (Keskar et al.'s setting):", ""]
+        out += table(_KESKAR_HEADERS, [_keskar_cells(r) for r in keskar])
+    claims = results.get("claims")
+    if claims:
+        out += ["", "Claims:", ""]
+        out += table(("held", "claim", "measured"),
+                     [(_held_text(c["held"]), c["claim"], c["measured"]) for c in claims])
+    return "\n".join(out)
 
 
 def _pm(mean, std, scale, digits):
@@ -274,6 +451,8 @@ def _pm(mean, std, scale, digits):
 def _csv_value(value):
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
     return "" if value is None else value
 
 

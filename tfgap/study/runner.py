@@ -1,18 +1,22 @@
-"""Runs a generalization-gap study: every regime, every seed, one trainer.
+"""Runs a generalization-gap study: every row, its seeds, one trainer.
 
-Each run is `tfgap.training.train(config)` on the regime's `TrainConfig`, in
-its own `model_dir` (`<output_dir>/runs/<regime slug>/seed<k>`), so a run
-leaves exactly what a recipe leaves (`result.json`, `history.json`,
-checkpoints, TensorBoard logs). Beside `result.json` the study writes
-`study.json`: the regime, the seed and Keskar's sharpness of the final
-weights, measured while the trained model is still in memory. A finished run
-(its `result.json` and `study.json` both present) is not trained again, so an
-interrupted study resumes where it stopped; an interrupted run resumes from
-its own checkpoint.
+Each run is `tfgap.training.train(config)` on the row's `TrainConfig`, in its
+own `model_dir` (`<output_dir>/runs/<row slug>/seed<k>`), so a run leaves
+exactly what a recipe leaves (`result.json`, `history.json`, checkpoints,
+TensorBoard logs). Beside `result.json` the study writes `study.json`: the
+row, the seed, why a convergence run stopped, and the measures of the final
+weights on a fixed subset of the training data (Keskar's sharpness for every
+run; for `SB`, `LB (converged)` and `LB+LR+GBN+RA` also the random-subspace
+sharpness and the Hessian's top eigenvalue), taken while the trained model
+is still in memory. A finished run (its `result.json` and a current
+`study.json`) is not trained again, so an interrupted study resumes where it
+stopped; an interrupted run resumes from its own checkpoint.
 
-After the runs, the small-batch and large-batch solutions of the first seed
-are interpolated (Keskar et al.'s 1-D plot) and everything is aggregated
-(`tfgap.study.report`) and drawn (`tfgap.study.plots`).
+Rows of Table 1 and the convergence row are trained with every seed; the
+ablations with the first `ablation_seeds`. After the runs, the `SB` and
+`LB (converged)` solutions of the first seed are interpolated (Keskar et
+al.'s 1-D plot), and everything is aggregated (`tfgap.study.report`),
+judged (`tfgap.study.claims`) and drawn (`tfgap.study.plots`).
 """
 
 import json
@@ -25,23 +29,17 @@ import keras
 import numpy as np
 
 from tfgap import data, diagnostics, models, schedules
-from tfgap.study import plots, report
-from tfgap.study.regimes import REGIMES, regime_configs, slug
+from tfgap.study import claims as claims_lib
+from tfgap.study import keskar, plots, report
+from tfgap.study.regimes import REGIMES, regime_configs, select, slug
 from tfgap.training import ConfigError, plan_steps, train
+from tfgap.training.callbacks import KeepModel
 
 STUDY_RECORD = "study.json"
-
-
-class _KeepModel(keras.callbacks.Callback):
-    """Keeps the trainer's model (the trainer hands it to `set_model`)."""
-
-    def __init__(self):
-        super().__init__()
-        self.trained = None
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.trained = model
+STUDY_RECORD_VERSION = 2
+# Rows measured at convergence (subspace sharpness, Hessian), and the interpolation's ends.
+CONVERGENCE_ROWS = ("SB", "LB (converged)", "LB+LR+GBN+RA")
+INTERPOLATION_ENDS = ("SB", "LB (converged)")
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -53,7 +51,8 @@ class RunProgress(keras.callbacks.Callback):
 
     Args:
         title: the run's name, printed before the bar.
-        total_steps: the run's optimizer steps.
+        total_steps: the run's optimizer steps (at most: a convergence run
+            may stop earlier).
         stream: where to print (default `sys.stdout`).
         width: characters of the bar.
     """
@@ -66,6 +65,7 @@ class RunProgress(keras.callbacks.Callback):
         self.width = int(width)
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._start = self._last = 0.0
+        self._step = 0
         self._line = ""
         self._logs = {}
 
@@ -77,17 +77,17 @@ class RunProgress(keras.callbacks.Callback):
         logs = logs or {}
         self._logs.update({k: logs[k] for k in ("loss", "accuracy") if logs.get(k) is not None})
         now = time.time()
-        step = int(logs.get("step", batch + 1))
-        if self.tty and (now - self._last >= 0.1 or step >= self.total_steps):
+        self._step = int(logs.get("step", batch + 1))
+        if self.tty and (now - self._last >= 0.1 or self._step >= self.total_steps):
             self._last = now
-            self._draw(step, end="")
+            self._draw(self._step, end="")
 
     def on_epoch_end(self, epoch, logs=None):
         self._keep_eval(logs)
 
     def on_train_end(self, logs=None):
         self._keep_eval(logs)
-        self._draw(self.total_steps, end="\n")
+        self._draw(self._step or self.total_steps, end="\n")
 
     def _keep_eval(self, logs):
         for key in ("validation_accuracy", "test_accuracy"):
@@ -152,6 +152,28 @@ def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def run_plan(rows, seeds, ablation_seeds):
+    """`[(row, seed), ...]` in training order: seed by seed, rows in table order.
+
+    Rows of Table 1 and the convergence row get every seed; the others the
+    `ablation_seeds`.
+
+    Example:
+
+    >>> from tfgap.study.regimes import study_regimes
+    >>> rows = [r for r in study_regimes(large_batch_size=64, ghost_batch_size=32)
+    ...         if r.name in ("SB", "LB+GBN")]
+    >>> [(r.name, s) for r, s in run_plan(rows, seeds=[0, 1], ablation_seeds=[0])]
+    [('SB', 0), ('LB+GBN', 0), ('SB', 1)]
+    """
+    plan = []
+    for seed in seeds:
+        for row in rows:
+            if row.full_seeds or seed in ablation_seeds:
+                plan.append((row, seed))
+    return plan
+
+
 def run_study(
     base,
     *,
@@ -159,88 +181,116 @@ def run_study(
     large_batch_size,
     ghost_batch_size,
     seeds=(0, 1, 2),
+    ablation_seeds=None,
     export_dir=None,
-    regimes=REGIMES,
+    regimes=None,
     sharpness_examples=1000,
     sharpness_epsilon=1e-3,
     sharpness_iterations=10,
     interpolation_points=25,
     interpolation_examples=1000,
+    convergence_patience=None,
     settings=None,
     stream=None,
 ):
-    """Trains every regime for every seed, measures, aggregates and plots.
+    """Trains every row for its seeds, measures, aggregates, judges the claims and plots.
 
     Args:
         base: the `SB` `TrainConfig` (see `tfgap.study.small_batch_config`);
             its `model_dir`, `seed` and `export_dir` are replaced per run.
-        output_dir: where runs, `results.json`, `results.csv` and the
-            figures go.
+        output_dir: where runs, `results.json`, `results.csv`, `results.md`
+            and the figures go.
         large_batch_size: `B_L`.
-        ghost_batch_size: `B_G` of the `+GBN` regimes.
-        seeds: the seeds; each regime is trained once per seed.
+        ghost_batch_size: `B_G` of the `+GBN` rows.
+        seeds: the seeds of Table 1's rows and of `LB (converged)`.
+        ablation_seeds: the seeds of the ablation rows (default: the first
+            two of `seeds`).
         export_dir: where the first seed's `LB+LR+GBN+RA` model is exported
             as a SavedModel (`None`: no export).
-        regimes: the regimes to run (default: all five, in Table 1's order).
+        regimes: the rows to run: `None` (default) every row of
+            `tfgap.study.study_regimes`, or names (e.g. `REGIMES`, Table 1's).
         sharpness_examples: training examples (the first ones, fixed) over
-            which Keskar's sharpness is measured; 0 skips sharpness.
+            which the sharpness and the Hessian are measured; 0 skips them.
         sharpness_epsilon: the box size `eps` of the sharpness.
         sharpness_iterations: L-BFGS-B iterations of the sharpness.
         interpolation_points: alphas in [-1, 2] of the SB <-> LB
-            interpolation (0 skips it; it needs `SB` and `LB`).
+            interpolation (0 skips it; it needs `SB` and `LB (converged)`,
+            or `LB` without it).
         interpolation_examples: training and test examples of the
             interpolation (the first ones of each split).
+        convergence_patience: epochs without a 1% loss improvement that stop
+            `LB (converged)` (default: `base.epochs`, rounded up).
         settings: a JSON-ready dict stored in `results.json` (e.g. the command).
-        stream: where progress and the table are printed (default stdout).
+        stream: where progress and the tables are printed (default stdout).
 
     Returns:
-        The `results.json` dict (see `tfgap.study.report.summarize`).
+        The `results.json` dict: `regimes` (rows, see
+        `tfgap.study.report.summarize`), `claims`, `settings`,
+        `interpolation`, `figures`, `export_dir`, `machine`, `wall_time`.
     """
     stream = stream or sys.stdout
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("Expected at least one seed. Received: seeds=[]")
+    ablation_seeds = seeds[:2] if ablation_seeds is None else [int(s) for s in ablation_seeds]
+    if not ablation_seeds:
+        raise ValueError("Expected at least one ablation seed. Received: ablation_seeds=[]")
+    patience = convergence_patience or max(1, int(np.ceil(base.epochs)))
     os.makedirs(output_dir, exist_ok=True)
     started = time.time()
+    rows = select(regimes, base=base, large_batch_size=large_batch_size,
+                  ghost_batch_size=ghost_batch_size)
     configs = regime_configs(base, large_batch_size=large_batch_size,
-                             ghost_batch_size=ghost_batch_size, regimes=regimes)
-    sharp_x = sharp_y = None
+                             ghost_batch_size=ghost_batch_size, regimes=rows)
+    subset = None
     if sharpness_examples:
-        sharp_x, sharp_y = fixed_examples(base, "train", sharpness_examples)
+        subset = fixed_examples(base, "train", sharpness_examples)
+    plan = run_plan(rows, seeds, ablation_seeds)
     endpoints = {}  # (regime, seed) -> trained weights, for the interpolation
-    runs = len(configs) * len(seeds)
-    index = 0
-    for seed in seeds:
-        for name, config in configs.items():
-            index += 1
-            config = _run_config(config, name, seed, output_dir,
-                                 export_dir if (name == "LB+LR+GBN+RA" and seed == seeds[0])
-                                 else None)
-            title = f"[{index}/{runs}] {name} seed {seed}"
-            weights = _train_one(config, name, seed, title, stream=stream, sharp_x=sharp_x,
-                                 sharp_y=sharp_y, epsilon=sharpness_epsilon,
-                                 iterations=sharpness_iterations)
-            if seed == seeds[0] and name in ("SB", "LB"):
-                endpoints[name] = (config, weights)
+    for index, (row, seed) in enumerate(plan, start=1):
+        export = export_dir if (row.name == "LB+LR+GBN+RA" and seed == seeds[0]) else None
+        config = _run_config(configs[row.name], row.name, seed, output_dir, export)
+        title = f"[{index}/{len(plan)}] {row.name} seed {seed}"
+        weights = _train_one(
+            config, row, seed, title, stream=stream, subset=subset,
+            epsilon=sharpness_epsilon, iterations=sharpness_iterations,
+            full=row.name in CONVERGENCE_ROWS, patience=patience)
+        if seed == seeds[0] and row.name in (*INTERPOLATION_ENDS, "LB"):
+            endpoints[row.name] = (config, weights)
 
     interpolation = None
-    if interpolation_points and "SB" in endpoints and "LB" in endpoints:
-        interpolation = _interpolate(endpoints, interpolation_points, interpolation_examples)
-    runs_records = report.load_runs(output_dir, regimes=list(configs), seeds=seeds)
-    results = report.summarize(runs_records)
-    results["settings"] = dict(settings or {}, seeds=seeds, large_batch_size=large_batch_size,
-                               ghost_batch_size=ghost_batch_size,
-                               sharpness_examples=sharpness_examples,
-                               sharpness_epsilon=sharpness_epsilon,
-                               sharpness_iterations=sharpness_iterations,
-                               base_config=base.to_dict())
+    large_end = "LB (converged)" if "LB (converged)" in endpoints else "LB"
+    if interpolation_points and "SB" in endpoints and large_end in endpoints:
+        interpolation = _interpolate(endpoints["SB"], endpoints[large_end],
+                                     interpolation_points, interpolation_examples)
+        interpolation["large_batch_row"] = large_end
+        interpolation["seed"] = seeds[0]
+    seeds_of = {row.name: [s for r, s in plan if r is row] for row in rows}
+    records = report.load_runs(output_dir, regimes=[r.name for r in rows], seeds=seeds_of)
+    results = report.summarize(records, {r.name: r for r in rows})
+    results["claims"] = claims_lib.evaluate(results)
+    results["settings"] = dict(
+        settings or {}, seeds=seeds, ablation_seeds=ablation_seeds,
+        large_batch_size=large_batch_size, ghost_batch_size=ghost_batch_size,
+        sharpness_examples=sharpness_examples, sharpness_epsilon=sharpness_epsilon,
+        sharpness_iterations=sharpness_iterations, convergence_patience=patience,
+        converged_accuracy=keskar.CONVERGED_ACCURACY, base_config=base.to_dict())
     results["interpolation"] = interpolation
     results["export_dir"] = export_dir
     results["machine"] = machine_description()
-    results["figures"] = plots.write_figures(runs_records, interpolation, output_dir)
+    results["figures"] = plots.write_figures(
+        records, results, interpolation, output_dir,
+        title=plots.study_title(base, seeds, ablation_seeds))
     results["wall_time"] = time.time() - started
     report.write_results(results, output_dir)
     stream.write("\n" + report.format_table(results) + "\n")
+    keskar_table = report.format_keskar_table(results)
+    if keskar_table:
+        stream.write("\nAt convergence (Keskar et al.: train to >= 99% train accuracy or a "
+                     "loss plateau; sharpness on the first "
+                     f"{sharpness_examples} training examples):\n{keskar_table}\n")
+    stream.write("\nClaims (held: the difference exceeds the spread over seeds; test accuracy):"
+                 f"\n{report.format_claims(results['claims'])}\n")
     stream.write(f"Study done in {results['wall_time']:.0f}s; results in "
                  f"{os.path.join(output_dir, report.RESULTS_JSON)}\n")
     stream.flush()
@@ -261,31 +311,58 @@ def _run_config(config, name, seed, output_dir, export_dir):
     )
 
 
-def _train_one(config, name, seed, title, *, stream, sharp_x, sharp_y, epsilon, iterations):
-    """Trains one run (or reuses a finished one); returns its final weights or None."""
+def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations, full,
+               patience):
+    """Trains one run (or reuses a finished one) and measures it; returns its final weights."""
     record_path = os.path.join(config.model_dir, STUDY_RECORD)
     result_path = os.path.join(config.model_dir, "result.json")
     _check_same_run(config)
-    if os.path.exists(record_path) and os.path.exists(result_path):
+    record = {"regime": row.name, "seed": seed, "version": STUDY_RECORD_VERSION,
+              "until_converged": row.until_converged, "stopped": None,
+              "sharpness_epsilon": epsilon, "sharpness_iterations": iterations,
+              "sharpness_examples": None if subset is None else int(len(subset[0]))}
+    finished = None
+    if os.path.exists(result_path):
         with open(result_path) as f:
             finished = json.load(f)
-        if finished.get("status") == "completed" and finished.get("config") == config.to_dict():
+        if finished.get("status") != "completed" or finished.get("config") != config.to_dict():
+            finished = None
+    if finished is not None:
+        previous = {}
+        if os.path.exists(record_path):
+            with open(record_path) as f:
+                previous = json.load(f)
+        model = _restored_model(config)
+        if _is_current(previous, record):
             stream.write(f"{title}: finished before, reusing {config.model_dir}\n")
-            return _restored_weights(config)
-    keep = _KeepModel()
-    progress = RunProgress(title, total_steps(config), stream=stream)
-    train(config, callbacks=[keep, progress], stream=stream)
-    model = keep.trained
-    sharp = None
-    if sharp_x is not None:
-        sharp = diagnostics.sharpness(model, sharp_x, sharp_y, epsilon=epsilon,
-                                      max_iterations=iterations, seed=seed, loss=_loss())
-    record = {"regime": name, "seed": seed, "sharpness": sharp, "sharpness_epsilon": epsilon,
-              "sharpness_examples": None if sharp_x is None else int(len(sharp_x)),
-              "sharpness_iterations": iterations}
+            return None if model is None else model.get_weights()
+        record["stopped"] = previous.get("stopped")
+        stream.write(f"{title}: finished before, measuring it again\n")
+    else:
+        keep = KeepModel()
+        callbacks = [keep, RunProgress(title, total_steps(config), stream=stream)]
+        stop = None
+        if row.until_converged:
+            stop = keskar.ConvergenceStop(patience=patience)
+            callbacks.append(stop)
+        train(config, callbacks=callbacks, stream=stream)
+        model = keep.trained
+        record["stopped"] = None if stop is None else stop.stopped
+    if subset is not None and model is not None:
+        record["measures"] = keskar.measure_minimum(
+            model, *subset, seed=seed, epsilon=epsilon, iterations=iterations, full=full)
+        record["sharpness"] = record["measures"]["sharpness"]
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
-    return [np.array(w) for w in model.get_weights()]
+    return None if model is None else [np.array(w) for w in model.get_weights()]
+
+
+def _is_current(previous, wanted):
+    """Whether a `study.json` holds the measures this study would take."""
+    keys = ("version", "sharpness_epsilon", "sharpness_iterations", "sharpness_examples")
+    if any(previous.get(k) != wanted.get(k) for k in keys):
+        return False
+    return wanted["sharpness_examples"] is None or "measures" in previous
 
 
 def _check_same_run(config):
@@ -306,8 +383,8 @@ def _check_same_run(config):
         )
 
 
-def _restored_weights(config):
-    """The final weights of a finished run, from its newest checkpoint."""
+def _restored_model(config):
+    """The final model of a finished run, from its newest checkpoint (None without one)."""
     import tensorflow as tf
 
     model = _fresh_model(config)
@@ -316,7 +393,7 @@ def _restored_weights(config):
     if latest is None:
         return None
     ckpt.read(latest).expect_partial()
-    return model.get_weights()
+    return model
 
 
 def _fresh_model(config):
@@ -329,8 +406,8 @@ def _fresh_model(config):
     )
 
 
-def _interpolate(endpoints, points, examples):
-    (sb_config, sb_weights), (_, lb_weights) = endpoints["SB"], endpoints["LB"]
+def _interpolate(small_end, large_end, points, examples):
+    (sb_config, sb_weights), (_, lb_weights) = small_end, large_end
     if sb_weights is None or lb_weights is None:
         return None
     model_sb, model_lb = _fresh_model(sb_config), _fresh_model(sb_config)
@@ -348,16 +425,25 @@ def _interpolate(endpoints, points, examples):
 
 
 def machine_description():
-    """A short description of this machine (platform, CPU count, TensorFlow)."""
+    """A short description of this machine (platform, CPU count, load, TensorFlow)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "load_average": load,
         "gpus": len(gpus),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
+
+
+__all__ = ["REGIMES", "RunProgress", "fixed_examples", "run_dir", "run_plan", "run_study",
+           "total_steps"]

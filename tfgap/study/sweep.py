@@ -10,7 +10,12 @@ chooses the rate with the best mean validation accuracy (the validation
 split is carved from the training split, `TrainConfig.validation_examples`).
 The test accuracies are reported beside it and play no part in the choice.
 
-Use seeds other than the study's, so the chosen rate is not also fitted to
+`sweep_setting` does the same for any one `TrainConfig` field of any row
+(e.g. `lars_eta` of `LB+LARS`, `sam_rho` of `LB+SAM`): each value is trained
+at every seed through `tfgap.training.train` and the value with the best
+mean validation accuracy is chosen.
+
+Use seeds other than the study's, so the chosen value is not also fitted to
 the reported runs' initializations and data orders.
 """
 
@@ -19,7 +24,7 @@ import os
 import sys
 
 from tfgap.study import report
-from tfgap.study.runner import run_study
+from tfgap.study.runner import RunProgress, run_study, total_steps
 
 SWEEP_JSON = "lr_sweep.json"
 CHOSEN_BY = "validation_accuracy_mean"
@@ -131,6 +136,87 @@ def summarize_sweep(output_dir, lrs, seeds):
     chosen = max(rows, key=lambda row: row[CHOSEN_BY])  # max keeps the first on a tie
     return {"rows": rows, "chosen_lr": chosen["lr"], "chosen_by": CHOSEN_BY,
             "chosen_test_accuracy_mean": chosen["test_accuracy_mean"]}
+
+
+def setting_dir(output_dir, name, value, seed):
+    """The `model_dir` of one run of `sweep_setting`: `<output_dir>/<name>_<value>/seed<k>`.
+
+    Example:
+
+    >>> setting_dir("/tmp/sweep", "sam_rho", 0.05, 10)
+    '/tmp/sweep/sam_rho_0.05/seed10'
+    """
+    return os.path.join(output_dir, f"{name}_{value:g}", f"seed{int(seed)}")
+
+
+def sweep_setting(config, name, values, *, output_dir, seeds=(10, 11), stream=None):
+    """Trains `config` with field `name` at each of `values` and every seed; chooses on validation.
+
+    Args:
+        config: the row's `TrainConfig` (e.g. `regime_config("LB+SAM", ...)`);
+            only `name`, `seed` and `model_dir` change per run. It must keep a
+            validation split.
+        name: a `TrainConfig` field (e.g. `"sam_rho"`, `"lars_eta"`).
+        values: the candidate values (numbers).
+        output_dir: the sweep's directory; `<name>_sweep.json` is written
+            here, and a finished run is reused.
+        seeds: the sweep's seeds (use others than the study's).
+        stream: where progress and the table are printed (default stdout).
+
+    Returns:
+        A dict: `setting` (`name`), `rows` (per value: `value`, `seeds`,
+        per-seed `validation_accuracy` and `test_accuracy` and their `_mean`
+        and `_std`), `chosen` (the best mean validation accuracy; the first
+        on a tie), `chosen_by` and `chosen_test_accuracy_mean` (reported,
+        not used).
+    """
+    from tfgap.training import train  # noqa: PLC0415
+
+    stream = stream or sys.stdout
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError(f"Expected at least one value of {name!r}. Received: values=[]")
+    if config.validation_examples == 0:
+        raise ValueError(
+            "Expected a config with a validation split: the sweep chooses on validation "
+            "accuracy, never on the test split. Received: validation_examples=0"
+        )
+    rows = []
+    for value in values:
+        row = {"value": value, "seeds": [int(s) for s in seeds]}
+        results = []
+        for seed in seeds:
+            run = config.replace(**{name: value, "seed": int(seed), "verbose": 0,
+                                    "model_dir": setting_dir(output_dir, name, value, seed),
+                                    "export_dir": None})
+            path = os.path.join(run.model_dir, "result.json")
+            result = None
+            if os.path.exists(path):
+                with open(path) as f:
+                    result = json.load(f)
+                if result.get("status") != "completed" or result.get("config") != run.to_dict():
+                    result = None
+            if result is None:
+                title = f"{name}={value:g} seed {seed}"
+                result = train(run, callbacks=[RunProgress(title, total_steps(run), stream)],
+                               stream=stream)
+            results.append(result)
+        for key in ("validation", "test"):
+            accs = [(r.get(key) or {}).get("accuracy") for r in results]
+            row[f"{key}_accuracy"] = accs
+            row[f"{key}_accuracy_mean"], row[f"{key}_accuracy_std"] = report.mean_std(accs)
+        rows.append(row)
+    chosen = max(rows, key=lambda row: row[CHOSEN_BY])
+    sweep = {"setting": name, "rows": rows, "chosen": chosen["value"], "chosen_by": CHOSEN_BY,
+             "chosen_test_accuracy_mean": chosen["test_accuracy_mean"]}
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, f"{name}_sweep.json"), "w") as f:
+        json.dump(sweep, f, indent=2, sort_keys=True)
+    shown = dict(sweep, chosen_lr=chosen["value"],
+                 rows=[dict(r, lr=r["value"]) for r in rows])
+    stream.write("\n" + format_sweep(shown).replace("| lr |", f"| {name} |", 1) + "\n")
+    stream.flush()
+    return sweep
 
 
 def format_sweep(sweep):
