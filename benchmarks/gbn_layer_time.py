@@ -76,7 +76,8 @@ def main(argv=None):
             times[key]["wall"].append((time.perf_counter() - wall) / args.steps)
             times[key]["cpu"].append((time.process_time() - cpu) / args.steps)
 
-    print(f"Command: python benchmarks/gbn_layer_time.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    flags = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"Command: python benchmarks/gbn_layer_time.py {flags}")
     print(f"TF {tf.__version__}, Keras {keras.__version__}; CPU ({os.cpu_count()} cores, "
           f"{platform.machine()}); {args.rounds} interleaved rounds x {args.steps} calls")
     print()

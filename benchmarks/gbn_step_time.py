@@ -43,6 +43,8 @@ Usage:
 """
 
 import argparse
+import importlib
+import importlib.util
 import os
 import platform
 import statistics
@@ -237,11 +239,7 @@ def time_workload(args, name):
 
 
 def have_tf_keras():
-    try:
-        import tf_keras  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("tf_keras") is not None
 
 
 def main(argv=None):
@@ -259,8 +257,10 @@ def main(argv=None):
 
     gpus = tf.config.list_logical_devices("GPU")
     where = gpus[0].name if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    tf_keras_version = __import__("tf_keras").__version__ if have_tf_keras() else "absent"
-    print(f"Command: python benchmarks/gbn_step_time.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    tf_keras_version = (importlib.import_module("tf_keras").__version__ if have_tf_keras()
+                        else "absent")
+    flags = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"Command: python benchmarks/gbn_step_time.py {flags}")
     print(f"Backend {args.backend}; TF {tf.__version__}, Keras {keras.__version__}, tf-keras "
           f"{tf_keras_version}, Python {platform.python_version()}; {where}; {args.rounds} "
           f"interleaved rounds x {args.steps} steps; total {time.perf_counter() - started:.0f} s")
