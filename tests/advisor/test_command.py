@@ -57,7 +57,14 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
     assert config.dataset == "mnist1d" and config.batch_size == advice.recommended.batch_size
     assert config.base_batch_size == 16 and config.model_options == {"mlp_width": 16,
                                                                      "mlp_depth": 1}
-    assert f"--batch_size={config.batch_size}" in paths["advice.flags"].read_text()
+    flagfile = paths["advice.flags"].read_text().splitlines()
+    assert f"--batch_size={config.batch_size}" in flagfile
+    # The default flagfile runs with the mnist1d recipe: the same run as train_config.json.
+    assert flagfile[0] == (f"# Run: python -m tfgap.recipes.mnist1d "
+                           f"--flagfile={paths['advice.flags']}")
+    assert advice.settings["recipe"] == "mnist1d"
+    parsed = recipe_flags.parse(["mnist1d", f"--flagfile={paths['advice.flags']}"], "mnist1d")
+    assert parsed.replace(model_dir=config.model_dir, export_dir=config.export_dir) == config
 
 
 def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):

@@ -12,7 +12,7 @@ from tfgap.recipes import flags as recipe_flags
 from tfgap.recipes.defaults import NETWORK_DEFAULTS, RECIPES
 from tfgap.training import ConfigError, TrainConfig
 from tfgap.training.config import GROUPS, settings
-from tfgap.tuning import config_flags, parse_recipe
+from tfgap.recipes.flags import config_flags
 
 CLI = [name for name, s in settings().items() if s.cli]
 DIRS = ("model_dir", "export_dir")
@@ -105,7 +105,7 @@ def test_each_flag_reaches_its_field_and_is_written_back(name):
     default = recipe_flags.parse(["prog", "--strategy=auto"], "mnist")
     value = other_value(name, default)
     flag = settings()[name].to_flag(value)
-    config = parse_recipe("mnist", ["prog", flag])
+    config = recipe_flags.parse(["prog", flag], "mnist")
     got = getattr(config, name)
     assert got == value or (isinstance(value, float) and math.isclose(got, value)), (flag, got)
     changed = [f.name for f in dataclasses.fields(config)

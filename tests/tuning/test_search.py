@@ -1,8 +1,9 @@
 """The search chooses on validation, never on test; a two-trial search on mock data under two
 mirrored CPUs: the trials train with different ghost batch sizes, a re-run resumes without new
-trials, and the best recipe file runs."""
+trials, the best config runs, and the tune command's best flagfile runs with its recipe."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -12,13 +13,13 @@ import pytest
 
 from tfgap import data, models
 from tfgap.layers import GhostBatchNormalization
+from tfgap.recipes import flags as recipe_flags
 from tfgap.training import TrainConfig, read_result
 from tfgap.tuning import (
     OBJECTIVE,
     GhostBatchHyperModel,
     finish_search,
     make_tuner,
-    parse_recipe,
     run_search,
 )
 
@@ -53,7 +54,7 @@ def test_chosen_trial_is_the_best_on_validation_not_on_test(tmp_path):
     tuner = make_tuner("random", hypermodel, directory=str(tmp_path), max_trials=10, seed=0)
     tuner.search()
     out = io.StringIO()
-    found = finish_search(tuner, "mnist", model_dir=str(tmp_path), kind="random", stream=out)
+    found = finish_search(tuner, model_dir=str(tmp_path), kind="random", stream=out)
     # Every candidate was tried, each trial recorded both numbers.
     tried = {t["values"]["ghost_batch_size"]: (t["score"], t["test_accuracy"])
              for t in found["trials"]}
@@ -77,12 +78,10 @@ def test_chosen_trial_is_the_best_on_validation_not_on_test(tmp_path):
     assert held_out == ["Held-out test accuracy of the chosen trial (not used for the choice): "
                         "0.6000"]
     assert "0.9000" not in text and "0.8500" not in text
-    best = parse_recipe("mnist", ["prog", f"--flagfile={found['recipe_file']}"])
-    assert best.ghost_batch_size == best_val
-    with open(found["recipe_file"]) as f:
-        header = [line for line in f if line.startswith("#")]
-    assert any("chosen on the validation split: val_accuracy 0.8000" in h for h in header)
-    assert not any("test_accuracy" in h or "0.6000" in h for h in header)
+    with open(found["config_file"]) as f:
+        best = TrainConfig.from_dict(json.load(f))
+    assert best == found["best_config"] and best.ghost_batch_size == best_val
+    assert found["config_file"] == str(tmp_path / "best_config.json")
 
 
 def test_a_config_without_validation_split_is_refused(tmp_path):
@@ -100,11 +99,11 @@ def ghost_sizes(model):
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, two_cpus):
     model_dir = str(tmp_path_factory.mktemp("tune"))
-    config = parse_recipe("mnist", ["prog", *FLAGS])
+    config = recipe_flags.parse(["prog", *FLAGS], "mnist")
     kwargs = dict(model_dir=model_dir, kind="random", max_trials=2, strategy=two_cpus,
                   min_ghost_batch_size=8, lr_multiplier_range=(1.0, 1.0))
     out = io.StringIO()
-    first = run_search(config, "mnist", stream=out, **kwargs)
+    first = run_search(config, stream=out, **kwargs)
     return config, kwargs, first, out.getvalue()
 
 
@@ -143,7 +142,7 @@ def test_rerun_resumes_without_new_trials(searched):
     stamps = {t["trial_id"]: os.path.getmtime(os.path.join(t["model_dir"], "result.json"))
               for t in first["trials"]}
     out = io.StringIO()
-    again = run_search(config, "mnist", stream=out, **kwargs)
+    again = run_search(config, stream=out, **kwargs)
     assert len(again["tuner"].oracle.trials) == 2
     assert {t["trial_id"]: t["score"] for t in again["trials"]} == \
         {t["trial_id"]: t["score"] for t in first["trials"]}
@@ -153,17 +152,15 @@ def test_rerun_resumes_without_new_trials(searched):
     assert sorted(os.listdir(os.path.join(kwargs["model_dir"], "trials"))) == sorted(stamps)
 
 
-def test_best_recipe_file_is_accepted_by_the_recipe(searched):
+def test_best_config_is_the_base_config_with_the_best_trials_values(searched):
     config, _, first, _ = searched
-    path = first["recipe_file"]
-    best = parse_recipe("mnist", ["prog", f"--flagfile={path}"])
+    with open(first["config_file"]) as f:
+        best = TrainConfig.from_dict(json.load(f))
     best_trial = max(first["trials"], key=lambda t: t["score"])
     assert best.ghost_batch_size == best_trial["values"]["ghost_batch_size"]
-    assert (best.model, best.model_options, best.batch_size) == \
-        ("mlp", {"mlp_depth": 2, "mlp_width": 16}, 32)
-    assert best.mock_data and best.export_dir is None
-    with open(path) as f:
-        assert f.readline().startswith("# Run: python -m tfgap.recipes.mnist --flagfile=")
+    assert best == config.replace(ghost_batch_size=best.ghost_batch_size,
+                                  lr_multiplier=best.lr_multiplier,
+                                  regime_adaptation=best.regime_adaptation)
 
 
 def test_tune_command_line_with_hyperband(tmp_path):
@@ -171,14 +168,29 @@ def test_tune_command_line_with_hyperband(tmp_path):
     args = [sys.executable, "-m", "tfgap.recipes.tune", "--recipe=mnist", "--max_trials=1",
             "--tuner=hyperband", "--min_ghost_batch_size=8", "--lr_multiplier_min=0.5",
             "--lr_multiplier_max=2", f"--model_dir={tmp_path / 'tune'}",
-            f"--best_recipe={tmp_path / 'best.flags'}", *FLAGS]
+            f"--best_flagfile={tmp_path / 'best.flags'}", *FLAGS]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Best: ghost_batch_size=" in proc.stdout and "val_accuracy=" in proc.stdout
     assert proc.stdout.count("Held-out test accuracy of the chosen trial") == 1
     assert len(os.listdir(tmp_path / "tune" / "trials")) == 1
-    best = parse_recipe("mnist", ["prog", f"--flagfile={tmp_path / 'best.flags'}"])
+    # The best flagfile runs with the recipe: the tuned values over the command's flags.
+    path = tmp_path / "best.flags"
+    best = recipe_flags.parse(["prog", f"--flagfile={path}"], "mnist")
     assert best.ghost_batch_size in (0, 8, 16) and 0.5 <= best.lr_multiplier <= 2
+    assert (best.model, best.model_options, best.batch_size) == \
+        ("mlp", {"mlp_depth": 2, "mlp_width": 16}, 32)
+    assert best.mock_data and best.export_dir is None
+    lines = path.read_text().splitlines()
+    assert lines[0] == f"# Run: python -m tfgap.recipes.mnist --flagfile={path}"
+    assert "chosen on the validation split: val_accuracy" in lines[1]
+    assert not any("test_accuracy" in line for line in lines)
+    # The same setting as the library's best config (but for the run directory).
+    config_json = tmp_path / "tune" / "best_config.json"
+    from_json = TrainConfig.from_dict(json.loads(config_json.read_text()))
+    assert from_json == best.replace(model_dir=from_json.model_dir)
+    assert proc.stdout.splitlines()[-2:] == [f"Wrote best config:   {config_json}",
+                                             f"Wrote best flagfile: {path}"]
 
     bad = subprocess.run([*args[:3], "--max_trials=1", "--recipe=nope"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)

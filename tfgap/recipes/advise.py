@@ -10,15 +10,16 @@ to `--max_batch_size`), the steps, examples and relative wall time to reach
 what the regime reaches, the learning rate by the sqrt and the linear rule
 (with warm-up), the regime-adapted steps, the ghost batch and the remedies.
 It prints the table and one recommended line, and writes into `--output_dir`
-`advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the recipe flagfile
-that runs the recommendation) and `train_config.json` (the same run as a
+`advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the flagfile of the
+recipe that runs the recommendation: `python -m tfgap.recipes.<recipe>
+--flagfile=advice.flags`) and `train_config.json` (the same run as a
 `tfgap.training.TrainConfig`).
 
-Default: the study's MNIST-1D model and small-batch regime
-(`tfgap.study.MNIST1D_DEFAULTS`: a 3 x 128 BN MLP at batch 50, embedded data;
-`docs/study.md`). `--recipe=NAME` advises for a
-recipe instead, with that recipe's flags (dataset, `--model`, and the
-small-batch regime: `--batch_size`, `--lr_values`, `--epochs`, ...).
+Default: `--recipe=mnist1d`, the study's MNIST-1D MLP and its small-batch
+regime (a 3 x 128 BN MLP at batch 50, generated data; `docs/study.md`).
+`--recipe=NAME` advises for another recipe, with that recipe's flags (dataset,
+`--model`, and the small-batch regime: `--batch_size`, `--lr_values`,
+`--epochs`, ...).
 
 Example:
 
@@ -37,6 +38,7 @@ from absl import flags
 
 from tfgap.recipes import cli
 from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes.defaults import available_recipes, recipe_defaults
 
 PROG = "python -m tfgap.recipes.advise"
 ADVICE_FILE = "advice.json"
@@ -48,50 +50,18 @@ _ADVICE_FLAGS = ("recipe", "output_dir", "max_batch_size", "num_replicas",
                  "scaling", "warmup_fraction", "time_steps")
 
 
-def mnist1d_defaults():
-    """The study's MNIST-1D small-batch regime, as `TrainConfig` fields (the default)."""
-    from tfgap.study import MNIST1D_DEFAULTS, small_batch_config  # noqa: PLC0415
-
-    d = dict(MNIST1D_DEFAULTS)
-    for name in ("large_batch_size", "ghost_batch_size"):  # the study's large-batch side
-        d.pop(name, None)
-    config = small_batch_config(model_dir="unused", **d)
-    fields = config.to_dict()
-    for name in ("model_dir", "export_dir"):
-        fields.pop(name)
-    return fields
-
-
-def _recipe_from_argv(argv):
-    """Reads `--recipe` (also from `--flagfile`) before the recipe's flags are defined."""
-    from tfgap.tuning import available_recipes  # noqa: PLC0415
-
-    fv = flags.FlagValues()
-    flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
-    try:
-        fv(list(argv), known_only=True)
-    except flags.Error:
-        return None  # the full parse reports it
-    return fv.recipe
-
-
-def _defaults(recipe):
-    from tfgap.recipes.defaults import recipe_defaults  # noqa: PLC0415
-
-    return recipe_defaults(recipe) if recipe else mnist1d_defaults()
+DEFAULT_RECIPE = "mnist1d"
 
 
 def define(fv, argv):
     """The advisor's flags (group "advice") and the trusted regime's (the recipe's flags)."""
-    from tfgap.tuning import available_recipes  # noqa: PLC0415
-
-    recipe = _recipe_from_argv(argv)
-    recipe_flags.define_flags(_defaults(recipe), fv)
+    recipe = recipe_flags.recipe_from_argv(argv) or DEFAULT_RECIPE
+    recipe_flags.define_flags(recipe_defaults(recipe), fv)
     fv["batch_size"].help = ("The small batch of the regime you trust (the measurement runs "
                              "at it; all replicas together).")
     f = flags
-    f.DEFINE_enum("recipe", None, available_recipes(), "Advise for this recipe, with its "
-                  "flags (default: the study's MNIST-1D model).", flag_values=fv)
+    f.DEFINE_enum("recipe", DEFAULT_RECIPE, available_recipes(), "Advise for this recipe, "
+                  "with its flags (the default is the study's MNIST-1D MLP).", flag_values=fv)
     f.DEFINE_string("output_dir", None, "Where advice.json, advice.flags and "
                     "train_config.json go (default: runs/advise/<dataset>_<model>_b<batch>).",
                     flag_values=fv)
@@ -131,14 +101,10 @@ def define(fv, argv):
 def trusted_config(fv):
     """The small-batch regime the flags describe, as a `TrainConfig` (`UsageError` if unusable)."""
     recipe = fv.recipe
-    defaults = _defaults(recipe)
-    if recipe:
-        recipe_flags.apply_network_defaults(fv, recipe)
+    defaults = recipe_defaults(recipe)
+    recipe_flags.apply_network_defaults(fv, recipe)
     if not fv["base_batch_size"].present:
         fv.base_batch_size = fv.batch_size  # the regime's rates are at the small batch
-    if fv["model"].present and fv.model != defaults["model"] and \
-            not fv["model_options"].present:
-        fv.model_options = {}  # the default network's options do not fit another one
     if fv.mock_data and not fv["validation_examples"].present:
         fv.validation_examples = None  # the mock split's own default hold-out
     config = recipe_flags.config_from_flags(fv, defaults)
@@ -272,37 +238,6 @@ def recommended_config(config, advice):
     return config.replace(**{k: fields[k] for k in (*changes, "model_dir", "export_dir")})
 
 
-def write_flagfile(path, config, recipe, header):
-    """Writes the recommendation as a flagfile; returns the command that runs it."""
-    if recipe:
-        from tfgap.tuning import write_recipe_file  # noqa: PLC0415
-
-        write_recipe_file(path, config, recipe, header=header)
-        return f"python -m tfgap.recipes.{recipe} --flagfile={path}"
-    from tfgap.training import TrainConfig  # noqa: PLC0415
-    from tfgap.training.config import settings  # noqa: PLC0415
-
-    # No recipe trains MNIST-1D: every setting that differs from TrainConfig's own default.
-    lines = []
-    for name, declared in settings().items():
-        if not declared.cli or name in ("model_dir", "export_dir"):
-            continue
-        value = getattr(config, name)
-        default = declared.default
-        if value is not None and value != default:
-            lines.append(declared.to_flag(value))
-    config_path = os.path.join(os.path.dirname(path), CONFIG_FILE)
-    run = ("python -c \"import json; from tfgap.training import TrainConfig, train; "
-           f"train(TrainConfig.from_dict(json.load(open('{config_path}'))))\"")
-    text = [f"# MNIST-1D has no recipe command: run {CONFIG_FILE} (the same run) with",
-            f"#   {run}",
-            f"# These are the recipe flags of that run ({TrainConfig.__name__} settings)."]
-    text += [f"# {line}" for line in header]
-    with open(path, "w") as f:
-        f.write("\n".join(text + lines) + "\n")
-    return run
-
-
 def _report(fv, config, advice, started):
     c = advice.recommended
     out_dir = fv.output_dir or os.path.join(
@@ -334,7 +269,7 @@ def _report(fv, config, advice, started):
               f"{c.predicted_steps:.0f} steps ({c.predicted_epochs:.3g} epochs), "
               f"{c.relative_wall_time:.3g}x the wall time of batch "
               f"{advice.candidates[0].batch_size}."]
-    command = write_flagfile(flags_path, target, fv.recipe, header)
+    command = recipe_flags.write_flagfile(flags_path, target, fv.recipe, header=header)
     print(f"Run it: {command}")
     print(f"Advice in {time.time() - started:.0f}s.")
     return [("advice", advice_path), ("recipe flagfile", flags_path),

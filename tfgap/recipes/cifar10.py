@@ -12,10 +12,5 @@ Example:
 
 from tfgap.recipes import flags
 
-
-def main():
-    flags.run("cifar10", doc=__doc__)
-
-
 if __name__ == "__main__":
-    main()
+    flags.run("cifar10", doc=__doc__)

@@ -1,11 +1,15 @@
-"""Each recipe's defaults, as data: the paper's small-batch regime for each network.
+"""Each recipe's defaults, as data: the small-batch regime trusted for each network.
 
-From the reference code of Hoffer et al. 2017 ("Base regimes"):
-SGD, momentum 0.9, the rate dropping at the listed epochs. The run length after
-the last drop (`epochs`) is not in the table; tfgap trains 10 epochs past it on
-MNIST and ResNet-50, 5 on AlexNet-BN, and to 200 epochs on CIFAR (the usual
-CIFAR ResNet length). Flagfiles in the top-level `recipes/<recipe>/` folders
-hold only what differs from these.
+A recipe is a command, `python -m tfgap.recipes.<name>`, with these defaults.
+The paper's recipes (`mnist`, `cifar10`, `cifar100`, `imagenet`) take their
+learning-rate regimes from the reference code of Hoffer et al. 2017 ("Base
+regimes"): SGD, momentum 0.9, the rate dropping at the listed epochs. The run
+length after the last drop (`epochs`) is not in the table; tfgap trains 10
+epochs past it on MNIST and ResNet-50, 5 on AlexNet-BN, and to 200 epochs on
+CIFAR (the usual CIFAR ResNet length). `mnist1d` is the MLP small-batch regime
+of the generalization-gap study on MNIST-1D (docs/study.md), the advisor's
+default (`python -m tfgap.recipes.advise`). The flagfiles in the top-level
+`recipes/<recipe>/` folders hold only what differs from these.
 
 Both tables hold `TrainConfig` settings by name (tests/recipes check every
 entry against the settings' declarations). A recipe whose networks have
@@ -46,6 +50,21 @@ RECIPES = {
         lr_values=(0.1, 2e-2, 4e-3, 1e-4),
         weight_decay=1e-4,
     ),
+    # The study's MNIST-1D MLP (3 x 128, batch normalization): lr 0.04 at batch 50 (the
+    # best mean validation accuracy of its learning-rate sweep), / 10 at epoch 7, 10 epochs;
+    # 800 of the 4000 training signals held out (3200 = 64 batches of 50, none dropped).
+    "mnist1d": dict(
+        dataset="mnist1d",
+        model="mlp",
+        model_options={"mlp_width": 128, "mlp_depth": 3},
+        epochs=10.0,
+        batch_size=50,
+        base_batch_size=50,
+        lr_boundaries=(7.0,),
+        lr_values=(0.04, 0.004),
+        weight_decay=0.0,
+        validation_examples=800,
+    ),
     # AlexNet-BN (Hoffer et al.'s SB = 128); weight decay 5e-4.
     "imagenet": dict(
         dataset="imagenet2012",
@@ -74,6 +93,11 @@ NETWORK_DEFAULTS = {
         ),
     },
 }
+
+
+def available_recipes():
+    """The recipe names: `python -m tfgap.recipes.<name>` for each (sorted)."""
+    return sorted(RECIPES)
 
 
 def recipe_defaults(name):

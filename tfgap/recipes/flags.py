@@ -13,15 +13,23 @@ The command's behaviour (quiet logs, one-line errors, exit statuses, the
 artifact lines at the end) is `tfgap.recipes.cli`'s, shared with `tune` and
 `study`. A recipe's last lines are `Done: <steps>, <epochs>, test accuracy,
 images/s`, then one `Wrote <what>: <path>` line per artifact.
+
+The way back, a `TrainConfig` as a flagfile of a recipe (`config_flags`,
+`write_flagfile`), writes the flags in the format of the top-level `recipes/`
+flagfiles: only the settings that differ from the recipe's defaults for the
+config's network, each by its declaration (`Setting.to_flag`), so a new
+setting is written without a change here. The tuner's and the advisor's
+commands write their results this way.
 """
 
+import math
 import os
 
 from absl import flags
 
 from tfgap.recipes import cli
 from tfgap.recipes.cli import EXIT_FAILED, EXIT_PREEMPTED, EXIT_USAGE, UsageError
-from tfgap.recipes.defaults import network_defaults, recipe_defaults
+from tfgap.recipes.defaults import available_recipes, network_defaults, recipe_defaults
 
 __all__ = [
     "EXIT_FAILED",
@@ -29,11 +37,14 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "apply_network_defaults",
+    "config_flags",
     "config_from_flags",
     "define_flags",
     "parse",
+    "recipe_from_argv",
     "run",
     "run_name",
+    "write_flagfile",
 ]
 
 
@@ -106,15 +117,20 @@ def config_from_flags(flag_values, defaults):
 def apply_network_defaults(flag_values, recipe):
     """Sets every setting the user did not give to the chosen network's default.
 
-    A no-op for a network without defaults of its own
-    (`defaults.NETWORK_DEFAULTS`). Call it after parsing and before
+    The network's own defaults (`defaults.NETWORK_DEFAULTS`); and a network
+    other than the recipe's default does not inherit that network's
+    `model_options` (e.g. `mnist1d`'s `mlp_width=128`): they are `{}` unless
+    given. A no-op for the default network. Call it after parsing and before
     `config_from_flags`.
 
     Args:
         flag_values: parsed `absl.flags.FlagValues` holding the recipe flags.
         recipe: the recipe name.
     """
-    for name, value in network_defaults(recipe, flag_values.model).items():
+    changes = network_defaults(recipe, flag_values.model)
+    if flag_values.model != recipe_defaults(recipe)["model"]:
+        changes.setdefault("model_options", {})
+    for name, value in changes.items():
         flag = flag_values[name]
         if not flag.present:
             flag.value = flag.parser.parse(value)
@@ -127,8 +143,12 @@ def parse(argv, recipe):
     works as on the command line.
 
     Raises:
-        UsageError: unknown flags, bad values or an inconsistent combination.
+        UsageError: an unknown recipe, unknown flags, bad values or an
+            inconsistent combination.
     """
+    if recipe not in available_recipes():
+        raise UsageError(f"Expected --recipe in {available_recipes()}. Received: "
+                         f"--recipe={recipe}")
     defaults = recipe_defaults(recipe)
     fv = flags.FlagValues()
     define_flags(defaults, fv)
@@ -140,6 +160,84 @@ def parse(argv, recipe):
         raise UsageError(f"Unexpected positional arguments: {rest[1:]}")
     apply_network_defaults(fv, recipe)
     return config_from_flags(fv, defaults)
+
+
+# Not written to a flagfile: the run and export directories default to names derived from
+# the settings (a tuner trial's or a measurement's directory is not where a new run belongs).
+_NOT_WRITTEN = ("model_dir", "export_dir")
+
+
+def config_flags(config, recipe):
+    """The flags that make recipe `recipe` run `config` (only those differing from defaults).
+
+    One flag per command-line setting (`tfgap.training.config.settings()`,
+    written by its declaration's `to_flag`) whose value differs from the
+    recipe's default for `config.model`. `--model` always comes first (the
+    ImageNet recipe derives its defaults from it); `model_dir` and
+    `export_dir` are never written, but `--noexport` is when `config` exports
+    nothing.
+
+    Returns:
+        A list of `"--name=value"` strings.
+    """
+    from tfgap.training.config import settings  # noqa: PLC0415
+
+    defaults = parse(["recipe", f"--model={config.model}"], recipe)
+    lines = [f"--model={config.model}"]
+    for name, declared in settings().items():
+        if not declared.cli or name in _NOT_WRITTEN or name == "model":
+            continue
+        value, default = getattr(config, name), getattr(defaults, name)
+        if _same(value, default):
+            continue  # (an unset optional setting is written empty: `--name=`)
+        lines.append(declared.to_flag(value))
+    if config.export_dir is None:
+        lines.append("--noexport")
+    return lines
+
+
+def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def write_flagfile(path, config, recipe, *, header=()):
+    """Writes `config` as a flagfile of `python -m tfgap.recipes.<recipe>` (`config_flags`).
+
+    The first line is the command that runs it, then `header` as comments,
+    then one flag per line.
+
+    Args:
+        path: the file to write.
+        config: the `TrainConfig` to reproduce.
+        recipe: the recipe name.
+        header: extra comment lines (without `#`).
+
+    Returns:
+        The command that runs the flagfile.
+    """
+    lines = config_flags(config, recipe)
+    command = f"python -m tfgap.recipes.{recipe} --flagfile={path}"
+    text = [f"# Run: {command}"] + [f"# {line}" for line in header]
+    with open(path, "w") as f:
+        f.write("\n".join(text + lines) + "\n")
+    return command
+
+
+def recipe_from_argv(argv):
+    """`--recipe` from a command line (also from a `--flagfile`), before its flags are defined.
+
+    For commands whose flags depend on a recipe (`tune`, `advise`): `None`
+    when it is not given or not a recipe name (the full parse then reports it).
+    """
+    fv = flags.FlagValues()
+    flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
+    try:
+        fv(list(argv), known_only=True)
+    except flags.Error:
+        return None
+    return fv.recipe
 
 
 def run(recipe, argv=None, doc=None):

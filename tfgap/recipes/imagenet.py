@@ -25,10 +25,5 @@ Example:
 
 from tfgap.recipes import flags
 
-
-def main():
-    flags.run("imagenet", doc=__doc__)
-
-
 if __name__ == "__main__":
-    main()
+    flags.run("imagenet", doc=__doc__)

@@ -11,10 +11,5 @@ Example:
 
 from tfgap.recipes import flags
 
-
-def main():
-    flags.run("mnist", doc=__doc__)
-
-
 if __name__ == "__main__":
-    main()
+    flags.run("mnist", doc=__doc__)

@@ -1,4 +1,4 @@
-"""`python -m tfgap.recipes.tune --recipe=NAME --max_trials=N [recipe flags]`: search the ghost batch size.
+"""`python -m tfgap.recipes.tune --recipe=NAME --max_trials=N [recipe flags]`: tune the ghost batch.
 
 Keras Tuner (`--tuner` hyperband, bayesian or random) searches
 `ghost_batch_size` over the divisors of the per-replica batch (down to
@@ -9,8 +9,9 @@ a training run of recipe NAME with all the other recipe flags as given (same
 strategy, data, schedule). The search lives in `--model_dir` (default
 `runs/tune/<recipe>_<run name>`): re-running the same command resumes it. At
 the end it prints a summary naming `ghost_batch_size` and writes the best
-setting as a recipe flagfile (`--best_recipe`, default
-`<model_dir>/best.flags`): `python -m tfgap.recipes.NAME --flagfile=<it>`.
+setting as a flagfile of recipe NAME (`--best_flagfile`, default
+`<model_dir>/best.flags`): `python -m tfgap.recipes.NAME --flagfile=<it>`, and
+as a `TrainConfig` (`<model_dir>/best_config.json`).
 
 Example:
 
@@ -25,27 +26,15 @@ from absl import flags as absl_flags
 
 from tfgap.recipes import cli
 from tfgap.recipes import flags as recipe_flags
-from tfgap.recipes.defaults import recipe_defaults
+from tfgap.recipes.defaults import available_recipes, recipe_defaults
 
 PROG = "python -m tfgap.recipes.tune"
-
-
-def _recipe_from_argv(argv):
-    """Reads `--recipe` (also from `--flagfile`) before the recipe's flags are defined."""
-    from tfgap.tuning import available_recipes  # noqa: PLC0415
-
-    fv = absl_flags.FlagValues()
-    absl_flags.DEFINE_enum("recipe", None, available_recipes(), "Recipe.", flag_values=fv)
-    try:
-        fv(list(argv), known_only=True)
-    except absl_flags.Error:
-        return None  # the full parse reports it
-    return fv.recipe
+BEST_FLAGFILE_NAME = "best.flags"
 
 
 def define_tuner_flags(flag_values):
     """The tuner's own flags, in the help group "search" (the recipe's: `define_flags`)."""
-    from tfgap.tuning import TUNERS, available_recipes  # noqa: PLC0415
+    from tfgap.tuning import TUNERS  # noqa: PLC0415
 
     fv, f = flag_values, absl_flags
     f.DEFINE_enum("recipe", None, available_recipes(), "Recipe whose runs are tuned "
@@ -66,23 +55,23 @@ def define_tuner_flags(flag_values):
                      flag_values=fv)
     f.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.", lower_bound=2,
                      flag_values=fv)
-    f.DEFINE_string("best_recipe", None, "Where the best setting is written as a recipe "
+    f.DEFINE_string("best_flagfile", None, "Where the best setting is written as a recipe "
                     "flagfile (default <model_dir>/best.flags).", flag_values=fv)
     cli.set_group(fv, "search", "recipe", "max_trials", "tuner", "min_ghost_batch_size",
                   "tune_plain_bn", "lr_multiplier_min", "lr_multiplier_max",
-                  "tune_regime_adaptation", "hyperband_factor", "best_recipe")
+                  "tune_regime_adaptation", "hyperband_factor", "best_flagfile")
 
 
 def define(flag_values, argv):
     """Every flag of the tuner: its own, and those of the recipe `--recipe` names."""
-    recipe = _recipe_from_argv(argv) or "mnist"
+    recipe = recipe_flags.recipe_from_argv(argv) or "mnist"
     recipe_flags.define_flags(recipe_defaults(recipe), flag_values)
     define_tuner_flags(flag_values)
     cli.set_default_text(flag_values, "model_dir", "runs/tune/<recipe>_<run name>")
 
 
 def run(fv):
-    """Searches; returns the artifacts (search directory, trials, best recipe file)."""
+    """Searches; returns the artifacts (search directory, trials, best config and flagfile)."""
     if fv.recipe is None:
         raise cli.UsageError("Expected --recipe=NAME. Received none")
     if fv.lr_multiplier_min <= 0 or fv.lr_multiplier_max < fv.lr_multiplier_min:
@@ -99,7 +88,7 @@ def run(fv):
 def _search(config, fv, model_dir):
     from tfgap import data  # noqa: PLC0415
     from tfgap.training import make_strategy, split_logical_cpus  # noqa: PLC0415
-    from tfgap.tuning import run_search  # noqa: PLC0415
+    from tfgap.tuning import OBJECTIVE, run_search  # noqa: PLC0415
     from tfgap.tuning.search import SEARCH_SUBDIR, TRIALS_SUBDIR  # noqa: PLC0415
 
     # The CPU split and the strategy come before any other TensorFlow op.
@@ -113,22 +102,29 @@ def _search(config, fv, model_dir):
                        synthetic=config.synthetic)
     try:
         best = run_search(
-            config, fv.recipe, model_dir=model_dir, kind=fv.tuner, max_trials=fv.max_trials,
+            config, model_dir=model_dir, kind=fv.tuner, max_trials=fv.max_trials,
             strategy=strategy, min_ghost_batch_size=fv.min_ghost_batch_size,
             include_plain_bn=fv.tune_plain_bn,
             lr_multiplier_range=(fv.lr_multiplier_min, fv.lr_multiplier_max),
             tune_regime_adaptation=fv.tune_regime_adaptation,
-            hyperband_factor=fv.hyperband_factor, best_recipe=fv.best_recipe,
-            verbose=config.verbose,
+            hyperband_factor=fv.hyperband_factor, verbose=config.verbose,
         )
     except RuntimeError as e:
         raise cli.CommandFailed(str(e)) from None
     except ValueError as e:  # ConfigError included: a search space the flags cannot give
         raise cli.UsageError(str(e)) from None
+    flagfile = fv.best_flagfile or os.path.join(model_dir, BEST_FLAGFILE_NAME)
+    os.makedirs(os.path.dirname(os.path.abspath(flagfile)), exist_ok=True)
+    recipe_flags.write_flagfile(
+        flagfile, best["best_config"], fv.recipe,
+        header=[f"Best of {len(best['trials'])} {fv.tuner} trials (tfgap.recipes.tune) in "
+                f"{model_dir}, chosen on the validation split: {OBJECTIVE} "
+                f"{best['best_score']:.4f}."])
     return [(what, path) for what, path in (
         ("tuner state", os.path.join(model_dir, SEARCH_SUBDIR)),
         ("trial runs", os.path.join(model_dir, TRIALS_SUBDIR)),
-    ) if os.path.exists(path)] + [("best recipe", best["recipe_file"])]
+    ) if os.path.exists(path)] + [("best config", best["config_file"]),
+                                     ("best flagfile", flagfile)]
 
 
 def main(argv=None):

@@ -6,40 +6,38 @@
 - `ghost_batch_candidates`, `regime_adaptation_candidates`: the search space.
 - `make_tuner`, `run_search`, `finish_search`: Hyperband, Bayesian
   optimization or random search, resumable, choosing on the validation split
-  (`OBJECTIVE` = "val_accuracy") and writing the best setting as a recipe
-  flagfile; the chosen trial's test accuracy (`HELD_OUT_METRIC`) is only
-  reported.
-- `available_recipes`, `parse_recipe`, `config_flags`, `write_recipe_file`:
-  recipes by name and configs as flagfiles.
+  (`OBJECTIVE` = "val_accuracy") and writing the best setting as a
+  `TrainConfig` JSON; the chosen trial's test accuracy (`HELD_OUT_METRIC`) is
+  only reported.
+
+The tuner depends on `tfgap.training` and the library, never on the command
+line: `python -m tfgap.recipes.tune` builds the config from a recipe's flags
+and writes the best one back as that recipe's flagfile
+(`tfgap.recipes.flags.write_flagfile`). Needs the TensorFlow backend.
 """
 
-from tfgap.tuning.hypermodel import (
+# Before anything imports TensorFlow: the tuner trains through tfgap.training.
+from tfgap import backend
+
+backend.require_tensorflow("tfgap.tuning")
+
+from tfgap.tuning.hypermodel import (  # noqa: E402
     HELD_OUT_METRIC,
     OBJECTIVE,
     GhostBatchHyperModel,
     ghost_batch_candidates,
     regime_adaptation_candidates,
 )
-from tfgap.tuning.recipe_files import (
-    available_recipes,
-    config_flags,
-    parse_recipe,
-    write_recipe_file,
-)
-from tfgap.tuning.search import TUNERS, finish_search, make_tuner, run_search
+from tfgap.tuning.search import TUNERS, finish_search, make_tuner, run_search  # noqa: E402
 
 __all__ = [
     "HELD_OUT_METRIC",
     "OBJECTIVE",
     "TUNERS",
     "GhostBatchHyperModel",
-    "available_recipes",
-    "config_flags",
     "finish_search",
     "ghost_batch_candidates",
     "make_tuner",
-    "parse_recipe",
     "regime_adaptation_candidates",
     "run_search",
-    "write_recipe_file",
 ]

@@ -3,13 +3,15 @@
 `run_search` builds (or reloads, `overwrite=False`) a Hyperband, Bayesian
 optimization or random-search tuner in `<model_dir>/search`, trains each
 trial through `tfgap.training.train` in `<model_dir>/trials/<trial_id>`, and
-writes the best setting as a ready-to-run recipe flagfile. Re-running the same
+writes the best setting as a `TrainConfig` (`<model_dir>/best_config.json`:
+`train(TrainConfig.from_dict(json.load(f)))` runs it; the tune command also
+writes it as a recipe flagfile). Re-running the same
 search continues where it stopped: finished trials are not trained again, an
 interrupted trial resumes from its last checkpoint.
 
 The choice is made on the validation split only: trials are ranked by
-`val_accuracy` (the end-of-run validation accuracy), and the summary and the
-recipe file report it. The chosen trial's test accuracy is printed once, as
+`val_accuracy` (the end-of-run validation accuracy), and the summary reports
+it. The chosen trial's test accuracy is printed once, as
 the held-out number that played no part in the choice; the other trials' test
 accuracies are recorded in their `result.json` but not shown.
 """
@@ -19,13 +21,12 @@ import os
 
 import keras_tuner
 
-from tfgap.tuning import recipe_files
 from tfgap.tuning.hypermodel import HELD_OUT_METRIC, OBJECTIVE, GhostBatchHyperModel
 
 TUNERS = ("hyperband", "bayesian", "random")
 SEARCH_SUBDIR = "search"
 TRIALS_SUBDIR = "trials"
-BEST_RECIPE_FILENAME = "best.flags"
+BEST_CONFIG_FILENAME = "best_config.json"
 
 
 class _PassTrialId:
@@ -93,15 +94,13 @@ def make_tuner(kind, hypermodel, *, directory, max_trials, strategy=None, seed=N
     return tuner
 
 
-def run_search(config, recipe, *, model_dir, kind="bayesian", max_trials=10, strategy=None,
+def run_search(config, *, model_dir, kind="bayesian", max_trials=10, strategy=None,
                min_ghost_batch_size=16, include_plain_bn=True, lr_multiplier_range=(0.25, 4.0),
-               tune_regime_adaptation=False, hyperband_factor=3, best_recipe=None, verbose=2,
-               stream=None):
-    """Searches the ghost batch size and learning rate of `config`; writes the best recipe.
+               tune_regime_adaptation=False, hyperband_factor=3, verbose=2, stream=None):
+    """Searches the ghost batch size and learning rate of `config`; writes the best config.
 
     Args:
-        config: the base `TrainConfig` (a recipe's parsed flags).
-        recipe: the recipe name (for the written recipe file).
+        config: the base `TrainConfig` (e.g. a recipe's parsed flags).
         model_dir: the search directory (tuner state in `search/`, trials'
             runs in `trials/`); re-running resumes it.
         kind: `"hyperband"`, `"bayesian"` or `"random"`.
@@ -110,8 +109,6 @@ def run_search(config, recipe, *, model_dir, kind="bayesian", max_trials=10, str
         min_ghost_batch_size, include_plain_bn, lr_multiplier_range,
             tune_regime_adaptation: the search space (`GhostBatchHyperModel`).
         hyperband_factor: Hyperband's reduction factor.
-        best_recipe: path of the best recipe file (default
-            `<model_dir>/best.flags`).
         verbose: the trainer's verbosity in trials.
         stream: where the summary is printed (default stdout).
 
@@ -127,12 +124,11 @@ def run_search(config, recipe, *, model_dir, kind="bayesian", max_trials=10, str
     tuner = make_tuner(kind, hypermodel, directory=model_dir, max_trials=max_trials,
                        strategy=strategy, seed=config.seed, hyperband_factor=hyperband_factor)
     tuner.search()
-    return finish_search(tuner, recipe, model_dir=model_dir, kind=kind,
-                         best_recipe=best_recipe, stream=stream)
+    return finish_search(tuner, model_dir=model_dir, kind=kind, stream=stream)
 
 
-def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=None):
-    """Picks the best trial on validation, writes its recipe file, prints the summary.
+def finish_search(tuner, *, model_dir, kind, stream=None):
+    """Picks the best trial on validation, writes its config, prints the summary.
 
     The best trial is the one with the highest `val_accuracy` (Keras Tuner's
     oracle ranks the trials by the objective). Its `test_accuracy` is looked
@@ -140,11 +136,9 @@ def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=No
 
     Args:
         tuner: a searched tuner over a `GhostBatchHyperModel` (`make_tuner`).
-        recipe: the recipe name (for the written recipe file).
-        model_dir: the search directory (named in the summary and the file).
-        kind: the tuner's kind (named in the summary and the file).
-        best_recipe: path of the best recipe file (default
-            `<model_dir>/best.flags`).
+        model_dir: the search directory; the best config goes to
+            `<model_dir>/best_config.json`.
+        kind: the tuner's kind (named in the summary).
         stream: where the summary is printed (default stdout).
 
     Returns:
@@ -152,7 +146,8 @@ def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=No
         `best_score` (the best trial's `val_accuracy`), `best_test_accuracy`
         (its held-out test accuracy, None if not recorded), `trials` (one dict
         per finished trial: `trial_id`, `values`, `score` (= `val_accuracy`),
-        `test_accuracy`, `model_dir`), `recipe_file` and `tuner`.
+        `test_accuracy`, `model_dir`), `config_file` (the best config's JSON)
+        and `tuner`.
 
     Raises:
         RuntimeError: no trial finished.
@@ -162,7 +157,7 @@ def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=No
     ```python
     tuner = make_tuner("random", hypermodel, directory="/tmp/tune", max_trials=4)
     tuner.search()
-    best = finish_search(tuner, "mnist", model_dir="/tmp/tune", kind="random")
+    best = finish_search(tuner, model_dir="/tmp/tune", kind="random")
     best["best_score"], best["best_test_accuracy"]
     ```
     """
@@ -190,17 +185,14 @@ def finish_search(tuner, recipe, *, model_dir, kind, best_recipe=None, stream=No
         regime_adaptation=best.regime_adaptation,
     )
     best_test = _last_value(best_trial, HELD_OUT_METRIC)
-    path = best_recipe or os.path.join(model_dir, BEST_RECIPE_FILENAME)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    recipe_files.write_recipe_file(
-        path, best_config, recipe,
-        header=[f"Best of {len(trials)} {kind} trials (tfgap.recipes.tune) in {model_dir}, "
-                f"chosen on the validation split: {OBJECTIVE} {best_trial.score:.4f}."],
-    )
+    path = os.path.join(model_dir, BEST_CONFIG_FILENAME)
+    os.makedirs(model_dir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(best_config.to_json() + "\n")
     _print_summary(stream, trials, best_trial, best_config, path, kind, best_test)
     return dict(best_hyperparameters=dict(best_hp.values), best_config=best_config,
                 best_score=float(best_trial.score), best_test_accuracy=best_test,
-                trials=trials, recipe_file=path, tuner=tuner)
+                trials=trials, config_file=path, tuner=tuner)
 
 
 def _last_value(trial, name):
@@ -227,7 +219,7 @@ def _print_summary(stream, trials, best_trial, best_config, path, kind, best_tes
         f"Best: ghost_batch_size={best_config.ghost_batch_size}, "
         f"lr_multiplier={best_config.lr_multiplier:.4g}, regime_adaptation={ra}, "
         f"{OBJECTIVE}={best_trial.score:.4f} (trial {best_trial.trial_id}); "
-        f"recipe file: {path}",
+        f"config: {path}",
         file=stream,
     )
     shown = "not recorded" if best_test is None else f"{best_test:.4f}"

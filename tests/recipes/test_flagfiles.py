@@ -4,7 +4,9 @@ import dataclasses
 
 import pytest
 
-from tfgap.tuning import available_recipes, config_flags, parse_recipe, write_recipe_file
+from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes.defaults import available_recipes
+from tfgap.recipes.flags import config_flags, write_flagfile
 
 DIRS = ("model_dir", "export_dir")
 
@@ -14,8 +16,14 @@ def same_except_dirs(a, b):
     return {n: getattr(a, n) for n in fields} == {n: getattr(b, n) for n in fields}
 
 
-def test_available_recipes_include_imagenet():
-    assert {"mnist", "cifar10", "cifar100", "imagenet"} <= set(available_recipes())
+def parse_recipe(recipe, argv):
+    return recipe_flags.parse(argv, recipe)
+
+
+def test_available_recipes():
+    assert available_recipes() == ["cifar10", "cifar100", "imagenet", "mnist", "mnist1d"]
+    with pytest.raises(recipe_flags.UsageError, match="Received: --recipe=nope"):
+        parse_recipe("nope", ["prog"])
 
 
 @pytest.mark.parametrize("recipe,argv", [
@@ -28,13 +36,18 @@ def test_available_recipes_include_imagenet():
     ("imagenet", ["--model=resnet50", "--batch_size=8192", "--ghost_batch_size=64",
                   "--lr_multiplier=0.8", "--mixed_precision", "--weight_decay=5e-5"]),
     ("imagenet", []),
+    ("mnist1d", ["--model=f1", "--batch_size=800", "--ghost_batch_size=50"]),
+    ("mnist1d", ["--model_options=mlp_width=64", "--validation_examples=0"]),
+    ("mnist1d", ["--validation_examples="]),  # unset (None) where the recipe sets 800
 ])
 def test_round_trip(tmp_path, recipe, argv):
     config = parse_recipe(recipe, ["prog", *argv])
     path = tmp_path / "best.flags"
-    lines = write_recipe_file(str(path), config, recipe, header=["a comment"])
+    command = write_flagfile(str(path), config, recipe, header=["a comment"])
+    lines = config_flags(config, recipe)
     text = path.read_text().splitlines()
-    assert text[0] == f"# Run: python -m tfgap.recipes.{recipe} --flagfile={path}"
+    assert command == f"python -m tfgap.recipes.{recipe} --flagfile={path}"
+    assert text[0] == f"# Run: {command}"
     assert text[1] == "# a comment" and text[2:] == lines
     again = parse_recipe(recipe, ["prog", f"--flagfile={path}"])
     assert same_except_dirs(config, again)
@@ -51,3 +64,15 @@ def test_config_flags_formats():
                                     "--deterministic", "--noexport"])
     lines = config_flags(config, "mnist")
     assert lines == ["--model=f1", "--regime_adaptation=true", "--deterministic", "--noexport"]
+
+
+def test_another_network_does_not_inherit_the_default_networks_options():
+    # mnist1d's default network is the study's MLP with mlp_width=128, mlp_depth=3.
+    default = parse_recipe("mnist1d", ["prog"])
+    assert (default.model, default.model_options) == ("mlp", {"mlp_depth": 3, "mlp_width": 128})
+    other = parse_recipe("mnist1d", ["prog", "--model=f1"])
+    assert other.model_options == {}
+    given = parse_recipe("mnist1d", ["prog", "--model=f1", "--model_options=width=64"])
+    assert given.model_options == {"width": 64}
+    assert config_flags(other, "mnist1d") == ["--model=f1"]
+    assert config_flags(given, "mnist1d") == ["--model=f1", "--model_options=width=64"]
