@@ -149,6 +149,32 @@ def test_failures_and_artifacts(tmp_path):
                                 f"Wrote figure:  {tmp_path / 'b.png'}"]
 
 
+def test_missing_data_is_one_line_naming_flags(tmp_path):
+    # The library's message names arguments (download=True); the command names flags.
+    def run(fv):
+        config = recipe_flags.config_from_flags(fv, recipe_flags.recipe_defaults("mnist"))
+        return recipe_flags.train_and_report(config)
+
+    data_dir = tmp_path / "nowhere"
+    status, out, err = execute(recipe_define, run, [
+        f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'run'}", "--noexport"],
+        prog="python -m tfgap.recipes.mnist")
+    assert (status, out) == (cli.EXIT_FAILED, "") and err.count("\n") == 1
+    assert f"tfds build mnist --data_dir={data_dir}" in err
+    assert "re-run with --download to download" in err and "download=True" not in err
+
+
+def test_flag_style_names_booleans_as_flags():
+    names = ["mock_data", "synthetic", "download"]
+    assert cli.flag_style("Expected at most one of `mock_data` and `synthetic`. Received: "
+                          "mock_data=True, synthetic=True", names) == (
+        "Expected at most one of --mock_data and --synthetic. Received: --mock_data, "
+        "--synthetic")
+    assert cli.flag_style("Set download=False; --download=True is the same.", names) == (
+        "Set --nodownload; --download is the same.")
+    assert cli.flag_style("mock_data=Truer", names) == "--mock_data=Truer"
+
+
 def test_verbosity_from_the_command_line_and_the_environment(monkeypatch):
     monkeypatch.delenv(cli.VERBOSITY_ENV, raising=False)
     assert cli.verbosity_from_argv(["p", "--batch_size=2"]) is None

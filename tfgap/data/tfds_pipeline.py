@@ -52,7 +52,7 @@ def _not_prepared_message(spec, builder, missing_archives=None):
             f"{IMAGENET_ARCHIVES[0]} and {IMAGENET_ARCHIVES[1]}, put them in the "
             f"manual directory {manual!r}, then run:",
             f"  tfds build imagenet2012 --data_dir={root} --manual_dir={manual}",
-            "(or re-run with --download, which builds from that manual directory).",
+            "(or re-run with download=True, which builds from that manual directory).",
         ]
         if missing_archives:
             lines.insert(1, "Missing from the manual directory: " + ", ".join(missing_archives))
@@ -60,7 +60,7 @@ def _not_prepared_message(spec, builder, missing_archives=None):
         lines += [
             "Prepare it on a machine with network access with:",
             f"  tfds build {spec.tfds_name} --data_dir={root}",
-            "or re-run with --download (download=True) to download and prepare it.",
+            "or re-run with download=True to download and prepare it.",
         ]
     return "\n".join(lines)
 

@@ -322,12 +322,26 @@ def _allowed_text(flag):
 
 
 def flag_style(message, names):
-    """Names the settings in a library message as flags: `` `batch_size` `` and `batch_size=`
-    become `--batch_size`, `--batch_size=`; whitespace is collapsed to one line."""
+    """Names the arguments in a library message as flags, on one line.
+
+    Library errors name arguments as Python does; for each of `names`,
+    `` `batch_size` `` becomes `--batch_size`, `batch_size=64` `--batch_size=64`,
+    and a boolean `download=True` / `download=False` becomes `--download` /
+    `--nodownload`. Whitespace is collapsed to one line.
+
+    Example:
+
+    >>> flag_style("Expected `batch_size` >= 1. Received: batch_size=0", ["batch_size"])
+    'Expected --batch_size >= 1. Received: --batch_size=0'
+    >>> flag_style("Re-run with download=True.", ["download"])
+    'Re-run with --download.'
+    """
     message = " ".join(str(message).split())
     for name in sorted(names, key=len, reverse=True):
         message = message.replace(f"`{name}`", f"--{name}")
         message = re.sub(rf"(?<![\w\-]){re.escape(name)}=", f"--{name}=", message)
+        message = re.sub(rf"--{re.escape(name)}=(True|False)\b",
+                         lambda m: f"--{'' if m.group(1) == 'True' else 'no'}{name}", message)
     # absl's "flag --x=v: <message naming --x>" says the flag twice.
     match = re.fullmatch(r"flag --(\w+)=.*?: (.*--\1\b.*)", message)
     return match.group(2) if match else message
@@ -367,7 +381,7 @@ def guarded(prog, body, *, names=(), stdout=None, stderr=None):
     except (UsageError, ConfigError) as e:
         return usage(prog, e, names, stderr)
     except (DatasetNotPreparedError, NonFiniteLossError, CommandFailed) as e:
-        return fail(prog, e, EXIT_FAILED, stderr)
+        return fail(prog, flag_style(e, names), EXIT_FAILED, stderr)
     except Preempted as e:
         return fail(prog, f"{e}. Re-run the same command to resume.", EXIT_PREEMPTED, stderr)
     print_artifacts(artifacts or (), stdout)
