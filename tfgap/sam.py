@@ -8,8 +8,13 @@ import math
 import numbers
 
 import keras
-import tensorflow as tf
 from keras import ops
+
+from tfgap import backend
+
+backend.require_tensorflow("tfgap.sam")  # before TensorFlow: one clear ImportError
+
+import tensorflow as tf  # noqa: E402
 
 
 def sam_perturbation(gradients, weights, rho, adaptive=False):

@@ -7,14 +7,30 @@
 - `make_strategy`, `split_logical_cpus`, `resolve_strategy_name`: strategies by name.
 - `export_saved_model`: atomic SavedModel export serving raw inputs.
 - Errors: `ConfigError` (a `ValueError`), `NonFiniteLossError`, `Preempted`.
+
+The trainer is built on `tf.distribute` and needs the TensorFlow backend of
+Keras: under another backend, importing `tfgap.training` raises one clear
+`ImportError` (`tfgap.backend.require_tensorflow`).
 """
 
-from tfgap.training.checkpointing import Preempted
-from tfgap.training.config import ConfigError, TrainConfig, parse_regime_adaptation
-from tfgap.training.export import export_saved_model
-from tfgap.training.steps import StepPlan, plan_steps
-from tfgap.training.strategy import make_strategy, resolve_strategy_name, split_logical_cpus
-from tfgap.training.trainer import NonFiniteLossError, read_result, train
+from tfgap import backend
+
+backend.require_tensorflow("tfgap.training")  # before anything imports TensorFlow
+
+from tfgap.training.checkpointing import Preempted  # noqa: E402
+from tfgap.training.config import (  # noqa: E402
+    ConfigError,
+    TrainConfig,
+    parse_regime_adaptation,
+)
+from tfgap.training.export import export_saved_model  # noqa: E402
+from tfgap.training.steps import StepPlan, plan_steps  # noqa: E402
+from tfgap.training.strategy import (  # noqa: E402
+    make_strategy,
+    resolve_strategy_name,
+    split_logical_cpus,
+)
+from tfgap.training.trainer import NonFiniteLossError, read_result, train  # noqa: E402
 
 __all__ = [
     "ConfigError",
