@@ -280,9 +280,3 @@ def test_axis_resolving_to_batch_axis_and_bad_rank_raise():
         GhostBatchNormalization(virtual_batch_size=2, axis=-4).build((8, 3, 3, 2))
     with pytest.raises(ValueError, match="rank 2 to 5"):
         GhostBatchNormalization(virtual_batch_size=2).build((8,))
-
-
-def test_mask_with_ghost_batches_raises():
-    layer = GhostBatchNormalization(virtual_batch_size=2)
-    with pytest.raises(ValueError, match="Masking"):
-        layer(np.ones((4, 3, 2), "float32"), training=True, mask=np.ones((4, 3), bool))

@@ -172,38 +172,54 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         parent_call = super().call
         if self.virtual_batch_size is None:
             return parent_call(inputs, training=training, mask=mask)
-        if mask is not None:
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
             raise ValueError(
-                "Masking is not supported with ghost batches. Received a "
-                f"mask with virtual_batch_size={self.virtual_batch_size}; "
-                "use virtual_batch_size=None."
+                "The mask must have one dimension less than the inputs (it "
+                "covers every axis but the last). Received: "
+                f"mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
             )
         if not self.trainable or training is None or training is False:
-            return parent_call(inputs, training=False)
+            return parent_call(inputs, training=False, mask=mask)
         if training is True:
-            return self._ghost_call(inputs)
+            return self._ghost_call(inputs, mask)
         # A tensor-valued `training` picks the branch at run time; both
         # branches are built, so ghosting is never silently skipped.
         return ops.cond(
             ops.cast(training, "bool"),
-            lambda: self._ghost_call(inputs),
-            lambda: parent_call(inputs, training=False),
+            lambda: self._ghost_call(inputs, mask),
+            lambda: parent_call(inputs, training=False, mask=mask),
         )
 
-    def _ghost_call(self, inputs):
+    def _ghost_call(self, inputs, mask=None):
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        if mask is not None:
+            # As in `BatchNormalization`: the mask covers every axis but the
+            # last and is broadcast along it.
+            mask = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
         size = self.virtual_batch_size
         dims = ops.shape(x)
         batch = x.shape[0]
+        shards = _data_shards()
+        if shards > 1 and (batch is None or batch % shards):
+            raise ValueError(
+                "Under a keras.distribution with the batch split over "
+                f"{shards} devices, GhostBatchNormalization needs a static "
+                f"batch size divisible by {shards}. Received: batch size {batch}"
+            )
         if batch is not None:
             # Static batch: the path is chosen here, in Python, once per trace.
-            if batch % size == 0 or batch < size:
-                ghost_size = size if batch % size == 0 else batch
-                grouped = ops.reshape(x, self._grouped_shape(x, ghost_size))
-                outputs, new_mean, new_variance = self._reshaped_ghosts(grouped)
+            # Each shard (the whole batch without a keras.distribution) is
+            # cut into ghosts of its own.
+            shard = batch // shards
+            if shard % size == 0 or shard < size:
+                ghost_size = size if shard % size == 0 else shard
+                shape = self._grouped_shape(x, ghost_size)
+                outputs, new_mean, new_variance = self._reshaped_ghosts(
+                    ops.reshape(x, shape),
+                    None if mask is None else ops.reshape(mask, shape), shards)
                 outputs = ops.reshape(outputs, dims)
             else:
-                outputs, new_mean, new_variance = self._segment_ghosts(x)
+                outputs, new_mean, new_variance = self._segment_ghosts(x, mask, shards)
         else:
             # Dynamic batch: both paths are traced and the batch picks one at
             # run time. The reshapes stay outside the `cond` (so that XLA,
@@ -213,15 +229,17 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             batch = dims[0]
             divisible = ops.equal(batch % size, 0)
             ghost_size = ops.where(divisible, size, batch)
-            grouped = ops.reshape(x, self._grouped_shape(x, ghost_size))
+            shape = self._grouped_shape(x, ghost_size)
+            grouped = ops.reshape(x, shape)
+            grouped_mask = None if mask is None else ops.reshape(mask, shape)
 
             def segment_branch():
-                outputs, new_mean, new_variance = self._segment_ghosts(x)
+                outputs, new_mean, new_variance = self._segment_ghosts(x, mask)
                 return ops.reshape(outputs, ops.shape(grouped)), new_mean, new_variance
 
             outputs, new_mean, new_variance = ops.cond(
                 ops.logical_or(divisible, ops.less(batch, size)),
-                lambda: self._reshaped_ghosts(grouped),
+                lambda: self._reshaped_ghosts(grouped, grouped_mask),
                 segment_branch,
             )
             outputs = ops.reshape(outputs, dims)
@@ -253,16 +271,31 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             shape.append(product(range(channel_axis + 1, rank)))
         return tuple(shape)
 
-    def _reshaped_ghosts(self, grouped):
+    def _reshaped_ghosts(self, grouped, grouped_mask=None, shards=1):
         """Equal ghost batches, from `grouped` of shape `_grouped_shape`.
 
         This is plain BN's computation (`ops.moments`, then one multiply and
         one add on the inputs) with the ghosts on their own axis: no gather,
-        no scatter. Returns the outputs in the shape of `grouped`.
+        no scatter. `grouped_mask` (the broadcast boolean mask, grouped the
+        same way) restricts the statistics to the unmasked values. Returns the
+        outputs in the shape of `grouped`.
         """
         channels = grouped.shape[2]
         channels_last = len(grouped.shape) == 3
-        if channels_last:
+        counts = None
+        if grouped_mask is not None:
+            axes = [1] if channels_last else [1, 3]
+            weights = ops.cast(grouped_mask, grouped.dtype)
+            counts = ops.sum(weights, axis=axes, keepdims=True)
+            # An all-masked ghost has statistics 0 and 0, not NaN; the moving
+            # statistics then skip it.
+            safe_counts = ops.maximum(counts, 1.0)
+            mean = ops.sum(ops.where(grouped_mask, grouped, 0.0), axis=axes,
+                           keepdims=True) / safe_counts
+            centered = ops.where(grouped_mask, grouped - ops.stop_gradient(mean), 0.0)
+            variance = ops.sum(ops.square(centered), axis=axes, keepdims=True) / safe_counts
+            counts = ops.reshape(counts, (-1, channels))
+        elif channels_last:
             mean, variance = ops.moments(grouped, axes=[1], keepdims=True)
         else:
             # Reducing the minor axis first, then the example axis, is faster
@@ -285,11 +318,12 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         if self.center:
             shift = shift + param(self.beta)
         new_mean, new_variance = self._moving_statistics(
-            ops.reshape(mean, (-1, channels)), ops.reshape(variance, (-1, channels)))
+            ops.reshape(mean, (-1, channels)), ops.reshape(variance, (-1, channels)),
+            counts, masked=grouped_mask is not None, shards=shards)
         return grouped * inv + shift, new_mean, new_variance
 
-    def _segment_ghosts(self, x):
-        """Ghost batches of any sizes (the last one smaller) by segment sums."""
+    def _segment_ghosts(self, x, mask=None, shards=1):
+        """Ghost batches of any sizes (the last one of each shard smaller) by segment sums."""
         rank = len(x.shape)
         channel_axis = self.axis % rank
         spatial_axes = [a for a in range(1, rank) if a != channel_axis]
@@ -301,30 +335,46 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         shape = ops.shape(x)
         batch = shape[0]
         size = self.virtual_batch_size
-        num_ghosts = (batch + size - 1) // size
-        ghost_ids = ops.floor_divide(ops.arange(batch, dtype="int32"), size)
-
-        per_example = 1
-        for a in spatial_axes:
-            per_example = per_example * shape[a]
-        examples = ops.segment_sum(
-            ops.ones((batch,), dtype=x.dtype), ghost_ids, num_segments=num_ghosts
-        )
-        counts = ops.expand_dims(examples * ops.cast(per_example, x.dtype), -1)
+        positions = ops.arange(batch, dtype="int32")
+        if shards == 1:
+            num_ghosts = (batch + size - 1) // size
+            ghost_ids = ops.floor_divide(positions, size)
+        else:  # a static batch: ghosts restart at every shard
+            shard = batch // shards
+            per_shard = (shard + size - 1) // size
+            num_ghosts = shards * per_shard
+            ghost_ids = (ops.floor_divide(positions, shard) * per_shard
+                         + ops.floor_divide(positions % shard, size))
 
         def per_example_sum(t):
             return ops.sum(t, axis=spatial_axes) if spatial_axes else t
 
-        def ghost_mean(per_example_values):
-            sums = ops.segment_sum(per_example_values, ghost_ids, num_segments=num_ghosts)
-            return sums / counts
+        def ghost_sum(per_example_values):
+            return ops.segment_sum(per_example_values, ghost_ids, num_segments=num_ghosts)
 
-        mean = ghost_mean(per_example_sum(x))  # (ghosts, channels)
+        if mask is None:
+            per_example = 1
+            for a in spatial_axes:
+                per_example = per_example * shape[a]
+            examples = ghost_sum(ops.ones((batch,), dtype=x.dtype))
+            counts = ops.expand_dims(examples * ops.cast(per_example, x.dtype), -1)
+            safe_counts = counts
+
+            def masked(t):
+                return t
+        else:
+            counts = ghost_sum(per_example_sum(ops.cast(mask, x.dtype)))  # (ghosts, channels)
+            safe_counts = ops.maximum(counts, 1.0)
+
+            def masked(t):
+                return ops.where(mask, t, 0.0)
+
+        mean = ghost_sum(per_example_sum(masked(x))) / safe_counts  # (ghosts, channels)
         mean_x = ops.reshape(ops.take(mean, ghost_ids, axis=0), stat_shape)
         # The mean's gradient through the variance is zero at the mean, so it
         # is stopped there, as tf.nn.moments does.
         centered = x - ops.stop_gradient(mean_x)
-        variance = ghost_mean(per_example_sum(ops.square(centered)))
+        variance = ghost_sum(per_example_sum(ops.square(masked(centered)))) / safe_counts
 
         inv = ops.rsqrt(ops.take(variance, ghost_ids, axis=0) + self.epsilon)
         if self.scale:
@@ -334,30 +384,41 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         if self.center:
             outputs = outputs + ops.reshape(ops.cast(self.beta, x.dtype), stat_shape[1:])
 
-        fractions = examples / ops.cast(batch, x.dtype)
-        new_mean, new_variance = self._moving_statistics(mean, variance, fractions)
+        new_mean, new_variance = self._moving_statistics(
+            mean, variance, counts, masked=mask is not None, shards=shards)
         return outputs, new_mean, new_variance
 
-    def _moving_statistics(self, mean, variance, fractions=None):
+    def _moving_statistics(self, mean, variance, counts=None, masked=False, shards=1):
         """The new moving mean and variance from (ghosts, channels) statistics.
 
-        `fractions` holds each ghost batch's share of the batch; `None` means
-        equal shares.
+        The ghosts are in batch order, `ghosts / shards` per shard. `counts`
+        holds how many values each ghost's statistics cover, of shape
+        `(ghosts, 1)` or `(ghosts, channels)`; `None` means equal counts. With
+        `masked`, a ghost whose count is zero is skipped, and a shard whose
+        ghosts are all empty leaves the moving statistics as they are. Each
+        shard follows the rule on its own ghosts; the result is the mean over
+        the shards (what `aggregation="mean"` does under `tf.distribute`).
         """
         mean = ops.stop_gradient(mean)
         variance = ops.stop_gradient(variance)
         m = self.momentum
         moving_mean = ops.cast(self.moving_mean, mean.dtype)
         moving_variance = ops.cast(self.moving_variance, mean.dtype)
-        if self.moving_update == "sequential":
+
+        def by_shard(t):  # (ghosts, c) -> (shards, ghosts per shard, c)
+            return ops.reshape(t, (shards, -1, t.shape[-1]))
+
+        if self.moving_update == "sequential" and not masked:
             # k steps in closed form: the l-th of k ghost statistics ends up
             # weighted by (1 - m) * m**(k - l), the old value by m**k.
             num_ghosts = mean.shape[0]
             if num_ghosts is not None:  # constants, computed once per trace
-                weights = np.float64(m) ** np.arange(num_ghosts - 1, -1, -1) * (1.0 - m)
+                k = num_ghosts // shards
+                weights = np.float64(m) ** np.arange(k - 1, -1, -1) * (1.0 - m)
+                weights = np.tile(weights, shards) / shards  # the mean over shards
                 weights = ops.convert_to_tensor(weights[:, None], mean.dtype)
-                decay = float(m) ** num_ghosts
-            else:
+                decay = float(m) ** k
+            else:  # a dynamic batch: one shard
                 num_ghosts = ops.shape(mean)[0]
                 k = ops.cast(num_ghosts, mean.dtype)
                 exponents = k - 1.0 - ops.cast(ops.arange(num_ghosts), mean.dtype)
@@ -367,20 +428,50 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             new_variance = decay * moving_variance + ops.sum(weights * variance, axis=0)
             return new_mean, new_variance
 
-        def batch_average(t):
-            if fractions is None:
-                return ops.mean(t, axis=0)
-            return ops.sum(fractions[:, None] * t, axis=0)
+        if self.moving_update == "sequential":
+            # One step per non-empty ghost: ghost l is weighted by
+            # (1 - m) * m**(non-empty ghosts after it in its shard).
+            steps = by_shard(ops.cast(counts > 0, mean.dtype))
+            total = ops.sum(steps, axis=1, keepdims=True)
+            after = total - ops.cumsum(steps, axis=1)
+            m_t = ops.cast(m, mean.dtype)
+            weights = steps * (1.0 - m) * ops.power(m_t, after)
+            decay = ops.mean(ops.power(m_t, total), axis=(0, 1))
 
-        batch_mean = batch_average(mean)
+            def advance(moving, stat):
+                return decay * moving + ops.sum(weights * by_shard(stat), axis=(0, 1)) / shards
+
+            return advance(moving_mean, mean), advance(moving_variance, variance)
+
+        # "averaged" and "full_batch": one step per shard with its pooled
+        # statistics (ghosts weighted by their counts).
+        mean_s, variance_s = by_shard(mean), by_shard(variance)
+        if counts is None:
+            def pool(t):
+                return ops.mean(t, axis=1, keepdims=True)
+            present = None
+        else:
+            counts_s = by_shard(counts)
+            shard_counts = ops.sum(counts_s, axis=1, keepdims=True)
+            fractions = counts_s / ops.maximum(shard_counts, 1.0)
+
+            def pool(t):
+                return ops.sum(fractions * t, axis=1, keepdims=True)
+            present = ops.cast(shard_counts > 0, mean.dtype) if masked else None
+        batch_mean = pool(mean_s)
         if self.moving_update == "averaged":
-            batch_variance = batch_average(variance)
+            batch_variance = pool(variance_s)
         else:
             # Law of total variance: within-ghost plus between-ghost.
-            batch_variance = batch_average(variance + ops.square(mean - batch_mean[None, :]))
-        new_mean = m * moving_mean + (1.0 - m) * batch_mean
-        new_variance = m * moving_variance + (1.0 - m) * batch_variance
-        return new_mean, new_variance
+            batch_variance = pool(variance_s + ops.square(mean_s - batch_mean))
+
+        def step(moving, stat):
+            change = stat - moving
+            if present is not None:  # an empty shard does not move it
+                change = present * change
+            return moving + (1.0 - m) * ops.mean(change, axis=(0, 1))
+
+        return step(moving_mean, batch_mean), step(moving_variance, batch_variance)
 
     def get_config(self):
         base_config = super().get_config()
@@ -389,6 +480,18 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
             "moving_update": self.moving_update,
         }
         return {**base_config, **config}
+
+
+def _data_shards():
+    """How many devices a `keras.distribution` splits the batch over (1 without one)."""
+    distribution = keras.distribution.distribution()
+    if distribution is None or distribution.batch_dim_name is None:
+        return 1
+    mesh = distribution.device_mesh
+    names = list(mesh.axis_names)
+    if distribution.batch_dim_name not in names:
+        return 1
+    return int(mesh.shape[names.index(distribution.batch_dim_name)])
 
 
 def _is_integral(value):
