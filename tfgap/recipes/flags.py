@@ -139,7 +139,7 @@ def apply_network_defaults(flag_values, recipe):
 def parse(argv, recipe):
     """Parses `argv` (with `argv[0]`) for `recipe` into a `TrainConfig`, in a fresh FlagValues.
 
-    For tests and tools (the tuner reads recipe files this way). `--flagfile`
+    For tests and tools (`config_flags` reads a recipe's defaults this way). `--flagfile`
     works as on the command line.
 
     Raises:
