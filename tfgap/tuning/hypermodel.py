@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 
-import keras
 import keras_tuner
 
 from tfgap import data, models
@@ -238,6 +237,7 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             *args, **kwargs: ignored (the data comes from the config).
         """
         from tfgap.training import train  # noqa: PLC0415 (training imports the whole stack)
+        from tfgap.training.callbacks import KeepModel  # noqa: PLC0415
 
         if trial_id is None:
             raise ValueError(
@@ -250,10 +250,10 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             source = os.path.join(self.trials_dir, str(previous))
             if os.path.isdir(source):  # Hyperband: continue the earlier trial's run
                 shutil.copytree(source, config.model_dir)
-        keep = _KeepModel()
+        keep = KeepModel()
         result = train(config, strategy=self.strategy,
                        callbacks=[*(callbacks or []), keep])
-        model.set_weights(keep.model.get_weights())
+        model.set_weights(keep.trained.get_weights())
         validation = result.get("validation") or {}
         if validation.get("accuracy") is None:
             raise keras_tuner.errors.FatalValueError(
@@ -271,7 +271,3 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             "global_step": float(result["global_step"]),
         }
         return {k: float(v) for k, v in metrics.items() if v is not None}
-
-
-class _KeepModel(keras.callbacks.Callback):
-    """Holds on to the trainer's model (set by `set_model`)."""
