@@ -29,6 +29,7 @@ import shutil
 
 import keras_tuner
 
+from tfgap import _validation as checks
 from tfgap import data, models
 
 OBJECTIVE = "val_accuracy"
@@ -63,10 +64,8 @@ def ghost_batch_candidates(per_replica_batch, min_ghost_batch_size=16, include_p
     >>> ghost_batch_candidates(48, min_ghost_batch_size=8, include_plain_bn=False)
     [8, 12, 16, 24]
     """
-    for name, value in (("per_replica_batch", per_replica_batch),
-                        ("min_ghost_batch_size", min_ghost_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"Expected `{name}` to be an int >= 1. Received: {name}={value!r}")
+    per_replica_batch = checks.integer("per_replica_batch", per_replica_batch, minimum=1)
+    min_ghost_batch_size = checks.integer("min_ghost_batch_size", min_ghost_batch_size, minimum=1)
     ghosts = [d for d in range(min_ghost_batch_size, per_replica_batch)
               if per_replica_batch % d == 0]
     out = ([0] if include_plain_bn else []) + ghosts

@@ -21,6 +21,7 @@ import os
 
 import keras_tuner
 
+from tfgap import _validation as checks
 from tfgap.tuning.hypermodel import HELD_OUT_METRIC, OBJECTIVE, GhostBatchHyperModel
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -69,19 +70,11 @@ def make_tuner(kind, hypermodel, *, directory, max_trials, strategy=None, seed=N
     Returns:
         The tuner (objective `val_accuracy`, maximized; `overwrite=False`).
     """
-    if kind not in TUNERS:
-        raise ValueError(f"Expected `kind` in {TUNERS}. Received: kind={kind!r}")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise ValueError(f"Expected `max_trials` to be an int >= 1. Received: {max_trials!r}")
-    common = dict(
-        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
-        seed=seed,
-        directory=directory,
-        project_name=SEARCH_SUBDIR,
-        overwrite=False,
-        distribution_strategy=strategy,
-        executions_per_trial=executions_per_trial,
-    )
+    checks.choice("kind", kind, TUNERS)
+    max_trials = checks.integer("max_trials", max_trials, minimum=1)
+    common = dict(objective=keras_tuner.Objective(OBJECTIVE, direction="max"), seed=seed,
+                  directory=directory, project_name=SEARCH_SUBDIR, overwrite=False,
+                  distribution_strategy=strategy, executions_per_trial=executions_per_trial)
     if kind == "random":
         return RandomSearch(hypermodel, max_trials=max_trials, **common)
     if kind == "bayesian":
