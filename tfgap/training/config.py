@@ -11,7 +11,7 @@ group, its kind (`"int"`, `"float"`, `"bool"`, `"str"`, `"path"`, `"floats"`,
 allowed and whether it is a command-line setting. `settings()` returns these
 declarations; from them come the validation in `TrainConfig.__post_init__`,
 the recipes' flags (`tfgap.recipes.flags`), the flags -> config mapping and the
-config -> flagfile writer (`tfgap.tuning.recipe_files`). Adding a setting is
+config -> flagfile writer (`tfgap.recipes.flags.config_flags`). Adding a setting is
 one field here, e.g.:
 
     sam_rho: float = setting(
