@@ -48,9 +48,7 @@ _ADVICE_FLAGS = ("recipe", "output_dir", "max_batch_size", "num_replicas",
                  "max_per_replica_batch_size", "measure_fraction", "measure_steps",
                  "max_measure_steps", "measure_points", "noise_examples", "noise_chunks",
                  "scaling", "warmup_fraction", "time_steps")
-
-
-DEFAULT_RECIPE = "mnist1d"
+DEFAULT_RECIPE = "mnist1d"  # the study's MNIST-1D MLP regime: a measurement in under a minute
 
 
 def define(fv, argv):
@@ -61,7 +59,7 @@ def define(fv, argv):
                              "at it; all replicas together).")
     f = flags
     f.DEFINE_enum("recipe", DEFAULT_RECIPE, available_recipes(), "Advise for this recipe, "
-                  "with its flags (the default is the study's MNIST-1D MLP).", flag_values=fv)
+                  "with its flags (mnist1d: the study's MNIST-1D MLP).", flag_values=fv)
     f.DEFINE_string("output_dir", None, "Where advice.json, advice.flags and "
                     "train_config.json go (default: runs/advise/<dataset>_<model>_b<batch>).",
                     flag_values=fv)
