@@ -21,39 +21,31 @@ Public API:
   per candidate batch, rates, ghost size and one recommendation
   (`python -m tfgap.recipes.advise`).
 
-Backends: `tfgap.schedules`, `tfgap.optimizers`, `tfgap.diagnostics` and
-`tfgap.backend` run on every Keras backend (TensorFlow, JAX, PyTorch; see
-docs/backends.md). The trainer, the recipes and `tfgap.SAM` use
-`tf.distribute` and `tf.GradientTape` and need the TensorFlow backend.
+Backends: `tfgap.layers`, `tfgap.models`, `tfgap.schedules`,
+`tfgap.optimizers`, `tfgap.diagnostics` and `tfgap.backend` run on every
+Keras backend (TensorFlow, JAX, PyTorch; see docs/backends.md). The trainer,
+the recipes and `tfgap.SAM` use `tf.distribute` and `tf.GradientTape` and
+need the TensorFlow backend.
 
 Importing tfgap has no side effect other than registering its Keras objects.
 Under the TensorFlow backend everything above is imported at once. Under JAX
-or PyTorch, importing tfgap does not import TensorFlow: `tfgap.layers`
-(`GhostBatchNormalization`, `ghostify`) and `tfgap.models` are imported on
-first use (import `tfgap.layers` before `keras.saving.load_model` of a model
-that holds a `GhostBatchNormalization`), and `tfgap.sam` / `tfgap.SAM` say
-that they need the TensorFlow backend.
+or PyTorch, importing tfgap does not import TensorFlow, and `tfgap.sam` /
+`tfgap.SAM` say that they need the TensorFlow backend.
 """
 
 import importlib
 
 import keras
 
-from tfgap import advisor, backend, diagnostics, optimizers, schedules
+from tfgap import advisor, backend, diagnostics, layers, models, optimizers, schedules
+from tfgap.layers import GhostBatchNormalization, ghostify
 from tfgap.optimizers import LARS
 from tfgap.schedules import LargeBatchSchedule
 
 __version__ = "0.1.0"
 
-# Imported at once under TensorFlow, on first use under other backends:
-# name -> (module, attribute or None for the module itself).
-_LAZY = {
-    "layers": ("tfgap.layers", None),
-    "models": ("tfgap.models", None),
-    "GhostBatchNormalization": ("tfgap.layers", "GhostBatchNormalization"),
-    "ghostify": ("tfgap.layers", "ghostify"),
-}
-# TensorFlow-backend only.
+# TensorFlow-backend only: name -> (module, attribute or None for the module
+# itself), imported at once under TensorFlow, an ImportError under the others.
 _TENSORFLOW_ONLY = {
     "sam": ("tfgap.sam", None),
     "SAM": ("tfgap.sam", "SAM"),
@@ -69,8 +61,6 @@ def _load(name, table):
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        return _load(name, _LAZY)
     if name in _TENSORFLOW_ONLY:
         backend.require_tensorflow(f"tfgap.{name}")
         return _load(name, _TENSORFLOW_ONLY)
@@ -78,12 +68,10 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY) + list(_TENSORFLOW_ONLY))
+    return sorted(list(globals()) + list(_TENSORFLOW_ONLY))
 
 
 if keras.backend.backend() == "tensorflow":
-    for _name in _LAZY:
-        _load(_name, _LAZY)
     for _name in _TENSORFLOW_ONLY:
         _load(_name, _TENSORFLOW_ONLY)
     del _name

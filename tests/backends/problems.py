@@ -107,3 +107,106 @@ def classifier_data_and_weights():
 
 
 CLS_TRAINABLE = [True, True, True, True, False, False, True, True]
+
+
+# Ghost Batch Normalization: momentum, epsilon and ghost size of every case.
+GBN_MOMENTUM, GBN_EPSILON, GBN_GHOST = 0.8, 1e-3, 4
+# name -> (input shape, axis, virtual_batch_size, moving_update, masked). The
+# mask covers every axis but the last (as in BatchNormalization) and leaves
+# ghost 1 fully masked.
+GBN_CASES = {
+    "masked_divisible": ((12, 5, 3), -1, GBN_GHOST, "sequential", True),  # reshape path
+    "masked_ragged": ((10, 5, 3), -1, GBN_GHOST, "averaged", True),  # segment path
+    "channels_first_ragged": ((10, 3, 2, 2), 1, GBN_GHOST, "full_batch", False),
+    "covers_batch_masked": ((8, 5, 3), -1, 16, "sequential", True),  # = BatchNormalization
+}
+
+
+def gbn_case(name):
+    """x, mask (or None), gamma, beta, moving mean, moving variance and the
+    upstream gradient of one case of `GBN_CASES`."""
+    shape, axis, _, _, masked = GBN_CASES[name]
+    rng = np.random.default_rng(sorted(GBN_CASES).index(name))
+    offsets = np.linspace(-3, 3, shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
+    x = (rng.normal(size=shape) * 2.0 + offsets).astype("float32")
+    mask = None
+    if masked:
+        mask = rng.uniform(size=shape[:-1]) < 0.6
+        mask.reshape(shape[0], -1)[:, 0] = True
+        if GBN_CASES[name][2] < shape[0]:
+            mask[GBN_GHOST:2 * GBN_GHOST] = False
+    channels = shape[axis]
+    gamma = rng.uniform(0.5, 2.0, channels).astype("float32")
+    beta = rng.normal(size=channels).astype("float32")
+    moving_mean = rng.normal(size=channels).astype("float32")
+    moving_variance = rng.uniform(0.5, 2.0, channels).astype("float32")
+    upstream = rng.normal(size=shape).astype("float32")
+    return x, mask, gamma, beta, moving_mean, moving_variance, upstream
+
+
+# A frozen Embedding(mask_zero=True) -> GBN(ghost 3) -> Flatten -> Dense(2),
+# fit on 16 sequences in two batches of 8 (ghosts of 3, 3 and 2).
+EMB_N, EMB_LENGTH, EMB_VOCABULARY, EMB_WIDTH, EMB_BATCH, EMB_GHOST = 16, 5, 7, 3, 8, 3
+
+
+def embedding_fit_data():
+    """tokens (0 = padding; rows 3 to 5, a whole ghost, all padding), labels, the embedding
+    table, and the Dense kernel and bias."""
+    rng = np.random.default_rng(21)
+    tokens = rng.integers(1, EMB_VOCABULARY, size=(EMB_N, EMB_LENGTH))
+    tokens[:, 3:] *= rng.uniform(size=(EMB_N, 1)) < 0.5
+    tokens[3:6] = 0
+    labels = rng.integers(0, 2, size=EMB_N)
+    table = rng.normal(size=(EMB_VOCABULARY, EMB_WIDTH)).astype("float32")
+    kernel = (0.3 * rng.normal(size=(EMB_LENGTH * EMB_WIDTH, 2))).astype("float32")
+    bias = np.zeros(2, "float32")
+    return tokens.astype("int32"), labels.astype("int32"), table, kernel, bias
+
+
+# ghostify: Dense(4) -> BatchNormalization -> Dense(2), ghost 4, one fit step
+# on 12 examples (the norm layer's moving statistics come from the initial
+# weights).
+GHOSTIFY_N = 12
+
+
+def ghostify_data():
+    """x, y and the weights of the model (kernel, bias, gamma, beta, moving
+    mean, moving variance, kernel, bias)."""
+    rng = np.random.default_rng(22)
+    x = rng.normal(size=(GHOSTIFY_N, 3)).astype("float32")
+    y = rng.normal(size=(GHOSTIFY_N, 2)).astype("float32")
+    weights = [
+        rng.normal(size=(3, 4)), 0.1 * rng.normal(size=4), rng.uniform(0.5, 1.5, 4),
+        0.1 * rng.normal(size=4), 0.1 * rng.normal(size=4), rng.uniform(0.5, 1.5, 4),
+        rng.normal(size=(4, 2)), 0.1 * rng.normal(size=2),
+    ]
+    return x, y, [w.astype("float32") for w in weights]
+
+
+# keras.distribution.DataParallel on JAX with two CPU devices: Dense after a
+# GBN(ghost 4) fit on 2 batches of 2 x DP_PER_DEVICE examples, whose two halves
+# (one per device) have very different statistics.
+DP_DEVICES = 2
+DP_CASES = {  # name -> (examples per device, moving_update)
+    "reshape_sequential": (8, "sequential"),
+    "segment_full_batch": (6, "full_batch"),  # ghosts 4 + 2 on each device
+}
+
+
+def data_parallel_data(per_device):
+    rng = np.random.default_rng(23)
+    batch = DP_DEVICES * per_device
+    scale = np.repeat([1.0, 3.0, 0.5, 2.0], per_device)[:, None]
+    shift = np.repeat([0.0, 5.0, -2.0, 1.0], per_device)[:, None]
+    x = (rng.normal(size=(2 * batch, 3)) * scale + shift).astype("float32")
+    mask = rng.uniform(size=batch) < 0.7  # examples kept in a direct call on x[:batch]
+    return x, mask
+
+
+def model_weights(shapes, seed=24):
+    """Deterministic weights for a list of shapes (the same on every backend):
+    kernels scaled by 1 / sqrt(fan-in), vectors (biases, norm parameters and
+    statistics) in [0.5, 1.5]."""
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=s) / np.sqrt(np.prod(s[:-1]))).astype("float32") if len(s) > 1
+            else rng.uniform(0.5, 1.5, size=s).astype("float32") for s in shapes]

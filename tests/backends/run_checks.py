@@ -192,6 +192,168 @@ def check_noise_callback():
     }
 
 
+# -- tfgap.layers ---------------------------------------------------------------
+
+def gbn_layer(case, cls=None):
+    """The layer of one `P.GBN_CASES` case, built, with the case's weights."""
+    from tfgap.layers import GhostBatchNormalization
+
+    shape, axis, virtual_batch_size, moving_update, _ = P.GBN_CASES[case]
+    kwargs = dict(axis=axis, momentum=P.GBN_MOMENTUM, epsilon=P.GBN_EPSILON)
+    if cls is None:
+        layer = GhostBatchNormalization(virtual_batch_size=virtual_batch_size,
+                                        moving_update=moving_update, **kwargs)
+    else:
+        layer = cls(**kwargs)
+    layer.build(shape)
+    _, _, gamma, beta, moving_mean, moving_variance, _ = P.gbn_case(case)
+    layer.set_weights([gamma, beta, moving_mean, moving_variance])
+    return layer
+
+
+def run_gbn_case(case, cls=None):
+    """Training outputs, moving statistics, inference outputs and gradients,
+    from two compiled functions (`tfgap.backend`) of `stateless_call`."""
+    x, mask, gamma, beta, moving_mean, moving_variance, upstream = P.gbn_case(case)
+    layer = gbn_layer(case, cls)
+    x, gamma, beta, moving_mean, moving_variance, upstream = (
+        ops.convert_to_tensor(a)
+        for a in (x, gamma, beta, moving_mean, moving_variance, upstream))
+    mask = None if mask is None else ops.convert_to_tensor(mask)
+
+    def train_then_infer(x, mask):
+        outputs, state = layer.stateless_call(
+            [gamma, beta], [moving_mean, moving_variance], x, training=True, mask=mask)
+        inference, _ = layer.stateless_call([gamma, beta], state, x, mask=mask)
+        return outputs, state, inference
+
+    outputs, state, inference = tfgap.backend.function(train_then_infer)(x, mask)
+    out = {"outputs": as_list(outputs), "moving_mean": as_list(state[0]),
+           "moving_variance": as_list(state[1]), "inference": as_list(inference)}
+
+    def loss(params, mask, upstream):
+        inputs, gamma, beta = params
+        y, _ = layer.stateless_call([gamma, beta], [moving_mean, moving_variance], inputs,
+                                    training=True, mask=mask)
+        return ops.sum(y * upstream)
+
+    _, grads = tfgap.backend.value_and_gradient(loss)([x, gamma, beta], mask, upstream)
+    out["grad_x"], out["grad_gamma"], out["grad_beta"] = (as_list(g) for g in grads)
+    return out
+
+
+def check_gbn():
+    """GhostBatchNormalization called directly: every case of `P.GBN_CASES`,
+    and `keras.layers.BatchNormalization` on the case the ghost covers."""
+    out = {case: run_gbn_case(case) for case in P.GBN_CASES}
+    out["keras_batch_normalization"] = run_gbn_case(
+        "covers_batch_masked", keras.layers.BatchNormalization)
+    return out
+
+
+def check_gbn_fit():
+    """GBN behind a masking Embedding, and a ghostified model, in `model.fit`."""
+    from tfgap.layers import GhostBatchNormalization, ghostify
+
+    tokens, labels, table, kernel, bias = P.embedding_fit_data()
+    model = keras.Sequential([
+        keras.Input((P.EMB_LENGTH,), dtype="int32"),
+        keras.layers.Embedding(P.EMB_VOCABULARY, P.EMB_WIDTH, mask_zero=True,
+                               trainable=False),
+        GhostBatchNormalization(virtual_batch_size=P.EMB_GHOST, momentum=P.GBN_MOMENTUM,
+                                epsilon=P.GBN_EPSILON),
+        keras.layers.Flatten(),  # drops the mask (a masked mean would divide by zero)
+        keras.layers.Dense(2),
+    ])
+    model.set_weights([table, np.ones(P.EMB_WIDTH), np.zeros(P.EMB_WIDTH),
+                       np.zeros(P.EMB_WIDTH), np.ones(P.EMB_WIDTH), kernel, bias])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=JIT,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(tokens, labels, batch_size=P.EMB_BATCH, epochs=1, shuffle=False,
+                        verbose=0)
+    gbn = model.layers[1]
+    out = {"embedding_moving_mean": as_list(gbn.moving_mean),
+           "embedding_moving_variance": as_list(gbn.moving_variance),
+           "embedding_loss": history.history["loss"],
+           "embedding_dense": [as_list(w) for w in model.layers[-1].weights]}
+
+    x, y, weights = P.ghostify_data()
+    base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+                             keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    base.set_weights(weights)
+    ghosted = ghostify(base, virtual_batch_size=P.GBN_GHOST)
+    out["ghostify_type"] = type(ghosted.layers[1]).__name__
+    out["ghostify_base_outputs"] = as_list(base(x))
+    out["ghostify_outputs"] = as_list(ghosted(x))
+    ghosted.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=JIT)
+    ghosted.fit(x, y, batch_size=P.GHOSTIFY_N, epochs=1, shuffle=False, verbose=0)
+    out["ghostify_moving_mean"] = as_list(ghosted.layers[1].moving_mean)
+    out["ghostify_moving_variance"] = as_list(ghosted.layers[1].moving_variance)
+    return out
+
+
+def check_data_parallel():
+    """GBN under keras.distribution.DataParallel over two CPU devices (JAX only)."""
+    if BACKEND != "jax":
+        return "not applicable: keras.distribution.DataParallel is tested on JAX"
+    from tfgap.layers import GhostBatchNormalization
+
+    devices = keras.distribution.list_devices()
+    out = {"devices": len(devices)}
+    if len(devices) < P.DP_DEVICES:
+        return out
+    distribution = keras.distribution.DataParallel(devices=devices[:P.DP_DEVICES])
+
+    def layer(moving_update):
+        return GhostBatchNormalization(virtual_batch_size=P.GBN_GHOST, momentum=P.GBN_MOMENTUM,
+                                       epsilon=P.GBN_EPSILON, moving_update=moving_update)
+
+    for name, (per_device, moving_update) in P.DP_CASES.items():
+        x, mask = P.data_parallel_data(per_device)
+        batch = P.DP_DEVICES * per_device
+        with distribution.scope():
+            model = keras.Sequential([keras.Input((3,)), layer(moving_update),
+                                      keras.layers.Dense(1)])
+            model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=True)
+            model.fit(x, np.zeros((len(x), 1), "float32"), batch_size=batch, epochs=1,
+                      shuffle=False, verbose=0)
+            gbn = model.layers[0]
+            result = {"fit_moving_mean": as_list(gbn.moving_mean),
+                      "fit_moving_variance": as_list(gbn.moving_variance)}
+            # A direct, masked training call on a batch sharded over the devices.
+            direct = layer(moving_update)
+            direct.build((batch, 3))
+            sharded = keras.distribution.distribute_tensor(
+                x[:batch], distribution.get_data_layout((batch, 3)))
+            result["shards"] = len(sharded.addressable_shards)
+            result["outputs"] = as_list(direct(sharded, training=True, mask=mask))
+            result["moving_mean"] = as_list(direct.moving_mean)
+            result["moving_variance"] = as_list(direct.moving_variance)
+        out[name] = result
+    return out
+
+
+def check_models():
+    """tfgap.models with GBN: inference and one training step from fixed weights."""
+    import tfgap.models
+
+    out = {}
+    rng = np.random.default_rng(25)
+    y = rng.integers(0, 3, size=8).astype("int32")
+    for name, input_shape, options, train in [
+            ("mlp", (6,), dict(mlp_width=8, mlp_depth=2), True),
+            ("cnn1d", (16, 1), {}, False)]:  # inference only: compiling its step is slow
+        model = tfgap.models.build_model(name, num_classes=3, input_shape=input_shape,
+                                         ghost_batch_size=P.GBN_GHOST, seed=0, **options)
+        model.set_weights(P.model_weights([tuple(w.shape) for w in model.weights]))
+        x = rng.normal(size=(8,) + input_shape).astype("float32")
+        model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=JIT,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        out[name] = {"inference": as_list(model.predict(x, verbose=0))}
+        if train:
+            out[name]["train_loss"] = float(model.train_on_batch(x, y))
+    return out
+
 def check_imports():
     """What `tfgap`'s lazy and TensorFlow-only attributes give on this backend."""
     try:
@@ -216,6 +378,8 @@ DOCTEST_MODULES = [
     "tfgap.diagnostics.noise_scale",
     "tfgap.diagnostics.sharpness",
     "tfgap.diagnostics.weight_distance",
+    "tfgap.layers.ghost_batch_normalization",
+    "tfgap.layers.ghostify",
     "tfgap.optimizers.lars",
     "tfgap.schedules.batch_size",
     "tfgap.schedules.large_batch",
@@ -239,6 +403,7 @@ def main(path):
         "tensorflow_imported_by_tfgap": TENSORFLOW_IMPORTED,
         "import_seconds": IMPORT_SECONDS,
         "seconds": {},
+        "cpu_seconds": {},
     }
     for name, check in [
         ("schedule", check_schedule),
@@ -246,13 +411,18 @@ def main(path):
         ("lars", check_lars),
         ("diagnostics", check_diagnostics),
         ("noise_callback", check_noise_callback),
+        ("gbn", check_gbn),
+        ("gbn_fit", check_gbn_fit),
+        ("data_parallel", check_data_parallel),
+        ("models", check_models),
         ("docstrings", check_docstrings),
         ("dataset_input", check_dataset_input),  # it imports TensorFlow
         ("imports", check_imports),
     ]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         results[name] = check()
         results["seconds"][name] = round(time.perf_counter() - start, 2)
+        results["cpu_seconds"][name] = round(time.process_time() - cpu, 2)
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
 

@@ -42,7 +42,22 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
     ```
 
     With `virtual_batch_size=None`, or a size at least the batch, the layer
-    computes what `keras.layers.BatchNormalization` computes.
+    computes what `keras.layers.BatchNormalization` computes, masks included.
+
+    **Masks** (from `Embedding(mask_zero=True)`, `Masking`, or the `mask`
+    argument) are those of `BatchNormalization`: a boolean tensor of the
+    input's shape without its last axis, broadcast along it. Each ghost
+    batch's mean and variance are then taken over its unmasked values only
+    (`n_l` counts them, per channel), as `BatchNormalization` weights its
+    moments; every value, masked or not, is normalized with its ghost's
+    statistics, and the mask is passed on. A ghost batch with no unmasked
+    value has statistics 0 and 0 (no NaN) and contributes nothing to the
+    moving statistics: `"sequential"` skips it (one step per non-empty ghost
+    batch), `"averaged"` and `"full_batch"` weight it by its count, zero. A
+    batch with no unmasked value at all leaves the moving statistics
+    unchanged. (That one case differs from `BatchNormalization`, which then
+    moves them towards mean 0 and variance 0; `virtual_batch_size=None` runs
+    the parent's code and does the same.)
 
     **Speed.** When the batch is a multiple of `virtual_batch_size` (or
     smaller than it), the ghost statistics come from a reshape to
@@ -53,19 +68,37 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
     `BatchNormalization`). Other batch sizes go through segment sums over
     ghost ids, which handle the smaller last ghost batch but lower to
     gathers and scatters. The path is chosen once per trace: in Python when
-    the batch size is static; when it is `None`, both are traced and a
-    `cond` on `batch % virtual_batch_size` picks one per step (XLA compiles
-    for concrete shapes and drops the branch not taken). Both paths compute
-    the same numbers.
+    the batch size is static (always under JAX and PyTorch); when it is
+    `None`, both are traced and a `cond` on `batch % virtual_batch_size`
+    picks one per step (XLA compiles for concrete shapes and drops the branch
+    not taken). Both paths compute the same numbers, with or without a mask.
 
-    **Distribution.** Under a `tf.distribute` strategy every replica ghosts
-    its own shard. The moving mean and variance are created with
-    `aggregation="mean"`: each update is averaged over the replicas, so
-    every replica holds the same value, equal to the mean of what the
-    replicas computed, and that value is what `predict`, `save` and `export`
-    see. Keras' own `BatchNormalization` keeps an unaggregated copy per
-    replica, which drifts apart and is exported from replica 0 only; this
-    layer fixes that also for `virtual_batch_size=None`.
+    **Backends.** Everything is `keras.ops`: the layer runs on TensorFlow,
+    JAX and PyTorch, in `model.fit` with `jit_compile=True` where Keras
+    compiles (TensorFlow, JAX), and gives the same numbers on all three.
+
+    **Distribution.** Every device ghosts its own shard of the batch, and the
+    moving statistics are the mean over devices of what each device's shard
+    gives by the rule above. Under a `tf.distribute` strategy each replica
+    calls the layer on its shard; the moving mean and variance are created
+    with `aggregation="mean"`, so each update is averaged over the replicas
+    and every replica holds the same value, which is what `predict`, `save`
+    and `export` see. (Keras' own `BatchNormalization` keeps an unaggregated
+    copy per replica, which drifts apart and is exported from replica 0
+    only; this layer fixes that also for `virtual_batch_size=None`.) Under a
+    `keras.distribution` (`DataParallel` on JAX) the layer sees the global
+    batch: it splits it into one contiguous shard per device of the batch
+    axis, ghosts each shard on its own (ghost batches restart at every shard)
+    and averages the shards' moving statistics itself, so both give the same
+    numbers. The batch must then divide by the number of devices.
+
+    `renorm=True` is refused with ghost batches: batch renormalization
+    corrects each batch's statistics towards the moving ones so that
+    training depends less on the batch, while GBN exists to keep each ghost
+    batch's own statistics and their noise; the two pull in opposite
+    directions, and no reference defines their combination.
+    `synchronized=True` (statistics over all replicas) contradicts ghost
+    batches by definition. Both work with `virtual_batch_size=None`.
 
     Reference:
     - [Hoffer, Hubara & Soudry, 2017](https://arxiv.org/abs/1705.08741),
@@ -80,25 +113,36 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         **kwargs: Every argument of `keras.layers.BatchNormalization`
             (`axis`, `momentum`, `epsilon`, `center`, `scale`, the
             initializers, regularizers and constraints, `name`, `dtype`...).
-            `renorm=True`, `synchronized=True` and masking are supported only
-            with `virtual_batch_size=None`.
+            `renorm=True` and `synchronized=True` are supported only with
+            `virtual_batch_size=None` (see above).
 
     Call arguments:
         inputs: Tensor of rank 2 to 5.
         training: Python boolean or boolean tensor. `True` normalizes with
             ghost-batch statistics and updates the moving statistics;
             `False` or `None` uses the moving statistics.
-        mask: Only without ghosting, as in `BatchNormalization`.
+        mask: Optional boolean tensor of the inputs' shape without the last
+            axis; `False` marks the values left out of the statistics.
 
     Example:
 
     >>> import numpy as np
+    >>> from keras import ops
     >>> layer = GhostBatchNormalization(virtual_batch_size=4, momentum=0.9)
     >>> x = np.random.default_rng(0).normal(size=(10, 3)).astype("float32")
-    >>> y = layer(x, training=True)   # ghost batches of 4, 4 and 2 examples
+    >>> y = ops.convert_to_numpy(layer(x, training=True))  # ghosts of 4, 4 and 2
     >>> y.shape
-    TensorShape([10, 3])
-    >>> np.abs(np.asarray(y[:4]).mean(axis=0)).max() < 1e-5  # own statistics
+    (10, 3)
+    >>> bool(np.abs(y[:4].mean(axis=0)).max() < 1e-5)  # each ghost: its own statistics
+    True
+
+    With a mask, here over the time steps of sequences of length 5:
+
+    >>> sequences = np.random.default_rng(1).normal(size=(8, 5, 3)).astype("float32")
+    >>> mask = np.arange(5) < np.array([5, 3, 2, 4, 1, 5, 2, 3])[:, None]
+    >>> masked = GhostBatchNormalization(virtual_batch_size=4)
+    >>> y = ops.convert_to_numpy(masked(sequences, training=True, mask=mask))
+    >>> bool(np.abs(y[:4][mask[:4]].mean(axis=0)).max() < 1e-5)  # unmasked values only
     True
     """
 

@@ -30,13 +30,14 @@ def ghostify(model, virtual_batch_size, moving_update="sequential"):
     Example:
 
     >>> import keras, numpy as np
+    >>> from keras import ops
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4),
     ...                           keras.layers.BatchNormalization()])
     >>> ghosted = ghostify(model, virtual_batch_size=32)
     >>> type(ghosted.layers[-1]).__name__, ghosted.layers[-1].virtual_batch_size
     ('GhostBatchNormalization', 32)
     >>> x = np.ones((3, 8), "float32")
-    >>> bool(np.allclose(model(x), ghosted(x)))
+    >>> bool(np.allclose(ops.convert_to_numpy(model(x)), ops.convert_to_numpy(ghosted(x))))
     True
     """
     if not isinstance(model, keras.Model):
