@@ -1,11 +1,20 @@
 """The regimes differ exactly as their names say (checked against closed forms)."""
 
 import math
+import re
 
 import pytest
 
 from tfgap import schedules
-from tfgap.study import REGIMES, regime_config, regime_configs, slug, small_batch_config
+from tfgap.study import (
+    REGIMES,
+    regime_config,
+    regime_configs,
+    slug,
+    small_batch_config,
+    study_regimes,
+)
+from tfgap.study import regimes as regimes_lib
 from tfgap.training import TrainConfig, plan_steps
 
 B_S, B_L, B_G, LR, EPOCHS, N = 32, 1024, 32, 0.03, 20, 4000
@@ -88,7 +97,7 @@ def test_learning_rates_and_updates_closed_form(base):
 
 def test_bad_inputs(base):
     with pytest.raises(ValueError, match="regime name"):
-        regime_config("LB+GBN", base, large_batch_size=B_L, ghost_batch_size=B_G)
+        regime_config("LB+XYZ", base, large_batch_size=B_L, ghost_batch_size=B_G)
     with pytest.raises(ValueError, match="ghost_batch_size"):
         regime_config("LB", base, large_batch_size=B_L, ghost_batch_size=48)
     with pytest.raises(ValueError, match="large_batch_size"):
@@ -99,3 +108,72 @@ def test_bad_inputs(base):
         small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/x",
                            small_batch_size=32, lr=0.1, epochs=1, lr_decay=0.0)
     assert isinstance(base, TrainConfig)
+
+
+def _expected_difference(name, reference):
+    """What a row's name adds to its reference's, read from the names alone."""
+    added = name
+    for part in re.split(r"[ ()+,]+", reference):
+        if part:
+            added = added.replace(part, "", 1)
+    fields = set()
+    if "averaged" in added:
+        fields.add("moving_update")
+    if "bn 0.99" in name and "bn 0.99" not in reference:
+        fields.add("bn_momentum")
+    if re.search(r"ghost \d+", name):
+        fields.add("ghost_batch_size")
+    if "LARS" in added:
+        fields |= {"optimizer", "lars_eta"}
+    if "SAM" in added:
+        fields.add("sam_rho")
+    if "converged" in added:
+        fields.add("regime_adaptation")  # trained up to +RA's length; the runner stops it
+    if reference == "SB":
+        fields.add("batch_size")
+    for token, field in (("+LR", "lr_scaling"), ("+RA", "regime_adaptation")):
+        if token in name and token not in reference:
+            fields.add(field)
+    if "+GBN" in name and "+GBN" not in reference:
+        fields.add("ghost_batch_size")
+    return fields
+
+
+def test_every_row_differs_from_its_reference_only_as_named(base):
+    rows = study_regimes(large_batch_size=B_L, ghost_batch_size=B_G)
+    configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G, regimes=None)
+    assert list(configs) == [r.name for r in rows]
+    for row in rows:
+        if row.reference is None:
+            assert row.name == "SB"
+            continue
+        a, b = configs[row.name].to_dict(), configs[row.reference].to_dict()
+        differ = {k for k in a if a[k] != b[k]}
+        assert differ == _expected_difference(row.name, row.reference), row.name
+
+
+def test_ablation_values():
+    rows = {r.name: r for r in study_regimes(large_batch_size=512, ghost_batch_size=32)}
+    assert [n for n, r in rows.items() if r.group == regimes_lib.GHOST] == [
+        "LB+GBN (ghost 64)", "LB+GBN (ghost 128)", "LB+GBN (ghost 256)"]
+    assert rows["LB+GBN (ghost 128)"].changes["ghost_batch_size"] == 128
+    assert rows["LB+GBN (averaged, bn 0.99)"].changes["moving_update"] == "averaged"
+    assert rows["LB+GBN (averaged, bn 0.99)"].changes["bn_momentum"] == 0.99
+    assert rows["LB+LARS"].changes["optimizer"] == "lars"
+    assert rows["LB+SAM"].changes["sam_rho"] > 0
+    assert rows["LB (converged)"].until_converged
+    assert not any(r.until_converged for n, r in rows.items() if n != "LB (converged)")
+    full = [n for n, r in rows.items() if r.full_seeds]
+    assert full == [*REGIMES, "LB (converged)"]
+    # A ghost sweep at another size keeps only ghosts below B_L that divide it.
+    names = [r.name for r in study_regimes(large_batch_size=96, ghost_batch_size=16)
+             if r.group == regimes_lib.GHOST]
+    assert names == ["LB+GBN (ghost 32)"]  # 64 does not divide 96
+
+
+def test_slugs_are_distinct_file_names():
+    rows = study_regimes(large_batch_size=512, ghost_batch_size=32)
+    slugs = [slug(r.name) for r in rows]
+    assert len(set(slugs)) == len(slugs)
+    assert all(re.fullmatch(r"[a-z0-9_]+", s) for s in slugs)
+    assert slug("LB+GBN (averaged, bn 0.99)") == "lb_gbn_averaged_bn_0_99"

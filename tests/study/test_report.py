@@ -19,17 +19,41 @@ def test_diffusion_slope_recovers_a_log_law():
     assert report.diffusion_slope(record) == pytest.approx(0.7, abs=1e-9)
 
 
-def test_diffusion_slope_least_squares_by_hand():
-    # Three points, normal equations solved by hand: slope = cov(x, y) / var(x).
-    record = [[1, 1.0], [10, 2.0], [100, 4.0]]  # last decade: t >= 10
-    assert report.diffusion_slope(record) == pytest.approx(2.0 / math.log(10), rel=1e-12)
-    record = [[1, 1.0], [10, 2.0], [100, 4.0]]
-    x = [math.log(1), math.log(10), math.log(100)]
-    y = [1.0, 2.0, 4.0]
-    mx, my = sum(x) / 3, sum(y) / 3
-    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-    assert report.diffusion_slope(record, last_fraction=0.0) == pytest.approx(slope, rel=1e-12)
-    assert report.diffusion_slope([[0, 0.0], [5, 1.0]]) is None
+def _least_squares(xs, ys):
+    """Slope, intercept and RMS residual of y = a x + b, by the normal equations."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    a = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    b = my - a * mx
+    return a, b, math.sqrt(sum((a * x + b - y) ** 2 for x, y in zip(xs, ys)) / n)
+
+
+def test_diffusion_fit_uses_the_last_decade_of_the_high_rate_phase():
+    # Steps 1..400; the rate drops at step 200: the window is [20, 200].
+    rng = np.random.default_rng(0)
+    steps = [1, 2, 5, 10, 20, 40, 80, 120, 200, 300, 400]
+    dist = [float(0.5 * math.sqrt(t) + rng.normal(0, 0.05)) for t in steps]
+    fit = report.diffusion_fit([[0, 0.0]] + [[t, d] for t, d in zip(steps, dist)],
+                               high_lr_end=200)
+    kept = [(t, d) for t, d in zip(steps, dist) if 20 <= t <= 200]
+    assert fit["window"] == [20.0, 200.0] and fit["points"] == len(kept) == 5
+    a, b, rmse_log = _least_squares([math.log(t) for t, _ in kept], [d for _, d in kept])
+    _, _, rmse_sqrt = _least_squares([math.sqrt(t) for t, _ in kept], [d for _, d in kept])
+    assert fit["slope"] == pytest.approx(a, rel=1e-10)
+    assert fit["intercept"] == pytest.approx(b, rel=1e-10)
+    assert fit["rmse_log"] == pytest.approx(rmse_log, rel=1e-8)
+    assert fit["rmse_sqrt"] == pytest.approx(rmse_sqrt, rel=1e-8)
+    assert fit["rmse_sqrt"] < fit["rmse_log"]  # a random walk's sqrt law fits sqrt data better
+    # Without a drop, the window is the run's last decade.
+    assert report.diffusion_fit([[t, d] for t, d in zip(steps, dist)])["window"] == [40.0, 400.0]
+    assert report.diffusion_fit([[0, 0.0], [5, 1.0]]) is None
+
+
+def test_high_lr_end_closed_form():
+    assert report.high_lr_end({"lr_boundaries": [8.0]}, 96, 1.0) == 768
+    assert report.high_lr_end({"lr_boundaries": [8.0, 10.0]}, 6, 16.0) == 768
+    assert report.high_lr_end({"lr_boundaries": [4.0]}, 6, 1.0) == 24
+    assert report.high_lr_end({"lr_boundaries": []}, 6, 1.0) is None
 
 
 def test_mean_std_is_sample_std():
@@ -47,7 +71,8 @@ def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, val, test, train, 
     os.makedirs(model_dir)
     config = dict(seed=seed, batch_size=batch, base_batch_size=32, ghost_batch_size=0,
                   lr_values=[0.01], lr_multiplier=1.0, lr_scaling=lr_scaling,
-                  regime_adaptation=False)
+                  regime_adaptation=False, lr_boundaries=[], bn_momentum=0.9,
+                  moving_update="sequential", optimizer="sgd", sam_rho=0.0)
     result = dict(status="completed", config=config, validation={"accuracy": val, "loss": 0.9},
                   test={"accuracy": test, "loss": 1.0}, num_validation_examples=400,
                   train={"accuracy": train, "loss": 0.5}, global_step=steps,
@@ -59,7 +84,8 @@ def _fake_run(output_dir, regime, seed, *, batch, lr_scaling, val, test, train, 
     with open(os.path.join(model_dir, "result.json"), "w") as f:
         json.dump(result, f)
     with open(os.path.join(model_dir, "study.json"), "w") as f:
-        json.dump(dict(regime=regime, seed=seed, sharpness=sharp), f)
+        json.dump(dict(regime=regime, seed=seed, sharpness=sharp,
+                       measures=dict(sharpness=sharp, subset_loss=0.1)), f)
 
 
 def test_summarize_and_write(tmp_path):
@@ -90,9 +116,10 @@ def test_summarize_and_write(tmp_path):
     assert sb["wall_time_mean"] == pytest.approx(10.5)
     assert sb["weight_distance_mean"] == pytest.approx(6.0)
     assert sb["weight_distance_std"] == pytest.approx(math.sqrt(2.0))
-    assert sb["diffusion_slope"] == pytest.approx(1.5)  # slopes 1 and 2
-    assert sb["sharpness"] == pytest.approx(2.5) and sb["sharpness_std"] == pytest.approx(
-        math.sqrt(4.5))
+    assert sb["diffusion_slope_mean"] == pytest.approx(1.5)  # slopes 1 and 2
+    assert sb["sharpness_mean"] == pytest.approx(2.5)
+    assert sb["sharpness_std"] == pytest.approx(math.sqrt(4.5))
+    assert sb["hessian_top_eigenvalue_mean"] is None  # not measured for these runs
     assert (sb["updates"], lb["updates"]) == (100, 8)
     assert sb["lr"] == pytest.approx(0.01)
     assert lb["lr"] == pytest.approx(0.01 * 4.0)  # sqrt(512 / 32)
@@ -110,9 +137,11 @@ def test_summarize_and_write(tmp_path):
     assert float(rows_csv[1]["validation_accuracy_std"]) == pytest.approx(
         np.std([0.72, 0.71], ddof=1))
     table = report.format_table(results)
-    assert "82.00 ± 2.83" in table and "LB+LR" in table
+    assert "82.0 ± 2.8" in table and "LB+LR" in table
     header, _, sb_line = table.splitlines()[:3]
     assert header.index("val acc %") < header.index("test acc %")
-    assert "82.00 ± 5.66" in sb_line  # validation: 0.78, 0.86
-    assert "71.50 ± 0.71" in table.splitlines()[3]
+    assert "82.0 ± 5.7" in sb_line  # validation: 0.78, 0.86
+    assert "71.5 ± 0.7" in table.splitlines()[3]
     assert report.format_markdown(results).count("\n") == 3
+    with open(os.path.join(out, "results.md")) as f:
+        assert f.read().count("\n") == 4

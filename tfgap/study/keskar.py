@@ -117,7 +117,7 @@ def loss_and_accuracy(model, x, y, batch_size=1024):
 
 
 def measure_minimum(model, x, y, *, seed, epsilon=1e-3, iterations=10, full=False,
-                    subspace_dim=100, hessian_iterations=20):
+                    subspace_dim=100, hessian_iterations=15):
     """The measures of a trained model on the fixed subset `(x, y)` of the training data.
 
     Args:

@@ -58,8 +58,10 @@ def study_title(base, seeds, ablation_seeds):
         return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
     dataset = DATASET_NAMES.get(base.dataset, base.dataset)
-    text = f"{dataset}, {base.model}, SB {base.base_batch_size}; seeds {span(seeds)}"
-    if list(ablation_seeds) != list(seeds):
+    seeds, ablation_seeds = list(seeds), list(ablation_seeds)
+    text = (f"{dataset}, {base.model}, SB {base.base_batch_size}; "
+            f"seed{'s' if len(seeds) > 1 else ''} {span(seeds)}")
+    if ablation_seeds != seeds:
         text += f" (ablations {span(ablation_seeds)})"
     return text
 
@@ -190,7 +192,19 @@ def plot_interpolation(interpolation, title=""):
     large = interpolation.get("large_batch_row", "LB")
     fig = draw(results, title=(f"{title}\nSB (alpha=0) <-> {large} (alpha=1), seed "
                                f"{interpolation.get('seed', 0)}"))
-    fig.set_size_inches(7.5, 4.8)
+    handles, labels = [], []
+    for ax in fig.axes:  # mark the evaluated alphas (the guide lines have two points)
+        for line in ax.get_lines():
+            if len(line.get_xdata()) > 2:
+                line.set_marker("o")
+                line.set_markersize(3)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        h, lab = ax.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    fig.axes[0].legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                       ncol=4, fontsize="small")  # below the axes: no curve hidden
+    fig.set_size_inches(7.5, 5.2)
     fig.tight_layout()
     return fig
 
@@ -246,10 +260,14 @@ def plot_ghost_size(results, title=""):
     return fig
 
 
+def _pm_text(mean, std):
+    return "n/a" if mean is None else f"{mean:.1f} ± {std:.1f}"
+
+
 def plot_ablations(results, title=""):
     """Validation and test accuracy of every row (mean ± std), grouped, SB as reference."""
     rows = results["regimes"]
-    fig, (ax,) = _figure(9, 0.42 * len(rows) + 1.8)
+    fig, (ax,) = _figure(10.5, 0.42 * len(rows) + 2.2)
     y = np.arange(len(rows))[::-1].astype(float)
     for offset, key, label, color in ((0.18, "validation_accuracy", "validation", "tab:gray"),
                                       (-0.18, "test_accuracy", "test", "tab:blue")):
@@ -266,17 +284,28 @@ def plot_ablations(results, title=""):
     ax.set_yticklabels([f"{r['name']}  (n={len(r['seeds'])})" for r in rows], fontsize="small")
     values = [v for r in rows for k in ("validation_accuracy", "test_accuracy")
               for v in [_row_points(r, k)[0]] if v is not None]
-    if values:
-        ax.set_xlim(max(0.0, min(values) - 5.0), min(100.0, max(values) + 2.0))
+    low, high = (max(0.0, min(values) - 5.0), min(100.0, max(values) + 3.0)) if values else (0, 100)
+    ax.set_xlim(low, high)
     previous = None
-    for yi, r in zip(y, rows):  # a rule between groups
-        if previous is not None and r.get("group") != previous:
-            ax.axhline(yi + 0.5, color="k", lw=0.5, alpha=0.5)
-        previous = r.get("group")
+    for yi, r in zip(y, rows):  # a rule and the group's name where a group starts
+        group = r.get("group")
+        if group != previous:
+            if previous is not None:
+                ax.axhline(yi + 0.5, color="k", lw=0.5, alpha=0.5)
+            if group:
+                ax.text(low + 0.3, yi + 0.43, group, fontsize="x-small", style="italic",
+                        va="bottom", color="0.3")
+        previous = group
+    right = ax.twinx()  # the test accuracy in numbers, on the right
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(y)
+    right.set_yticklabels([("test " + _pm_text(*_row_points(r, "test_accuracy")))
+                           for r in rows], fontsize="small")
     ax.set_xlabel("accuracy (%), mean ± std over the row's seeds (n)")
     ax.set_title(f"{title}\nevery row: validation and test accuracy")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 1.2 / fig.get_figheight() / 4),
+              ncol=3, fontsize="small")
     fig.tight_layout()
     return fig
 

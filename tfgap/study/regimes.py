@@ -64,7 +64,7 @@ REGIMES = ("SB", "LB", "LB+LR", "LB+LR+GBN", "LB+LR+GBN+RA")
 KERAS_BN_MOMENTUM = 0.99  # keras.layers.BatchNormalization's default
 # Chosen on the validation split at the large batch (docs/study.md has the sweeps).
 LARS_ETA = 0.1
-SAM_RHO = 0.05
+SAM_RHO = 0.02
 
 
 class Size:

@@ -251,11 +251,12 @@ def run_study(
         export = export_dir if (row.name == "LB+LR+GBN+RA" and seed == seeds[0]) else None
         config = _run_config(configs[row.name], row.name, seed, output_dir, export)
         title = f"[{index}/{len(plan)}] {row.name} seed {seed}"
+        endpoint = seed == seeds[0] and row.name in (*INTERPOLATION_ENDS, "LB")
         weights = _train_one(
             config, row, seed, title, stream=stream, subset=subset,
             epsilon=sharpness_epsilon, iterations=sharpness_iterations,
-            full=row.name in CONVERGENCE_ROWS, patience=patience)
-        if seed == seeds[0] and row.name in (*INTERPOLATION_ENDS, "LB"):
+            full=row.name in CONVERGENCE_ROWS, patience=patience, keep_weights=endpoint)
+        if endpoint:
             endpoints[row.name] = (config, weights)
 
     interpolation = None
@@ -312,8 +313,11 @@ def _run_config(config, name, seed, output_dir, export_dir):
 
 
 def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations, full,
-               patience):
-    """Trains one run (or reuses a finished one) and measures it; returns its final weights."""
+               patience, keep_weights):
+    """Trains one run (or reuses a finished one) and measures it.
+
+    Returns its final weights (with `keep_weights`; else None).
+    """
     record_path = os.path.join(config.model_dir, STUDY_RECORD)
     result_path = os.path.join(config.model_dir, "result.json")
     _check_same_run(config)
@@ -332,10 +336,11 @@ def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations,
         if os.path.exists(record_path):
             with open(record_path) as f:
                 previous = json.load(f)
-        model = _restored_model(config)
         if _is_current(previous, record):
             stream.write(f"{title}: finished before, reusing {config.model_dir}\n")
+            model = _restored_model(config) if keep_weights else None
             return None if model is None else model.get_weights()
+        model = _restored_model(config)
         record["stopped"] = previous.get("stopped")
         stream.write(f"{title}: finished before, measuring it again\n")
     else:
@@ -349,12 +354,16 @@ def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations,
         model = keep.trained
         record["stopped"] = None if stop is None else stop.stopped
     if subset is not None and model is not None:
+        started = time.time()
         record["measures"] = keskar.measure_minimum(
             model, *subset, seed=seed, epsilon=epsilon, iterations=iterations, full=full)
+        record["measure_seconds"] = time.time() - started
         record["sharpness"] = record["measures"]["sharpness"]
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
-    return None if model is None else [np.array(w) for w in model.get_weights()]
+    if model is None or not keep_weights:
+        return None
+    return [np.array(w) for w in model.get_weights()]
 
 
 def _is_current(previous, wanted):
