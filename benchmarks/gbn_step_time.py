@@ -28,11 +28,13 @@ wall-clock step time, its ratio to plain BN in the same mode, and the ratio
 of median CPU time (`time.process_time`, all threads of the process): on a
 machine shared with other jobs, CPU time varies far less than wall time,
 which also counts the time the process waits for a core. Per-round times go
-to stderr. The compile modes of the
-TensorFlow backend are graph mode (`tf.function`) and XLA (`jit_compile=True`).
+to stderr.
 
-`--backend` names the Keras backend; only `tensorflow` is implemented (a
-`jax` entry would add its modes to `MODES` and drop the tf-keras rows).
+`--backend` names the Keras backend (set as `KERAS_BACKEND` before Keras is
+imported; one backend per run) and with it the compile modes: TensorFlow
+runs graph mode (`tf.function`) and XLA (`jit_compile=True`), JAX runs
+`jax.jit` (`jit_compile=True`, its only compiled mode), PyTorch runs eagerly.
+The tf-keras rows exist only on TensorFlow.
 
 Usage:
 
@@ -40,6 +42,7 @@ Usage:
     python benchmarks/gbn_step_time.py --workloads=resnet44 --rounds=7
     python benchmarks/gbn_step_time.py --resnet50_batch=16 --resnet50_ghost=4 \\
         --resnet50_size=128
+    python benchmarks/gbn_step_time.py --backend=jax          # GBN vs BN under jax.jit
 """
 
 import argparse
@@ -52,7 +55,11 @@ import sys
 import time
 
 # Compile modes per Keras backend: name -> `jit_compile` of `Model.compile`.
-MODES = {"tensorflow": {"graph": False, "xla": True}}
+MODES = {
+    "tensorflow": {"graph": False, "xla": True},
+    "jax": {"jit": True},
+    "torch": {"eager": False},
+}
 WORKLOADS = ("block", "resnet44", "resnet50")
 NORMS = ("bn", "gbn", "tf_keras_vbs")
 
@@ -238,6 +245,25 @@ def time_workload(args, name):
     return times, params["bn"]
 
 
+def backend_and_device(backend):
+    """(framework name, its version, the device the steps ran on) of a backend."""
+    cpu = f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return "TF", tf.__version__, gpus[0].name if gpus else cpu
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "JAX", jax.__version__, cpu if device.platform == "cpu" else device.device_kind
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return "PyTorch", torch.__version__, gpu or cpu
+
+
 def have_tf_keras():
     return importlib.util.find_spec("tf_keras") is not None
 
@@ -247,23 +273,26 @@ def main(argv=None):
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
+    if keras.backend.backend() != args.backend:
+        raise RuntimeError(f"Keras was already imported with the {keras.backend.backend()} "
+                           f"backend; run this script in a fresh process")
     started = time.perf_counter()
     results = {}
     for name in args.workloads:
         results[name] = time_workload(args, name)
         keras.backend.clear_session()
 
-    gpus = tf.config.list_logical_devices("GPU")
-    where = gpus[0].name if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    tf_keras_version = (importlib.import_module("tf_keras").__version__ if have_tf_keras()
-                        else "absent")
+    framework, version, where = backend_and_device(args.backend)
+    versions = f"{framework} {version}, Keras {keras.__version__}"
+    if args.backend == "tensorflow":
+        versions += ", tf-keras " + (importlib.import_module("tf_keras").__version__
+                                     if have_tf_keras() else "absent")
     flags = " ".join(sys.argv[1:] if argv is None else argv)
     print(f"Command: python benchmarks/gbn_step_time.py {flags}")
-    print(f"Backend {args.backend}; TF {tf.__version__}, Keras {keras.__version__}, tf-keras "
-          f"{tf_keras_version}, Python {platform.python_version()}; {where}; {args.rounds} "
-          f"interleaved rounds x {args.steps} steps; total {time.perf_counter() - started:.0f} s")
+    print(f"Backend {args.backend}; {versions}, Python {platform.python_version()}; {where}; "
+          f"{args.rounds} interleaved rounds x {args.steps} steps; total "
+          f"{time.perf_counter() - started:.0f} s")
     print()
     header = "| workload | layer |" + "".join(
         f" {mode}: ms | {mode}: / BN | {mode}: CPU / BN |" for mode in args.modes)

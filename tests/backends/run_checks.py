@@ -7,8 +7,11 @@ Usage (from the repository root; Keras reads the backend at import time):
 Writes a JSON of the numbers that `test_backends.py` compares with NumPy
 references and across backends: the schedules (values, and through
 `model.fit`), LARS (direct steps and through `model.fit`), the
-`WeightDistance` and `GradientNoiseScale` callbacks, every diagnostic, and
-the docstring examples of those modules.
+`WeightDistance` and `GradientNoiseScale` callbacks, every diagnostic,
+`GhostBatchNormalization` (directly, behind a masking `Embedding` in
+`model.fit`, through `ghostify`, and on JAX under
+`keras.distribution.DataParallel` when the process has two devices),
+`tfgap.models`, and the docstring examples of those modules.
 `model.fit` runs with `jit_compile=True` where Keras compiles (TensorFlow,
 JAX); PyTorch runs eagerly.
 """
