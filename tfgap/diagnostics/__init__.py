@@ -26,7 +26,7 @@ from tfgap.diagnostics.interpolation import (
 )
 from tfgap.diagnostics.noise_scale import GradientNoiseScale, NoiseScale, gradient_noise_scale
 from tfgap.diagnostics.sharpness import sharpness
-from tfgap.diagnostics.weight_distance import WeightDistance
+from tfgap.diagnostics.weight_distance import WeightDistance, squared_distances, weight_distance
 
 __all__ = [
     "GradientNoiseScale",
@@ -41,4 +41,6 @@ __all__ = [
     "interpolate",
     "plot_interpolation",
     "sharpness",
+    "squared_distances",
+    "weight_distance",
 ]

@@ -30,7 +30,13 @@ from tfgap.training.strategy import (  # noqa: E402
     resolve_strategy_name,
     split_logical_cpus,
 )
-from tfgap.training.trainer import NonFiniteLossError, read_result, train  # noqa: E402
+from tfgap.training.trainer import (  # noqa: E402
+    NonFiniteLossError,
+    build_model,
+    read_result,
+    train,
+    write_json,
+)  # noqa: E402
 
 __all__ = [
     "ConfigError",
@@ -38,6 +44,7 @@ __all__ = [
     "Preempted",
     "StepPlan",
     "TrainConfig",
+    "build_model",
     "export_saved_model",
     "make_strategy",
     "parse_regime_adaptation",
@@ -46,4 +53,5 @@ __all__ = [
     "resolve_strategy_name",
     "split_logical_cpus",
     "train",
+    "write_json",
 ]

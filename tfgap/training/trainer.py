@@ -205,7 +205,18 @@ def _policy_name(config):
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
 
 
-def _build_model(config, spec, policy="float32"):
+def build_model(config, policy="float32"):
+    """The network `config` trains: `tfgap.models.build_model` with its settings.
+
+    The model for `config.dataset` (classes, input shape) with `config`'s
+    normalization (`ghost_batch_size`, `moving_update`, `bn_momentum`),
+    `weight_decay`, `seed` and `model_options`, built under the dtype policy
+    `policy` (the global policy is restored afterwards).
+
+    Raises:
+        ConfigError: options the network does not take.
+    """
+    spec = data.get_spec(config.dataset)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -371,7 +382,7 @@ class _Run:
 
         # The model, the optimizer and every checkpointed counter, in the strategy's scope.
         with strategy.scope():
-            self.model = _build_model(config, self.spec, self.policy)
+            self.model = build_model(config, self.policy)
             self.optimizer = _build_optimizer(config, self.plan, self.policy)
             self.optimizer.build(self.model.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -399,7 +410,7 @@ class _Run:
         os.makedirs(config.model_dir, exist_ok=True)
         self.history_path = os.path.join(config.model_dir, HISTORY_FILENAME)
         if self.is_chief:
-            _write_json(os.path.join(config.model_dir, CONFIG_FILENAME), config.to_dict())
+            write_json(os.path.join(config.model_dir, CONFIG_FILENAME), config.to_dict())
         self.history, self.distance_record = _load_history(self.history_path,
                                                            self.resumed_from_step)
         if self.step == 0:
@@ -579,7 +590,7 @@ class _Run:
 
     def _write_history(self):
         if self.is_chief:
-            _write_json(self.history_path,
+            write_json(self.history_path,
                         {"history": self.history, "distance_record": self.distance_record})
 
     def _check_finite(self, loss, grad_sq, epoch):
@@ -645,7 +656,7 @@ class _Run:
         if config.export_dir:
             weights = self.model.get_weights()  # every worker reads (collectives), the chief exports
             if self.is_chief:
-                fresh = _build_model(config, self.spec)
+                fresh = build_model(config)
                 fresh.set_weights(weights)
                 export_dir = export.export_saved_model(
                     fresh, config.export_dir, dataset=config.dataset, config=config.to_dict())
@@ -694,7 +705,7 @@ class _Run:
 
     def _write_result(self, record):
         if self.is_chief:
-            _write_json(os.path.join(self.config.model_dir, RESULT_FILENAME), record)
+            write_json(os.path.join(self.config.model_dir, RESULT_FILENAME), record)
 
 
 def _load_history(path, resumed_from_step):
@@ -708,7 +719,12 @@ def _load_history(path, resumed_from_step):
     return history, record
 
 
-def _write_json(path, value):
+def write_json(path, value):
+    """Writes `value` as JSON to `path` atomically (a temporary file, then a rename).
+
+    NumPy scalars become numbers and tuples lists; a reader never sees a
+    half-written file, whatever kills the writer.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True, default=_json_default)

@@ -30,7 +30,8 @@ import shutil
 import keras_tuner
 
 from tfgap import _validation as checks
-from tfgap import data, models
+from tfgap import training
+from tfgap.training.callbacks import KeepModel
 
 OBJECTIVE = "val_accuracy"
 HELD_OUT_METRIC = "test_accuracy"
@@ -186,18 +187,7 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         """The recipe's network with the trial's `ghost_batch_size` (0 = plain BN)."""
         ghost = hp.Choice("ghost_batch_size", self.ghost_choices, ordered=True)
-        spec = data.get_spec(self.config.dataset)
-        return models.build_model(
-            self.config.model,
-            num_classes=spec.num_classes,
-            input_shape=spec.input_shape,
-            ghost_batch_size=ghost,
-            moving_update=self.config.moving_update,
-            weight_decay=self.config.weight_decay,
-            bn_momentum=self.config.bn_momentum,
-            seed=self.config.seed,
-            **self.config.model_options,
-        )
+        return training.build_model(self.config.replace(ghost_batch_size=ghost))
 
     def trial_config(self, hp, *, trial_id, epochs=None):
         """The `TrainConfig` of one trial (validated)."""
@@ -235,9 +225,6 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             epochs: run length in epochs of the small-batch regime (Hyperband).
             *args, **kwargs: ignored (the data comes from the config).
         """
-        from tfgap.training import train  # noqa: PLC0415 (training imports the whole stack)
-        from tfgap.training.callbacks import KeepModel  # noqa: PLC0415
-
         if trial_id is None:
             raise ValueError(
                 "Expected `trial_id` (use a tuner from `tfgap.tuning.make_tuner`, which "
@@ -250,8 +237,8 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             if os.path.isdir(source):  # Hyperband: continue the earlier trial's run
                 shutil.copytree(source, config.model_dir)
         keep = KeepModel()
-        result = train(config, strategy=self.strategy,
-                       callbacks=[*(callbacks or []), keep])
+        result = training.train(config, strategy=self.strategy,
+                                callbacks=[*(callbacks or []), keep])
         model.set_weights(keep.trained.get_weights())
         validation = result.get("validation") or {}
         if validation.get("accuracy") is None:
