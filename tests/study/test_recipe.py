@@ -34,13 +34,14 @@ def test_default_command(called):
     assert base.lr_values == pytest.approx((0.05, 0.005))
     assert (kw["large_batch_size"], kw["ghost_batch_size"]) == (512, 32)
     assert list(kw["seeds"]) == [0, 1, 2] and list(kw["ablation_seeds"]) == [0, 1]
-    assert kw["export_dir"] is None
+    assert kw["export_dir"] is None and kw["sharpness_examples"] == 1000
 
 
-def test_quick_halves_the_epochs_and_uses_one_seed(called):
+def test_quick_takes_a_third_of_the_epochs_and_one_seed(called):
     base, kw = called("--quick")
-    assert (base.epochs, base.lr_boundaries) == (6.0, (4.0,))
+    assert base.epochs == 4.0 and base.lr_boundaries == pytest.approx((8 / 3,))
     assert list(kw["seeds"]) == [0] and list(kw["ablation_seeds"]) == [0]
+    assert kw["sharpness_examples"] == 500
     base, kw = called("--quick", "--seeds=2", "--epochs=3", "--lr_boundaries=2")
     assert (base.epochs, base.lr_boundaries) == (3.0, (2.0,))
     assert list(kw["seeds"]) == [0, 1] and list(kw["ablation_seeds"]) == [0]

@@ -16,7 +16,7 @@ Default: MNIST-1D (5000 signals generated locally, no download: 3072 train,
 BN, ReLU, max-pool), SB 32 against LB 512, ghost batch 32, SB learning rate
 0.05 for 12 epochs, /10 at epoch 8 (chosen on validation: docs/study.md).
 `--model=mlp` trains the 3 x 128 BN MLP instead (same regime, not re-tuned).
-`--quick`: one seed and half the epochs, a smoke run of a minute or two.
+`--quick`: one seed and a third of the epochs, a smoke run of about two minutes.
 Any recipe dataset works (`--dataset=cifar10` takes the recipe's network and
 small-batch regime unless flags say otherwise).
 
@@ -86,9 +86,10 @@ def define(fv, argv):
     cli.define_setting_flag(fv, s["strategy"], default="one_device",
                             choices=("auto", "one_device", "mirrored"),
                             help="Distribution strategy of every run.")
-    flags.DEFINE_boolean("quick", False, "A smoke run: one seed for every row and half the "
-                         "epochs (unless --seeds, --ablation_seeds, --epochs or "
-                         "--lr_boundaries are given).", flag_values=fv)
+    flags.DEFINE_boolean("quick", False, "A smoke run: one seed for every row, a third of the "
+                         "epochs and sharpness on 500 examples (unless --seeds, "
+                         "--ablation_seeds, --epochs, --lr_boundaries or --sharpness_examples "
+                         "are given).", flag_values=fv)
     flags.DEFINE_integer("seeds", None, "Seeds of the Table 1 rows and of LB (converged) "
                          "(0, 1, ..., seeds - 1). Default 3 (1 with --quick).", lower_bound=1,
                          flag_values=fv)
@@ -156,6 +157,7 @@ def run(fv, argv=None):
     import sys  # noqa: PLC0415
 
     from tfgap.study import regime_configs, run_study, small_batch_config  # noqa: PLC0415
+    from tfgap.study.regimes import QUICK  # noqa: PLC0415
 
     dataset = fv.dataset
     d = _study_defaults(dataset)
@@ -169,13 +171,17 @@ def run(fv, argv=None):
     ghost = fv.ghost_batch_size or (d["ghost_batch_size"] if fv.small_batch_size is None
                                     else small)
     epochs, boundaries = pick("epochs"), [float(b) for b in pick("lr_boundaries")]
-    if fv.quick:  # half the epochs, the same shape of schedule
+    sharpness_examples = fv.sharpness_examples
+    if fv.quick:  # a third of the epochs, the same shape of schedule
         if fv.epochs is None:
-            epochs = max(1.0, math.ceil(epochs / 2))
+            epochs = max(1.0, math.ceil(epochs * QUICK["epochs_fraction"]))
         if fv.lr_boundaries is None:
             boundaries = [b * epochs / pick("epochs") for b in boundaries]
-    seeds = fv.seeds or (1 if fv.quick else 3)
-    ablation_seeds = min(fv.ablation_seeds or (1 if fv.quick else 2), seeds)
+        if not fv["sharpness_examples"].present:
+            sharpness_examples = QUICK["sharpness_examples"]
+    seeds = fv.seeds or (QUICK["seeds"] if fv.quick else 3)
+    ablation_seeds = min(fv.ablation_seeds or (QUICK["ablation_seeds"] if fv.quick else 2),
+                         seeds)
     default_dir = f"study_{dataset}" + ("_quick" if fv.quick else "")
     output_dir = fv.output_dir or os.path.join("runs", default_dir)
     export_dir = None
@@ -206,7 +212,7 @@ def run(fv, argv=None):
     run_study(
         base, output_dir=output_dir, large_batch_size=large, ghost_batch_size=ghost,
         seeds=range(seeds), ablation_seeds=range(ablation_seeds), export_dir=export_dir,
-        sharpness_examples=fv.sharpness_examples, sharpness_epsilon=fv.sharpness_epsilon,
+        sharpness_examples=sharpness_examples, sharpness_epsilon=fv.sharpness_epsilon,
         interpolation_points=fv.interpolation_points,
         settings={"command": command, "quick": fv.quick},
     )
