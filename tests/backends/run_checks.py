@@ -336,6 +336,30 @@ def check_data_parallel():
     return out
 
 
+def check_jax_hlo():
+    """Which slow ops XLA keeps in a JAX-compiled GBN training step (JAX only)."""
+    if BACKEND != "jax":
+        return "not applicable: inspects jax.jit's compiled HLO"
+    import jax
+    from tfgap.layers import GhostBatchNormalization
+
+    out = {}
+    for batch in (16, 14):  # divisible by the ghost size 4 (reshape path), and ragged
+        layer = GhostBatchNormalization(virtual_batch_size=P.GBN_GHOST)
+        layer.build((batch, 4, 4, 3))
+
+        def loss(trainable, x):
+            y, _ = layer.stateless_call(trainable, layer.non_trainable_variables, x,
+                                        training=True)
+            return ops.sum(y * y)
+
+        x = np.ones((batch, 4, 4, 3), "float32")
+        hlo = jax.jit(jax.grad(loss)).lower(
+            [v.value for v in layer.trainable_variables], x).compile().as_text()
+        out[f"batch_{batch}"] = {op: f"{op}(" in hlo for op in ("gather", "scatter")}
+    return out
+
+
 def check_models():
     """tfgap.models with GBN: inference and one training step from fixed weights."""
     import tfgap.models
@@ -417,6 +441,7 @@ def main(path):
         ("gbn", check_gbn),
         ("gbn_fit", check_gbn_fit),
         ("data_parallel", check_data_parallel),
+        ("jax_hlo", check_jax_hlo),
         ("models", check_models),
         ("docstrings", check_docstrings),
         ("dataset_input", check_dataset_input),  # it imports TensorFlow

@@ -219,7 +219,7 @@ def test_masked_gradients_match_parent_applied_ghost_by_ghost():
 
 # --- Masks from upstream layers, through model.fit ----------------------------
 
-@pytest.mark.filterwarnings("ignore:Layer 'flatten'")  # Flatten drops the mask, on purpose
+@pytest.mark.filterwarnings("ignore:Layer 'flatten")  # Flatten drops the mask, on purpose
 def test_masking_embedding_model_fit_follows_algorithm_1():
     # A frozen embedding: the GBN inputs do not change during training, so
     # the moving statistics can be replayed in NumPy.
