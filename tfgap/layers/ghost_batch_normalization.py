@@ -176,12 +176,17 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
                 "(-1 for channels-last, 1 for channels-first). Received: axis=0"
             )
         if virtual_batch_size is not None:
-            for option in ("renorm", "synchronized"):
+            reasons = {
+                "renorm": "batch renormalization pulls each batch's statistics "
+                          "towards the moving ones, while ghost batches keep their own",
+                "synchronized": "statistics over all replicas contradict "
+                                "per-ghost statistics",
+            }
+            for option, reason in reasons.items():
                 if kwargs.get(option, False):
                     raise ValueError(
                         f"`{option}=True` is not supported together with "
-                        "ghost batches: ghost statistics are per sub-batch "
-                        f"by definition. Received: {option}=True, "
+                        f"ghost batches: {reason}. Received: {option}=True, "
                         f"virtual_batch_size={virtual_batch_size}. Use "
                         f"virtual_batch_size=None for {option}."
                     )
