@@ -34,13 +34,20 @@ or PyTorch, importing tfgap does not import TensorFlow, and `tfgap.sam` /
 """
 
 import importlib
+import sys
 
-import keras
+from tfgap import _logs
 
-from tfgap import advisor, backend, diagnostics, layers, models, optimizers, schedules
-from tfgap.layers import GhostBatchNormalization, ghostify
-from tfgap.optimizers import LARS
-from tfgap.schedules import LargeBatchSchedule
+_logs.quiet_for_command(sys.argv)  # `python -m tfgap.recipes....`: before Keras imports TF
+
+import keras  # noqa: E402
+
+from tfgap import (  # noqa: E402
+    advisor, backend, diagnostics, layers, models, optimizers, schedules,
+)
+from tfgap.layers import GhostBatchNormalization, ghostify  # noqa: E402
+from tfgap.optimizers import LARS  # noqa: E402
+from tfgap.schedules import LargeBatchSchedule  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -42,13 +42,14 @@ Example (an `advise` command):
         cli.main("python -m tfgap.recipes.advise", doc=__doc__, define=define, run=run)
 """
 
-import contextlib
-import os
 import re
 import sys
 import textwrap
 
 from absl import flags
+
+from tfgap import _logs
+from tfgap._logs import VERBOSITY_ENV, verbosity_from_argv  # noqa: F401 (re-exported)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,7 +57,6 @@ EXIT_USAGE = 2
 EXIT_PREEMPTED = 42
 
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
-VERBOSITY_ENV = "TFGAP_VERBOSITY"
 _GROUP_ATTR = "tfgap_group"
 _DEFAULT_TEXT_ATTR = "tfgap_default_text"
 
@@ -165,7 +165,7 @@ def set_default_text(flag_values, name, text):
 def define_verbosity(flag_values):
     """`--verbosity`: the log level of TensorFlow, tensorflow-datasets and absl."""
     flags.DEFINE_integer(
-        "verbosity", _env_verbosity(), "Log messages of TensorFlow, tensorflow-datasets and "
+        "verbosity", _logs.env_verbosity(), "Log messages of TensorFlow, tensorflow-datasets and "
         "absl at this absl level or more severe: -3 fatal, -2 errors, -1 warnings, 0 info, "
         f"1 debug (unset = quiet; also ${VERBOSITY_ENV}). Give it on the command line: "
         "TensorFlow reads it before the flagfiles.", lower_bound=-3, upper_bound=1,
@@ -176,42 +176,11 @@ def define_verbosity(flag_values):
 # -- quiet logs ---------------------------------------------------------------------------
 
 
-def _env_verbosity():
-    text = os.environ.get(VERBOSITY_ENV, "").strip()
-    try:
-        return max(-3, min(1, int(text))) if text else None
-    except ValueError:
-        return None
-
-
-def verbosity_from_argv(argv):
-    """`--verbosity` from the command line (or `$TFGAP_VERBOSITY`), before any flag is defined."""
-    found = _env_verbosity()
-    args = list(argv[1:])
-    for i, arg in enumerate(args):
-        if arg == "--":
-            break
-        text = None
-        for prefix in ("--verbosity=", "-verbosity="):
-            if arg.startswith(prefix):
-                text = arg[len(prefix):]
-        if arg in ("--verbosity", "-verbosity") and i + 1 < len(args):
-            text = args[i + 1]
-        if text is not None:
-            try:
-                found = max(-3, min(1, int(text)))
-            except ValueError:
-                pass  # the flag parser reports it
-    return found
-
-
 def quiet_logs(verbosity=None):
     """Silences TensorFlow's, tensorflow-datasets' and absl's logs below `verbosity`.
 
-    `None` = quiet: TensorFlow's C++ logs are off (`TF_CPP_MIN_LOG_LEVEL=3`
-    unless already set) and absl's Python logs show errors only. TensorFlow
-    reads its C++ level once, when it is imported: called before that, this
-    also keeps the import's own lines (oneDNN, CUDA stubs) off stderr.
+    `None` = quiet: TensorFlow's C++ logs are off (see
+    `tfgap._logs.quiet_tensorflow`) and absl's Python logs show errors only.
 
     Args:
         verbosity: an absl level (-3 fatal ... 0 info, 1 debug), or `None`.
@@ -219,37 +188,12 @@ def quiet_logs(verbosity=None):
     from absl import logging  # noqa: PLC0415
     from absl.logging import converter  # noqa: PLC0415
 
-    if verbosity is None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        level = logging.ERROR
-    else:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(max(0, min(3, -verbosity)))
-        level = verbosity
-    if "tensorflow" not in sys.modules:
-        with _stderr_silenced(verbosity is None and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"):
-            import tensorflow  # noqa: F401, PLC0415
+    _logs.quiet_tensorflow(verbosity)
+    level = logging.ERROR if verbosity is None else verbosity
     logging.set_verbosity(level)
     import tensorflow as tf  # noqa: PLC0415
 
     tf.get_logger().setLevel(converter.absl_to_standard(level))
-
-
-@contextlib.contextmanager
-def _stderr_silenced(active):
-    """Sends file descriptor 2 to /dev/null inside the block (C++ writes included)."""
-    if not active:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 # -- help ---------------------------------------------------------------------------------
