@@ -124,8 +124,9 @@ def larger(rows, claim, a, b, key=ACCURACY):
     >>> c = larger(rows, "SB beats LB", "SB", "LB")
     >>> c["held"]
     True
-    >>> print(c["measured"].replace(": ", ":\n"))
-    SB 96.5 ± 0.7 (val 95.5 ± 0.7) vs LB 91.0 ± 1.4 (val 90.5 ± 0.7):
+    >>> for part in c["measured"].split(": "):
+    ...     print(part)
+    SB 96.5 ± 0.7 (val 95.5 ± 0.7) vs LB 91.0 ± 1.4 (val 90.5 ± 0.7)
     difference +5.50 points, spread 1.58
     """
     criterion = f"mean {key}({a}) - mean {key}({b}) > spread over seeds"
