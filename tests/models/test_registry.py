@@ -8,7 +8,8 @@ from tfgap.models import available_models, build_model, model_options
 
 from tests.models import checks
 
-ALL = ["alexnet_bn", "c1", "c2", "c3", "c4", "f1", "mlp", "resnet44", "resnet50", "wrn16_4"]
+ALL = ["alexnet_bn", "c1", "c2", "c3", "c4", "cnn1d", "f1", "mlp", "resnet44", "resnet50",
+       "wrn16_4"]
 
 
 def test_available_models():
