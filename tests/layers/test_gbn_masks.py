@@ -14,36 +14,13 @@ import keras
 
 from tfgap import GhostBatchNormalization
 from tests.layers.reference import ghost_bn_reference
+from tests.layers.fixtures import EPSILON, MOMENTUM, make_layer
+from tests.layers.fixtures import ghost_inputs as _inputs
+from tests.layers.fixtures import layer_state as _state
 
-MOMENTUM = 0.8
-EPSILON = 1e-3
 GHOST = 4
 
-
-def _layer(shape, axis, virtual_batch_size, moving_update, seed=0):
-    layer = GhostBatchNormalization(
-        virtual_batch_size=virtual_batch_size, moving_update=moving_update, axis=axis,
-        momentum=MOMENTUM, epsilon=EPSILON)
-    layer.build(shape)
-    rng = np.random.default_rng(seed)
-    channels = shape[axis]
-    layer.gamma.assign(rng.uniform(0.5, 2.0, channels))
-    layer.beta.assign(rng.normal(size=channels))
-    layer.moving_mean.assign(rng.normal(size=channels))
-    layer.moving_variance.assign(rng.uniform(0.5, 2.0, channels))
-    return layer
-
-
-def _state(layer):
-    return dict(gamma=layer.gamma.numpy(), beta=layer.beta.numpy(),
-                moving_mean=layer.moving_mean.numpy(),
-                moving_variance=layer.moving_variance.numpy())
-
-
-def _inputs(shape, seed):
-    rng = np.random.default_rng(seed)
-    offsets = np.linspace(-3, 3, shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
-    return (rng.normal(size=shape) * 2.0 + offsets).astype("float32")
+_layer = make_layer
 
 
 def _mask(shape, seed, empty_ghost=None):
