@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from tfgap import diagnostics
+from tfgap.training import write_json
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -283,11 +284,7 @@ def summarize(runs, regimes=None):
 def write_results(results, output_dir):
     """Writes `results.json` (everything), `results.csv` (one row per regime), `results.md`."""
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, RESULTS_JSON)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
+    write_json(os.path.join(output_dir, RESULTS_JSON), results)
     with open(os.path.join(output_dir, RESULTS_CSV), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -454,11 +451,3 @@ def _csv_value(value):
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value)
     return "" if value is None else value
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serializable: {value!r}")

@@ -33,7 +33,7 @@ from tfgap import data, diagnostics, models, schedules
 from tfgap.study import claims as claims_lib
 from tfgap.study import keskar, plots, report
 from tfgap.study.regimes import REGIMES, regime_configs, select, slug
-from tfgap.training import ConfigError, plan_steps, train
+from tfgap.training import ConfigError, finished_result, plan_steps, train, write_json
 from tfgap.training.callbacks import KeepModel
 
 STUDY_RECORD = "study.json"
@@ -330,18 +330,12 @@ def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations,
     Returns its final weights (with `keep_weights`; else None).
     """
     record_path = os.path.join(config.model_dir, STUDY_RECORD)
-    result_path = os.path.join(config.model_dir, "result.json")
     _check_same_run(config)
     record = {"regime": row.name, "seed": seed, "version": STUDY_RECORD_VERSION,
               "until_converged": row.until_converged, "stopped": None,
               "sharpness_epsilon": epsilon, "sharpness_iterations": iterations,
               "sharpness_examples": None if subset is None else int(len(subset[0]))}
-    finished = None
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            finished = json.load(f)
-        if finished.get("status") != "completed" or finished.get("config") != config.to_dict():
-            finished = None
+    finished = finished_result(config)
     if finished is not None:
         previous = {}
         if os.path.exists(record_path):
@@ -370,8 +364,7 @@ def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations,
             model, *subset, seed=seed, epsilon=epsilon, iterations=iterations, full=full)
         record["measure_seconds"] = time.time() - started
         record["sharpness"] = record["measures"]["sharpness"]
-    with open(record_path, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
+    write_json(record_path, record)
     if model is None or not keep_weights:
         return None
     return [np.array(w) for w in model.get_weights()]

@@ -19,11 +19,11 @@ Use seeds other than the study's, so the chosen value is not also fitted to
 the reported runs' initializations and data orders.
 """
 
-import json
 import os
 import sys
 
 from tfgap.study import report
+from tfgap.training import finished_result, write_json
 from tfgap.study.runner import RunProgress, run_study, total_steps
 
 SWEEP_JSON = "lr_sweep.json"
@@ -92,8 +92,7 @@ def sweep_learning_rate(base, lrs, *, output_dir, seeds=(10, 11), stream=None):
                   settings={"sweep_lr": lr}, stream=stream)
     sweep = summarize_sweep(output_dir, lrs, seeds)
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, SWEEP_JSON), "w") as f:
-        json.dump(sweep, f, indent=2, sort_keys=True)
+    write_json(os.path.join(output_dir, SWEEP_JSON), sweep)
     stream.write("\n" + format_sweep(sweep) + "\n")
     stream.flush()
     return sweep
@@ -189,13 +188,7 @@ def sweep_setting(config, name, values, *, output_dir, seeds=(10, 11), stream=No
             run = config.replace(**{name: value, "seed": int(seed), "verbose": 0,
                                     "model_dir": setting_dir(output_dir, name, value, seed),
                                     "export_dir": None})
-            path = os.path.join(run.model_dir, "result.json")
-            result = None
-            if os.path.exists(path):
-                with open(path) as f:
-                    result = json.load(f)
-                if result.get("status") != "completed" or result.get("config") != run.to_dict():
-                    result = None
+            result = finished_result(run)
             if result is None:
                 title = f"{name}={value:g} seed {seed}"
                 result = train(run, callbacks=[RunProgress(title, total_steps(run), stream)],
@@ -210,8 +203,7 @@ def sweep_setting(config, name, values, *, output_dir, seeds=(10, 11), stream=No
     sweep = {"setting": name, "rows": rows, "chosen": chosen["value"], "chosen_by": CHOSEN_BY,
              "chosen_test_accuracy_mean": chosen["test_accuracy_mean"]}
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, f"{name}_sweep.json"), "w") as f:
-        json.dump(sweep, f, indent=2, sort_keys=True)
+    write_json(os.path.join(output_dir, f"{name}_sweep.json"), sweep)
     shown = dict(sweep, chosen_lr=chosen["value"],
                  rows=[dict(r, lr=r["value"]) for r in rows])
     stream.write("\n" + format_sweep(shown).replace("| lr |", f"| {name} |", 1) + "\n")

@@ -33,6 +33,7 @@ from tfgap.training.strategy import (  # noqa: E402
 from tfgap.training.trainer import (  # noqa: E402
     NonFiniteLossError,
     build_model,
+    finished_result,
     read_result,
     train,
     write_json,
@@ -45,6 +46,7 @@ __all__ = [
     "StepPlan",
     "TrainConfig",
     "build_model",
+    "finished_result",
     "export_saved_model",
     "make_strategy",
     "parse_regime_adaptation",

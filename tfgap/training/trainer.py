@@ -739,6 +739,22 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {value!r}")
 
 
+def finished_result(config):
+    """`result.json` of a completed run of exactly `config` in `config.model_dir`, or `None`.
+
+    `None` when there is no result, the run did not complete, or it was run
+    with other settings: then training `config` again is what is needed.
+    """
+    path = os.path.join(config.model_dir, RESULT_FILENAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    if result.get("status") != "completed" or result.get("config") != config.to_dict():
+        return None
+    return result
+
+
 def read_result(model_dir):
     """Reads `<model_dir>/result.json`."""
     with open(os.path.join(model_dir, RESULT_FILENAME)) as f:
