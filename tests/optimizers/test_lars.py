@@ -2,10 +2,12 @@
 
 import copy
 import doctest
+import re
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfgap
 from tfgap.optimizers import LARS, lars
@@ -39,6 +41,10 @@ def _assert_close(actual, expected):
         np.testing.assert_allclose(a, e, rtol=2e-5, atol=1e-6)
 
 
+DENOMINATORS = pytest.mark.parametrize("denominator", ["norm_of_sum", "sum_of_norms"])
+
+
+@DENOMINATORS
 @pytest.mark.parametrize("momentum,weight_decay,nesterov,exclude_1d", [
     (0.9, 0.0, False, True),
     (0.9, 5e-2, False, True),
@@ -47,15 +53,17 @@ def _assert_close(actual, expected):
     (0.8, 1e-1, False, False),
     (0.8, 1e-1, True, False),
 ])
-def test_steps_match_numpy(momentum, weight_decay, nesterov, exclude_1d):
+def test_steps_match_numpy(momentum, weight_decay, nesterov, exclude_1d, denominator):
     variables, initial = _variables()
     grads = _gradients(4)
     optimizer = LARS(learning_rate=0.5, momentum=momentum, eta=0.02,
-                     weight_decay=weight_decay, nesterov=nesterov, exclude_1d=exclude_1d)
+                     weight_decay=weight_decay, nesterov=nesterov, exclude_1d=exclude_1d,
+                     trust_denominator=denominator)
     actual = _run(optimizer, variables, grads)
     mask = [True, True, not exclude_1d, not exclude_1d]
     expected = lars_reference(initial, grads, [0.5] * 4, momentum, 0.02, weight_decay,
-                              nesterov, decays=mask, adapts=mask)
+                              nesterov, decays=mask, adapts=mask,
+                              trust_denominator=denominator)
     _assert_close(actual, expected)
     # The coupled decay is not also applied by Keras' base class (decoupled).
     assert optimizer.weight_decay is None
@@ -73,29 +81,35 @@ def test_trust_ratio_changes_the_step():
     assert np.abs(actual[0] - sgd[0]).max() > 0.1
 
 
-def test_exclusion_by_name_and_by_variable():
+@DENOMINATORS
+def test_exclusion_by_name_and_by_variable(denominator):
+    # conv_kernel is adapted without decay: its sum_of_norms denominator is ||g|| alone.
     variables, initial = _variables()
     grads = _gradients(3)
-    optimizer = LARS(learning_rate=0.3, momentum=0.9, eta=0.05, weight_decay=0.1)
+    optimizer = LARS(learning_rate=0.3, momentum=0.9, eta=0.05, weight_decay=0.1,
+                     trust_denominator=denominator)
     optimizer.exclude_from_weight_decay(var_names=["conv_"])
     optimizer.exclude_from_adaptation(var_list=[variables[0]])
     actual = _run(optimizer, variables, grads)
     expected = lars_reference(initial, grads, [0.3] * 3, 0.9, 0.05, 0.1, False,
                               decays=[True, False, False, False],
-                              adapts=[False, True, False, False])
+                              adapts=[False, True, False, False],
+                              trust_denominator=denominator)
     _assert_close(actual, expected)
 
 
-def test_exclusion_from_adaptation_by_name_keeps_1d_rule_switchable():
+@DENOMINATORS
+def test_exclusion_from_adaptation_by_name_keeps_1d_rule_switchable(denominator):
     variables, initial = _variables()
     grads = _gradients(2)
     optimizer = LARS(learning_rate=0.3, momentum=0.5, eta=0.05, weight_decay=0.1,
-                     exclude_1d=False)
+                     exclude_1d=False, trust_denominator=denominator)
     optimizer.exclude_from_adaptation(var_names=["gamma", "^kernel$"])
     actual = _run(optimizer, variables, grads)
     expected = lars_reference(initial, grads, [0.3] * 2, 0.5, 0.05, 0.1, False,
                               decays=[True, True, True, True],
-                              adapts=[False, True, True, False])
+                              adapts=[False, True, True, False],
+                              trust_denominator=denominator)
     _assert_close(actual, expected)
 
 
@@ -128,6 +142,66 @@ def test_zero_weights_and_zero_gradients_use_trust_one():
                                -0.2 * grads[0][0], rtol=1e-6)
 
 
+@DENOMINATORS
+def test_zero_norms_with_weight_decay(denominator):
+    # kernel: w = 0 -> trust 1 in both forms (and g' = g), the first step is -lr * g.
+    # conv_kernel: g = 0 with wd > 0 -> g' = wd * w; sum_of_norms conditions on the raw
+    # ||g|| (trust 1, step lr * wd * w), norm_of_sum divides by ||wd * w|| (trust
+    # eta / wd, step lr * eta * w).
+    lr, eta, wd = 0.2, 0.01, 0.1
+    zero_grads = _gradients(3, seed=3, zero=("conv_kernel",))
+    variables, initial = _variables(zero=("kernel",))
+    _run(LARS(lr, momentum=0.0, eta=eta, weight_decay=wd, trust_denominator=denominator),
+         variables, zero_grads[:1])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]),
+                               -lr * zero_grads[0][0], rtol=1e-6)
+    conv_step = {"sum_of_norms": lr * wd, "norm_of_sum": lr * eta}[denominator] * initial[1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[1]),
+                               initial[1] - conv_step, rtol=1e-5, atol=1e-7)
+    # Several momentum steps against the reference, finite throughout.
+    variables, _ = _variables(zero=("kernel",))
+    actual = _run(LARS(lr, momentum=0.9, eta=eta, weight_decay=wd,
+                       trust_denominator=denominator), variables, zero_grads)
+    assert all(np.isfinite(a).all() for a in actual)
+    expected = lars_reference(initial, zero_grads, [lr] * 3, 0.9, eta, wd, False,
+                              decays=[True, True, False, False],
+                              adapts=[True, True, False, False],
+                              trust_denominator=denominator)
+    _assert_close(actual, expected)
+
+
+def test_denominators_differ_only_with_weight_decay():
+    # Guards the option: with wd > 0 the adapted kernels move differently (by much more
+    # than the tolerance), with wd = 0 both forms are the same optimizer.
+    def final(denominator, weight_decay):
+        variables, _ = _variables()
+        return _run(LARS(0.5, momentum=0.9, eta=0.02, weight_decay=weight_decay,
+                         trust_denominator=denominator), variables, _gradients(3))
+
+    decayed = [final(d, 0.1) for d in ("norm_of_sum", "sum_of_norms")]
+    for kernel in (0, 1):
+        assert np.abs(decayed[0][kernel] - decayed[1][kernel]).max() > 1e-3
+    for bias in (2, 3):   # excluded: plain momentum SGD in both
+        np.testing.assert_array_equal(decayed[0][bias], decayed[1][bias])
+    _assert_close(final("norm_of_sum", 0.0), final("sum_of_norms", 0.0))
+
+
+def test_sum_of_norms_in_a_jit_compiled_function():
+    variables, initial = _variables(zero=("kernel",))
+    grads = _gradients(1) + _gradients(2, seed=3, zero=("conv_kernel",))
+    optimizer = LARS(0.2, momentum=0.9, eta=0.01, weight_decay=0.1,
+                     trust_denominator="sum_of_norms")
+    optimizer.build(variables)
+    step = tf.function(lambda g: optimizer.apply(g, variables), jit_compile=True)
+    for g in grads:
+        step([tf.constant(x) for x in g])
+    expected = lars_reference(initial, grads, [0.2] * 3, 0.9, 0.01, 0.1, False,
+                              decays=[True, True, False, False],
+                              adapts=[True, True, False, False],
+                              trust_denominator="sum_of_norms")
+    _assert_close([keras.ops.convert_to_numpy(v) for v in variables], expected)
+
+
 def test_learning_rate_schedule_matches_numpy():
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1, 3], [0.5, 0.1, 0.02])
     variables, initial = _variables()
@@ -156,17 +230,33 @@ def test_invalid_arguments(kwargs, match):
         LARS(**kwargs)
 
 
+@pytest.mark.parametrize("value", ["Sum_of_norms", "sum-of-norms", "", None, 1, ["norm_of_sum"]])
+def test_invalid_trust_denominator(value):
+    expected = ("Expected `trust_denominator` to be one of 'norm_of_sum' or 'sum_of_norms', "
+                f"but received trust_denominator={value!r}.")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        LARS(trust_denominator=value)
+
+
 def test_get_config_round_trip():
     schedule = tfgap.LargeBatchSchedule(boundaries=[2], values=[0.1, 0.01], base_batch_size=8,
                                         batch_size=32, steps_per_epoch=5)
     optimizer = LARS(learning_rate=schedule, momentum=0.8, eta=0.002, weight_decay=5e-4,
-                     nesterov=True, exclude_1d=False, clipnorm=1.0)
+                     nesterov=True, exclude_1d=False, trust_denominator="sum_of_norms",
+                     clipnorm=1.0)
     config = optimizer.get_config()
     assert config["weight_decay"] == 5e-4 and config["eta"] == 0.002
+    assert config["trust_denominator"] == "sum_of_norms"
     restored = LARS.from_config(copy.deepcopy(config))  # Keras mutates the dict
     assert restored.get_config() == config
     np.testing.assert_allclose(float(restored.learning_rate), float(schedule(0)))
     assert restored.coupled_weight_decay == 5e-4 and restored.weight_decay is None
+    assert restored.trust_denominator == "sum_of_norms"
+    # The default is stored too; a config without the key (written before the option)
+    # loads with the default.
+    default = LARS().get_config()
+    assert default.pop("trust_denominator") == "norm_of_sum"
+    assert LARS.from_config(default).trust_denominator == "norm_of_sum"
     by_name = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(by_name, LARS) and by_name.get_config() == config
 

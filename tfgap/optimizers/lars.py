@@ -7,6 +7,9 @@ import re
 import keras
 from keras import ops
 
+# The choices of `LARS(trust_denominator=...)`, the default first.
+TRUST_DENOMINATORS = ("norm_of_sum", "sum_of_norms")
+
 
 @keras.saving.register_keras_serializable(package="tfgap")
 class LARS(keras.optimizers.Optimizer):
@@ -14,13 +17,18 @@ class LARS(keras.optimizers.Optimizer):
 
     Very large batches need large learning rates, and one global rate then
     diverges on the layers whose update is large relative to their weights.
-    LARS rescales each variable's step by a trust ratio `||w|| / ||g'||`, so
-    every layer moves by about `eta * lr` of its own norm per step. For each
-    variable `w` with gradient `g` and velocity `v` (initially 0):
+    LARS rescales each variable's step by a trust ratio, `||w||` over a
+    gradient norm, so every layer moves by about `eta * lr` of its own norm
+    per step. For each variable `w` with gradient `g` and velocity `v`
+    (initially 0):
 
     ```
-    g'    = g + weight_decay * w                  (variables that take weight decay)
-    trust = eta * ||w|| / ||g'||   if ||w|| > 0 and ||g'|| > 0, else 1
+    wd    = weight_decay                          (variables that take weight decay; else 0)
+    g'    = g + wd * w
+    trust = eta * ||w|| / ||g'||                  trust_denominator="norm_of_sum" (default)
+            if ||w|| > 0 and ||g'|| > 0, else 1
+    trust = eta * ||w|| / (||g|| + wd * ||w||)    trust_denominator="sum_of_norms"
+            if ||w|| > 0 and ||g|| > 0, else 1
                                                   (variables that are adapted; else 1)
     v     = momentum * v + lr * trust * g'
     w     = w - v                                 (nesterov: w - (momentum * v + lr * trust * g'))
@@ -30,6 +38,14 @@ class LARS(keras.optimizers.Optimizer):
     coupled (added to the gradient, as in the paper), not Keras' decoupled
     decay: the base class's `weight_decay` attribute stays `None` and the
     coefficient lives in `coupled_weight_decay`.
+
+    **Trust denominator.** The two choices agree when `wd = 0` (and when `g`
+    is a positive multiple of `w`). With `"norm_of_sum"` (default) the trust
+    ratio sees the decayed gradient `g'` that the step applies, as in LAMB's
+    layer-wise ratio (You et al., 2020) and the MoCo v3 LARS code (Chen, Xie
+    & He, 2021). `"sum_of_norms"` is Algorithm 1 of You, Gitman & Ginsburg
+    (2017) and the formula of the MLPerf ResNet-50 reference LARS, which also
+    adds an epsilon of 1e-7 to the denominator (this class does not).
 
     **Excluded variables.** With `exclude_1d=True` (default) every variable of
     rank <= 1 (biases, and normalization layers' gamma and beta) takes neither
@@ -45,9 +61,13 @@ class LARS(keras.optimizers.Optimizer):
     `"dense_1/kernel"`, which ends in its name). Exclusions are not part of
     `get_config`; call these methods again after loading a config.
 
-    Reference:
+    References:
     - [You, Gitman & Ginsburg, 2017](https://arxiv.org/abs/1708.03888),
       "Large Batch Training of Convolutional Networks".
+    - [You et al., 2020](https://arxiv.org/abs/1904.00962), "Large Batch
+      Optimization for Deep Learning: Training BERT in 76 minutes" (LAMB).
+    - [Chen, Xie & He, 2021](https://arxiv.org/abs/2104.02057), "An Empirical
+      Study of Training Self-Supervised Vision Transformers" (MoCo v3).
 
     Args:
         learning_rate: A float >= 0, a
@@ -59,6 +79,11 @@ class LARS(keras.optimizers.Optimizer):
         nesterov: Whether to use Nesterov momentum. Defaults to `False`.
         exclude_1d: Whether variables of rank <= 1 are excluded from weight
             decay and adaptation. Defaults to `True`.
+        trust_denominator: `"norm_of_sum"` (trust `eta * ||w|| / ||g'||`,
+            the ratio sees the decayed gradient; LAMB, MoCo v3) or
+            `"sum_of_norms"` (trust `eta * ||w|| / (||g|| + wd * ||w||)`,
+            You, Gitman & Ginsburg 2017's Algorithm 1 and the MLPerf
+            reference). Defaults to `"norm_of_sum"`.
         **kwargs: The other arguments of `keras.optimizers.Optimizer`
             (`clipnorm`, `global_clipnorm`, `use_ema`, `loss_scale_factor`,
             `gradient_accumulation_steps`, `name`...), except its decoupled
@@ -87,6 +112,7 @@ class LARS(keras.optimizers.Optimizer):
         weight_decay=0.0,
         nesterov=False,
         exclude_1d=True,
+        trust_denominator="norm_of_sum",
         name=None,
         **kwargs,
     ):
@@ -95,6 +121,9 @@ class LARS(keras.optimizers.Optimizer):
         momentum = _check_float("momentum", momentum, "a number in [0, 1)", upper=1.0)
         eta = _check_float("eta", eta, "a finite number >= 0")
         weight_decay = _check_float("weight_decay", weight_decay, "a finite number >= 0")
+        if not (isinstance(trust_denominator, str) and trust_denominator in TRUST_DENOMINATORS):
+            _invalid("trust_denominator", trust_denominator,
+                     "one of " + " or ".join(map(repr, TRUST_DENOMINATORS)))
         # Keras' own `weight_decay` is decoupled (w -= lr * wd * w after the
         # step); LARS couples it into the gradient, so the base gets None.
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
@@ -103,6 +132,7 @@ class LARS(keras.optimizers.Optimizer):
         self.coupled_weight_decay = weight_decay
         self.nesterov = bool(nesterov)
         self.exclude_1d = bool(exclude_1d)
+        self.trust_denominator = trust_denominator
         self._decay_exclusions = _Exclusions()
         self._adaptation_exclusions = _Exclusions()
 
@@ -164,18 +194,25 @@ class LARS(keras.optimizers.Optimizer):
         dtype = variable.dtype
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
-        if self._decays[index] and self.coupled_weight_decay > 0.0:
-            g = ops.add(g, ops.multiply(ops.cast(self.coupled_weight_decay, dtype), variable))
+        raw = g = ops.cast(gradient, dtype)
+        decayed = self._decays[index] and self.coupled_weight_decay > 0.0
+        if decayed:
+            wd = ops.cast(self.coupled_weight_decay, dtype)
+            g = ops.add(g, ops.multiply(wd, variable))
         if self._adapts[index]:
-            w_norm = ops.sqrt(ops.sum(ops.square(variable)))
-            g_norm = ops.sqrt(ops.sum(ops.square(g)))
+            w_norm = _norm(variable)
+            if self.trust_denominator == "sum_of_norms":
+                # You et al.'s ||g|| + wd * ||w||, defined when the raw ||g|| > 0.
+                g_norm = _norm(raw)
+                denominator = ops.add(g_norm, ops.multiply(wd, w_norm)) if decayed else g_norm
+            else:
+                denominator = g_norm = _norm(g)
             positive = ops.logical_and(ops.greater(w_norm, 0.0), ops.greater(g_norm, 0.0))
-            safe_g_norm = ops.where(positive, g_norm, ops.ones_like(g_norm))
+            safe_denominator = ops.where(positive, denominator, ops.ones_like(denominator))
             trust = ops.where(
                 positive,
-                ops.cast(self.eta, dtype) * w_norm / safe_g_norm,
-                ops.ones_like(g_norm),
+                ops.cast(self.eta, dtype) * w_norm / safe_denominator,
+                ops.ones_like(denominator),
             )
             lr = lr * trust
         step = ops.multiply(lr, g)
@@ -198,6 +235,7 @@ class LARS(keras.optimizers.Optimizer):
             "weight_decay": self.coupled_weight_decay,
             "nesterov": self.nesterov,
             "exclude_1d": self.exclude_1d,
+            "trust_denominator": self.trust_denominator,
         })
         return config
 
@@ -220,6 +258,14 @@ def _path(variable):
     return getattr(variable, "path", None) or getattr(variable, "name", "")
 
 
+def _norm(x):
+    return ops.sqrt(ops.sum(ops.square(x)))
+
+
+def _invalid(name, value, expected):
+    raise ValueError(f"Expected `{name}` to be {expected}, but received {name}={value!r}.")
+
+
 def _check_float(name, value, expected, upper=None):
     if (
         isinstance(value, bool)
@@ -228,5 +274,5 @@ def _check_float(name, value, expected, upper=None):
         or value < 0
         or (upper is not None and value >= upper)
     ):
-        raise ValueError(f"Expected `{name}` to be {expected}, but received {name}={value!r}.")
+        _invalid(name, value, expected)
     return float(value)
