@@ -104,7 +104,9 @@ def test_get_config_returns_constructor_arguments():
     assert schedule.get_config() == {
         "boundaries": [2.0, 3.0], "values": [0.1, 0.01, 0.001], "base_batch_size": 32,
         "batch_size": 128, "steps_per_epoch": 5, "scaling": "linear",
-        "regime_adaptation": 2.5, "warmup_epochs": 0.5, "name": "lb",
+        "regime_adaptation": 2.5, "warmup_epochs": 0.5, "decay": "piecewise",
+        "decay_epochs": None, "decay_power": 2.0, "end_value": 0.0, "warmup_start": "base",
+        "name": "lb",
     }
 
 

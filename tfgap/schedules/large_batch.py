@@ -7,10 +7,76 @@ from tfgap import backend
 from tfgap import _validation as checks
 from tfgap.schedules import regime
 
+DECAYS = ("piecewise", "polynomial")
+WARMUP_STARTS = ("base", "zero")
+
+
+def check_decay(decay, boundaries, values, *, decay_epochs=None, decay_power=2.0,
+                end_value=0.0, warmup_start="base", error=ValueError):
+    """Checks the decay and warm-up-start arguments of `LargeBatchSchedule`.
+
+    The checks that need no step count: `decay` and `warmup_start` are known
+    choices; the polynomial decay has no `boundaries`, one value, a
+    `decay_epochs` > 0, a finite `decay_power` > 0 and an `end_value` in
+    `[0, values[0]]`; the piecewise decay takes none of the polynomial-only
+    arguments (`decay_epochs`, a `decay_power` other than 2, an `end_value`
+    other than 0), since it would ignore them. `LargeBatchSchedule` calls it,
+    and so do the training settings (with `error=ConfigError`). That the decay
+    outlasts the warm-up needs `steps_per_epoch`; the schedule checks it.
+
+    Args:
+        decay: `"piecewise"` or `"polynomial"`.
+        boundaries: The (already checked) list of boundaries in epochs.
+        values: The (already checked) list of non-negative rates.
+        decay_epochs, decay_power, end_value, warmup_start: as in
+            `LargeBatchSchedule`.
+        error: the exception class raised.
+
+    Returns:
+        `(decay_epochs, decay_power, end_value)` as plain Python: a float (or
+        `None` for the piecewise decay), a float, a float.
+
+    Example:
+
+    >>> check_decay("polynomial", [], [10.0], decay_epochs=42, end_value=1e-4)
+    (42.0, 2.0, 0.0001)
+    >>> check_decay("piecewise", [81, 122], [0.1, 0.01, 0.001], end_value=1e-4)
+    Traceback (most recent call last):
+      ...
+    ValueError: Expected `end_value` only with decay='polynomial' (decay='piecewise' would \
+ignore it). Received: end_value=0.0001
+    """
+    checks.choice("decay", decay, DECAYS, error=error)
+    checks.choice("warmup_start", warmup_start, WARMUP_STARTS, error=error)
+    if decay == "piecewise":
+        for name, value, default in (("decay_epochs", decay_epochs, None),
+                                     ("decay_power", decay_power, 2.0),
+                                     ("end_value", end_value, 0.0)):
+            if not (value is default or value == default):
+                raise error(f"Expected `{name}` only with decay='polynomial' "
+                            f"(decay='piecewise' would ignore it). Received: {name}={value!r}")
+        return None, 2.0, 0.0
+    if len(boundaries) or len(values) != 1:
+        raise error(
+            "Expected no `boundaries` and one value in `values` with decay='polynomial' (the "
+            "rate decays from values[0] to end_value). Received: "
+            f"boundaries={list(boundaries)}, values={list(values)}"
+        )
+    if decay_epochs is None:
+        raise error("Expected `decay_epochs` (the length of the regime in epochs at "
+                    "base_batch_size) with decay='polynomial'. Received: decay_epochs=None")
+    decay_epochs = checks.number("decay_epochs", decay_epochs, above=0.0, error=error)
+    decay_power = checks.number("decay_power", decay_power, above=0.0, error=error)
+    end_value = checks.number("end_value", end_value, minimum=0.0, error=error)
+    if end_value > values[0]:
+        raise error(f"Expected `end_value` <= values[0] (the rate decays to it). "
+                    f"Received: end_value={end_value:g}, values[0]={values[0]:g}")
+    return decay_epochs, decay_power, end_value
+
 
 @keras.saving.register_keras_serializable(package="tfgap")
 class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A piecewise-constant small-batch regime, adapted to a large batch.
+    """A small-batch regime (piecewise constant or polynomial), adapted to a large batch.
 
     State the regime you trust at `base_batch_size` (e.g. lr 0.1 at batch 128,
     divided by 10 at epochs 81 and 122) and train it at `batch_size`. With
@@ -22,32 +88,47 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
                = 1        (scaling="none")
     ```
 
-    and every breakpoint is stretched by `stretch` (regime adaptation: `k` for
-    `True`, `1` for `False`, the number itself for a number >= 1), so that the
-    large batch makes as many weight updates as the small one:
+    and every breakpoint (and the polynomial decay's end) is stretched by
+    `stretch` (regime adaptation: `k` for `True`, `1` for `False`, the number
+    itself for a number >= 1), so that the large batch makes as many weight
+    updates as the small one:
 
     ```
-    breakpoint_i = round(boundaries[i] * stretch * steps_per_epoch)  (halves up)
-    W            = round(warmup_epochs * steps_per_epoch)
-    rate(step)   = values[0] + (values[0] * multiplier - values[0]) * step / W
-                                                          if step < W
-                 = values[j] * multiplier                 otherwise, where j is
+    W            = round(warmup_epochs * steps_per_epoch)         (halves up)
+    peak         = values[0] * multiplier
+    start        = values[0]  (warmup_start="base")  or  0  (warmup_start="zero")
+    rate(step)   = start + (peak - start) * step / W              if step < W
+    decay="piecewise":
+    breakpoint_i = round(boundaries[i] * stretch * steps_per_epoch)
+    rate(step)   = values[j] * multiplier                         otherwise, where j is
                    the number of breakpoints <= step
+    decay="polynomial":
+    T            = round(decay_epochs * stretch * steps_per_epoch)
+    end          = end_value * multiplier
+    rate(step)   = end + (peak - end) * (1 - (step - W) / (T - W)) ** decay_power
+                                                                  if W <= step < T
+                 = end                                            if step >= T
     ```
 
-    The warm-up (Goyal et al. 2017) rises linearly from the unscaled rate
-    `values[0]` and is not stretched; it must end no later than the first
-    breakpoint. Train for `adapted_epochs` / `adapted_steps` of the regime's
-    length. Unlike `keras.optimizers.schedules.PiecewiseConstantDecay`,
-    unsorted boundaries are an error rather than silently wrong rates.
+    The warm-up is not stretched. By default it rises linearly from the
+    unscaled rate `values[0]` (Goyal et al. 2017); `warmup_start="zero"`
+    rises from 0 instead (You et al. 2017, and the MLPerf ResNet-50 LARS
+    reference). It must end no later than the first breakpoint, and before
+    the end `T` of a polynomial decay. Train for `adapted_epochs` /
+    `adapted_steps` of the regime's length. Unlike
+    `keras.optimizers.schedules.PiecewiseConstantDecay`, unsorted boundaries
+    are an error rather than silently wrong rates.
 
-    Paper: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better:
+    Papers: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better:
     closing the generalization gap in large batch training of neural networks"
-    (arXiv 1705.08741), remedies "+LR" and "+RA".
+    (arXiv 1705.08741), remedies "+LR" and "+RA"; You, Gitman & Ginsburg 2017,
+    "Large Batch Training of Convolutional Networks" (arXiv 1708.03888),
+    warm-up then a polynomial decay of power 2.
 
     Args:
         boundaries: Increasing list of epochs (of the small-batch regime) at
-            which the rate changes. May be empty.
+            which the rate changes. May be empty; must be for
+            `decay="polynomial"`.
         values: List of non-negative rates, one more than `boundaries`:
             `values[0]` before `boundaries[0]`, `values[i + 1]` from
             `boundaries[i]` on, all at `base_batch_size`.
@@ -61,6 +142,17 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             >= 1 (stretch by it).
         warmup_epochs: Non-negative number of epochs (at `batch_size`) of
             linear warm-up. Defaults to 0.
+        decay: `"piecewise"` (default: the rate steps down at `boundaries`)
+            or `"polynomial"` (from `values[0]` to `end_value`).
+        decay_epochs: `decay="polynomial"` only: the length of the regime
+            in epochs at `base_batch_size`, stretched like the breakpoints.
+        decay_power: `decay="polynomial"` only: finite float > 0. Defaults
+            to 2.
+        end_value: `decay="polynomial"` only: the final rate at
+            `base_batch_size`, in `[0, values[0]]` (scaled by the multiplier
+            like every rate). Defaults to 0.
+        warmup_start: `"base"` (default: the warm-up rises from the unscaled
+            `values[0]`) or `"zero"` (from 0).
         name: Optional name of the operation.
 
     Call arguments:
@@ -69,7 +161,7 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
     Returns:
         A scalar float32 tensor, the learning rate at `step`.
 
-    Example:
+    Examples:
 
     >>> # CIFAR-10 at batch 512: 50000 // 512 = 97 steps per epoch (full batches).
     >>> schedule = LargeBatchSchedule(
@@ -81,6 +173,18 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
     >>> [round(float(schedule(step)), 6) for step in (0, 31427, 31428, 47336)]
     [0.2, 0.2, 0.02, 0.002]
     >>> optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
+
+    >>> # MLPerf-like LARS regime: ImageNet at batch 4096 (312 steps per epoch),
+    >>> # 5 epochs of warm-up from 0 to 10, then a decay of power 2 to 1e-4 at epoch 42.
+    >>> schedule = LargeBatchSchedule(
+    ...     boundaries=[], values=[10.0], base_batch_size=4096, batch_size=4096,
+    ...     steps_per_epoch=312, scaling="none", warmup_epochs=5, warmup_start="zero",
+    ...     decay="polynomial", decay_epochs=42, end_value=1e-4)
+    >>> schedule.warmup_steps, schedule.decay_steps   # 5 * 312, 42 * 312
+    (1560, 13104)
+    >>> # Mid-decay (step 7332): 1e-4 + (10 - 1e-4) * 0.5 ** 2 = 2.500075.
+    >>> [round(float(schedule(step)), 6) for step in (0, 780, 1560, 7332, 13104)]
+    [0.0, 5.0, 10.0, 2.500075, 0.0001]
     """
 
     def __init__(
@@ -93,11 +197,20 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         scaling="sqrt",
         regime_adaptation=False,
         warmup_epochs=0,
+        decay="piecewise",
+        decay_epochs=None,
+        decay_power=2.0,
+        end_value=0.0,
+        warmup_start="base",
         name=None,
     ):
         super().__init__()
         boundaries = list(checks.number_list("boundaries", boundaries, minimum=0.0))
         values = list(checks.number_list("values", values, minimum=0.0))
+        # Before the shape checks: a polynomial decay names its own shape.
+        decay_epochs, decay_power, end_value = check_decay(
+            decay, boundaries, values, decay_epochs=decay_epochs, decay_power=decay_power,
+            end_value=end_value, warmup_start=warmup_start)
         checks.one_value_per_phase(boundaries, values)
         checks.strictly_increasing("boundaries", boundaries)
         self.boundaries = boundaries
@@ -114,6 +227,11 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             self.base_batch_size, self.batch_size, self.regime_adaptation
         )
         self.warmup_epochs = checks.number("warmup_epochs", warmup_epochs, minimum=0.0)
+        self.decay = decay
+        self.decay_epochs = decay_epochs
+        self.decay_power = decay_power
+        self.end_value = end_value
+        self.warmup_start = warmup_start
         self.name = name
 
         self.breakpoint_steps = [
@@ -127,7 +245,30 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 f"breakpoint at step {self.breakpoint_steps[0]} (boundaries[0]={boundaries[0]} "
                 f"epochs stretched by {self.stretch})."
             )
+        self.decay_steps = None
+        if decay == "polynomial":
+            self.decay_steps = checks.round_half_up(
+                decay_epochs * self.stretch * self.steps_per_epoch)
+            if self.decay_steps <= self.warmup_steps:
+                raise ValueError(
+                    "Expected the polynomial decay to end at least one step after the warm-up. "
+                    f"Received: decay_epochs={decay_epochs:g} (step {self.decay_steps}, "
+                    f"stretched by {self.stretch}) and warmup_epochs={self.warmup_epochs:g} "
+                    f"({self.warmup_steps} steps)."
+                )
         self.scaled_values = [v * self.multiplier for v in values]
+
+    def _decayed(self, int_step):
+        """The polynomial decay's rate at `int_step` (its part of the formula for any step)."""
+        peak = self.scaled_values[0]
+        end = self.end_value * self.multiplier
+        # (1 - (step - W) / (T - W)) as (T - step) / (T - W): the integer difference
+        # is exact, so the rate keeps float32 precision next to T.
+        remaining = ops.cast(ops.subtract(self.decay_steps, int_step), "float32") / float(
+            self.decay_steps - self.warmup_steps)
+        remaining = ops.clip(remaining, 0.0, 1.0)
+        return ops.convert_to_tensor(end, "float32") + ops.convert_to_tensor(
+            peak - end, "float32") * ops.power(remaining, self.decay_power)
 
     def __call__(self, step):
         with keras.name_scope(self.name or "LargeBatchSchedule"):
@@ -136,7 +277,10 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             if "int" not in keras.backend.standardize_dtype(int_step.dtype):
                 # int64 where the backend has it (JAX only with jax_enable_x64).
                 int_step = ops.cast(int_step, "int64" if backend.supports_x64() else "int32")
-            rate = ops.convert_to_tensor(self.scaled_values[0], dtype="float32")
+            if self.decay == "polynomial":
+                rate = self._decayed(int_step)
+            else:
+                rate = ops.convert_to_tensor(self.scaled_values[0], dtype="float32")
             for breakpoint_step, value in zip(self.breakpoint_steps, self.scaled_values[1:]):
                 rate = ops.where(
                     ops.greater_equal(int_step, breakpoint_step),
@@ -144,10 +288,10 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     rate,
                 )
             if self.warmup_steps > 0:
-                v0 = self.values[0]
+                start = self.values[0] if self.warmup_start == "base" else 0.0
                 fraction = ops.cast(int_step, "float32") / float(self.warmup_steps)
-                warm = ops.convert_to_tensor(v0, "float32") + ops.convert_to_tensor(
-                    v0 * self.multiplier - v0, "float32"
+                warm = ops.convert_to_tensor(start, "float32") + ops.convert_to_tensor(
+                    self.values[0] * self.multiplier - start, "float32"
                 ) * fraction
                 rate = ops.where(ops.less(int_step, self.warmup_steps), warm, rate)
             return rate
@@ -162,6 +306,10 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "scaling": self.scaling,
             "regime_adaptation": self.regime_adaptation,
             "warmup_epochs": self.warmup_epochs,
+            "decay": self.decay,
+            "decay_epochs": self.decay_epochs,
+            "decay_power": self.decay_power,
+            "end_value": self.end_value,
+            "warmup_start": self.warmup_start,
             "name": self.name,
         }
-
