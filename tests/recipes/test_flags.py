@@ -98,7 +98,11 @@ def test_every_recipe_file_parses_and_validates():
         model, row = name.rsplit("_", 1)
         model, batch = re.fullmatch(r"(.+?)(?:_b(\d+))?", model).groups()
         assert config.model == model, path
-        assert row in ("sb", "lb", "lr", "gbn", "ra"), path
+        assert row in ("sb", "lb", "lr", "gbn", "ra", "lars"), path
+        if row == "lars":  # a published LARS regime (You et al. 2017; MLPerf), not a table row
+            assert config.batch_size == config.base_batch_size == int(batch), path
+            assert (config.optimizer, config.lr_decay) == ("lars", "polynomial"), path
+            continue
         if row == "sb":
             assert config.batch_size == config.base_batch_size, path
         else:

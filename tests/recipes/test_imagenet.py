@@ -10,6 +10,7 @@ are marked slow.
 
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def test_table_2_recipe_files_exist():
     expected = {"alexnet_bn_sb", "resnet50_sb"}
     expected |= {f"alexnet_bn_b{b}_{row}" for b in (4096, 8192) for row in ROWS}
     expected |= {f"resnet50_b8192_{row}" for row in ROWS}
+    expected |= {"resnet50_b2048_lars", "resnet50_b4096_lars"}
     assert names == expected
     # +RA stretches by B_L / B_S (Hoffer et al.'s regime adaptation): x32 and x64 for
     # AlexNet-BN (base 128), x32 for ResNet-50 (base 256).
@@ -79,6 +81,29 @@ def test_table_2_recipe_files_exist():
                         ".flags"])
         assert config.regime_adaptation is True
         assert config.batch_size / config.base_batch_size == stretch, name
+
+
+# The MLPerf Training v1.0 reference commands (mlcommons/training,
+# image_classification/README_tensorflow2.md): batch -> (base lr, epochs, per-device BN batch).
+MLPERF_LARS = {4096: (10.0, 42, 64), 2048: (8.5, 41, 128)}
+
+
+def _lars_flagfile(batch):
+    return os.path.join(ROOT, "recipes", "imagenet", f"resnet50_b{batch}_lars.flags")
+
+
+@pytest.mark.parametrize("batch", sorted(MLPERF_LARS))
+def test_lars_recipe_files_hold_the_mlperf_reference_regimes(batch):
+    lr, epochs, bn_batch = MLPERF_LARS[batch]
+    config = parse(["prog", f"--flagfile={_lars_flagfile(batch)}"])
+    assert (config.model, config.batch_size, config.base_batch_size) == ("resnet50", batch, batch)
+    assert (config.lr_values, config.lr_boundaries, config.epochs) == ((lr,), (), epochs)
+    assert (config.lr_decay, config.lr_decay_power, config.lr_end) == ("polynomial", 2.0, 1e-4)
+    assert (config.warmup_epochs, config.warmup_start) == (5.0, "zero")
+    assert (config.optimizer, config.lars_eta, config.lars_trust_denominator) == (
+        "lars", 0.001, "sum_of_norms")
+    assert (config.weight_decay, config.momentum, config.label_smoothing) == (2e-4, 0.9, 0.1)
+    assert (config.ghost_batch_size, config.eval_every_epochs) == (bn_batch, 4)
 
 
 # -- missing data -------------------------------------------------------------------------
@@ -197,6 +222,20 @@ def test_mirrored_mock_run_in_a_subprocess(tmp_path):
     assert "images/s" in proc.stdout
     result = read_result(str(tmp_path / "run"))
     assert result["num_replicas"] == 2 and result["global_step"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["alexnet_bn_b4096_ra", "resnet50_b4096_lars"])
+def test_smoke_run_as_the_file_says(name, tmp_path):
+    # The smoke-run flags written in the file itself, so the documented line is what runs.
+    path = os.path.join(ROOT, "recipes", "imagenet", f"{name}.flags")
+    with open(path) as f:
+        smoke = f.read().split("smoke run: add ", 1)[1].split(".\n", 1)[0].split()
+    config = parse(["prog", f"--flagfile={path}", *smoke, "--strategy=one_device", "--noexport",
+                    "--verbose=2", "--nopreemption", f"--model_dir={tmp_path / 'run'}"])
+    assert recipe_flags._train(config, PROG) == 0
+    result = read_result(str(tmp_path / "run"))
+    assert result["global_step"] == 1 and math.isfinite(result["train"]["loss"])
 
 
 @pytest.mark.slow

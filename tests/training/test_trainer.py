@@ -431,3 +431,108 @@ def test_lars_and_sam_through_the_trainer(tmp_path):
 def test_bad_optimizer_settings(tmp_path, changes, match):
     with pytest.raises(ConfigError, match=match):
         tiny(tmp_path, **changes)
+
+
+def test_label_smoothing_step_matches_numpy_softmax_regression():
+    import keras
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=8).astype(np.int32)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+        optimizer = keras.optimizers.SGD(0.5)
+        optimizer.build(model.trainable_variables)
+    w, b = (np.asarray(v.numpy(), np.float64) for v in model.trainable_variables)
+    rows = _one_step(strategy, model, optimizer, (x, y), label_smoothing=0.2)
+    # Target (1 - s) one_hot + s / C; loss mean of -sum target * log p; gradient p - target.
+    logits = x.astype(np.float64) @ w + b
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    target = 0.8 * np.eye(3)[y] + 0.2 / 3
+    np.testing.assert_allclose(rows[0, 0], -(target * log_p).sum(axis=1).mean(), rtol=1e-5)
+    delta = (np.exp(log_p) - target) / len(y)
+    got_w, got_b = (v.numpy() for v in model.trainable_variables)
+    np.testing.assert_allclose(got_w, w - 0.5 * x.T @ delta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_b, b - 0.5 * delta.sum(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_lars_applies_the_weight_decay_the_model_would_otherwise_carry(tmp_path):
+    # One LARS step with the decay in the optimizer (the trainer's way) equals one with the
+    # same decay as the model's L2 loss (gradient g + wd w) and a LARS without decay, under
+    # the default denominator ||g + wd w||; under ||g|| + wd ||w|| it differs.
+    from tfgap import optimizers
+    from tfgap.training import trainer
+
+    config = tiny(tmp_path, optimizer="lars", lars_eta=0.05, weight_decay=0.1)
+    assert trainer.model_weight_decay(config) == 0.0 and not trainer.build_model(config).losses
+    assert trainer.model_weight_decay(config.replace(optimizer="sgd")) == 0.1
+    plan = trainer.steps.plan_steps(config, num_train_examples=64, num_eval_examples=16)
+    built = trainer._build_optimizer(config, plan, "float32")
+    assert built.coupled_weight_decay == 0.1 and built.trust_denominator == "norm_of_sum"
+
+    x = np.random.default_rng(3).normal(size=(16, 28, 28, 1)).astype(np.float32)
+    y = np.arange(16, dtype=np.int32) % 10
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+
+    def step(model_decay, make_optimizer):
+        with strategy.scope():
+            model = trainer.build_model(config.replace(optimizer="sgd",
+                                                       weight_decay=model_decay))
+            optimizer = make_optimizer()
+            optimizer.build(model.trainable_variables)
+        _one_step(strategy, model, optimizer, (x, y))
+        return [v.numpy() for v in model.trainable_variables]
+
+    ours = step(0.0, lambda: trainer._build_optimizer(config, plan, "float32"))
+    coupled = step(0.1, lambda: optimizers.LARS(0.1, momentum=0.9, eta=0.05, weight_decay=0.0))
+    for a, b in zip(ours, coupled):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    sums = step(0.0, lambda: trainer._build_optimizer(
+        config.replace(lars_trust_denominator="sum_of_norms"), plan, "float32"))
+    assert not all(np.allclose(a, b, atol=1e-7) for a, b in zip(ours, sums))
+
+
+def test_polynomial_regime_through_the_trainer(tmp_path):
+    # The run's length is the decay's: the rate rises from 0 to the peak over the warm-up
+    # and falls to lr_end at the last step as the closed form says.
+    config = tiny(tmp_path, epochs=3, lr_boundaries=(), lr_values=(0.4,), lr_decay="polynomial",
+                  lr_end=0.01, warmup_epochs=1, warmup_start="zero", label_smoothing=0.1,
+                  optimizer="lars", lars_trust_denominator="sum_of_norms", weight_decay=1e-3,
+                  summary_every_steps=1)
+    result = train(config)
+    assert result["global_step"] == 12 and math.isfinite(result["train"]["loss"])
+    from tfgap.training import trainer
+
+    plan = trainer.steps.plan_steps(config, num_train_examples=64, num_eval_examples=16)
+    schedule = trainer._schedule(config, plan)
+    assert schedule.decay_steps == plan.total_steps == 12
+    expected = [0.4 * s / 4 if s < 4 else 0.01 + 0.39 * (1 - (s - 4) / 8) ** 2
+                for s in range(13)]
+    got = [float(schedule(s)) for s in range(13)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    # The run's own optimizer after each epoch (4 steps): 0.4, 0.1075, 0.01.
+    np.testing.assert_allclose([e["learning_rate"] for e in result["history"]],
+                               [expected[4], expected[8], expected[12]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(lr_decay="polynomial"), "boundaries"),  # tiny has lr_boundaries=(1,)
+    (dict(lr_decay="polynomial", lr_boundaries=(), lr_values=(0.1,), lr_end=0.2), "end"),
+    (dict(lr_decay="cosine"), "lr_decay"),
+    (dict(warmup_start="one"), "warmup_start"),
+    (dict(label_smoothing=1.0), "label_smoothing"),
+    (dict(lars_trust_denominator="max"), "lars_trust_denominator"),
+])
+def test_bad_regime_settings(tmp_path, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny(tmp_path, **changes)
+
+
+def test_a_warmup_that_outlasts_the_decay_is_refused_before_anything_is_written(tmp_path):
+    config = tiny(tmp_path, epochs=1, lr_boundaries=(), lr_values=(0.1,),
+                  lr_decay="polynomial", warmup_epochs=2)
+    with pytest.raises(ConfigError, match="warm-up"):
+        train(config)
+    assert not os.path.exists(config.model_dir)

@@ -12,7 +12,7 @@ WARMUP_STARTS = ("base", "zero")
 
 
 def check_decay(decay, boundaries, values, *, decay_epochs=None, decay_power=2.0,
-                end_value=0.0, warmup_start="base", error=ValueError):
+                end_value=0.0, warmup_start="base", error=ValueError, names=None):
     """Checks the decay and warm-up-start arguments of `LargeBatchSchedule`.
 
     The checks that need no step count: `decay` and `warmup_start` are known
@@ -31,6 +31,8 @@ def check_decay(decay, boundaries, values, *, decay_epochs=None, decay_power=2.0
         decay_epochs, decay_power, end_value, warmup_start: as in
             `LargeBatchSchedule`.
         error: the exception class raised.
+        names: optional dict from these argument names to the caller's own
+            (e.g. `{"end_value": "lr_end"}`), used in the error messages.
 
     Returns:
         `(decay_epochs, decay_power, end_value)` as plain Python: a float (or
@@ -46,32 +48,40 @@ def check_decay(decay, boundaries, values, *, decay_epochs=None, decay_power=2.0
     ValueError: Expected `end_value` only with decay='polynomial' (decay='piecewise' would \
 ignore it). Received: end_value=0.0001
     """
-    checks.choice("decay", decay, DECAYS, error=error)
-    checks.choice("warmup_start", warmup_start, WARMUP_STARTS, error=error)
+    names = {**{key: key for key in _DECAY_ARGS}, **(names or {})}
+    checks.choice(names["decay"], decay, DECAYS, error=error)
+    checks.choice(names["warmup_start"], warmup_start, WARMUP_STARTS, error=error)
+    polynomial = f"{names['decay']}='polynomial'"
     if decay == "piecewise":
-        for name, value, default in (("decay_epochs", decay_epochs, None),
-                                     ("decay_power", decay_power, 2.0),
-                                     ("end_value", end_value, 0.0)):
+        for key, value, default in (("decay_epochs", decay_epochs, None),
+                                    ("decay_power", decay_power, 2.0),
+                                    ("end_value", end_value, 0.0)):
             if not (value is default or value == default):
-                raise error(f"Expected `{name}` only with decay='polynomial' "
-                            f"(decay='piecewise' would ignore it). Received: {name}={value!r}")
+                name = names[key]
+                raise error(f"Expected `{name}` only with {polynomial} ({names['decay']}="
+                            f"'piecewise' would ignore it). Received: {name}={value!r}")
         return None, 2.0, 0.0
+    b, v, e = names["boundaries"], names["values"], names["end_value"]
     if len(boundaries) or len(values) != 1:
         raise error(
-            "Expected no `boundaries` and one value in `values` with decay='polynomial' (the "
-            "rate decays from values[0] to end_value). Received: "
-            f"boundaries={list(boundaries)}, values={list(values)}"
+            f"Expected no `{b}` and one value in `{v}` with {polynomial} (the rate decays from "
+            f"{v}[0] to {e}). Received: {b}={list(boundaries)}, {v}={list(values)}"
         )
     if decay_epochs is None:
-        raise error("Expected `decay_epochs` (the length of the regime in epochs at "
-                    "base_batch_size) with decay='polynomial'. Received: decay_epochs=None")
-    decay_epochs = checks.number("decay_epochs", decay_epochs, above=0.0, error=error)
-    decay_power = checks.number("decay_power", decay_power, above=0.0, error=error)
-    end_value = checks.number("end_value", end_value, minimum=0.0, error=error)
+        raise error(f"Expected `{names['decay_epochs']}` (the length of the regime in epochs at "
+                    f"base_batch_size) with {polynomial}. Received: "
+                    f"{names['decay_epochs']}=None")
+    decay_epochs = checks.number(names["decay_epochs"], decay_epochs, above=0.0, error=error)
+    decay_power = checks.number(names["decay_power"], decay_power, above=0.0, error=error)
+    end_value = checks.number(e, end_value, minimum=0.0, error=error)
     if end_value > values[0]:
-        raise error(f"Expected `end_value` <= values[0] (the rate decays to it). "
-                    f"Received: end_value={end_value:g}, values[0]={values[0]:g}")
+        raise error(f"Expected `{e}` <= {v}[0] (the rate decays to it). "
+                    f"Received: {e}={end_value:g}, {v}[0]={values[0]:g}")
     return decay_epochs, decay_power, end_value
+
+
+_DECAY_ARGS = ("decay", "boundaries", "values", "decay_epochs", "decay_power", "end_value",
+               "warmup_start")
 
 
 @keras.saving.register_keras_serializable(package="tfgap")

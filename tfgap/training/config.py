@@ -29,12 +29,19 @@ import os
 import types
 
 from tfgap import _validation as checks
+from tfgap.optimizers.lars import TRUST_DENOMINATORS
+from tfgap.schedules import large_batch
 from tfgap.schedules.regime import SCALING_RULES
 
 DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = SCALING_RULES
 OPTIMIZERS = ("sgd", "lars")
+
+# `LargeBatchSchedule`'s decay arguments -> the settings that give them.
+_DECAY_SETTINGS = {"decay": "lr_decay", "boundaries": "lr_boundaries", "values": "lr_values",
+                   "decay_epochs": "epochs", "decay_power": "lr_decay_power",
+                   "end_value": "lr_end", "warmup_start": "warmup_start"}
 
 # Help groups of the settings, in the order the command-line help lists them.
 GROUPS = ("data", "model", "regime", "distribution", "checkpoints", "output")
@@ -319,8 +326,27 @@ class TrainConfig:
         "Regime adaptation: true (stretch the epochs and rate drops by k = `batch_size` / "
         "`base_batch_size`), false, or a stretch factor >= 1.", "regime", "factor",
         default=False, minimum=1.0)
-    warmup_epochs: float = setting("Linear warm-up epochs from the unscaled rate.", "regime",
-                                   "float", default=0.0, minimum=0.0)
+    warmup_epochs: float = setting("Linear warm-up epochs (from `warmup_start` to the scaled "
+                                   "`lr_values[0]`).", "regime", "float", default=0.0,
+                                   minimum=0.0)
+    warmup_start: str = setting(
+        "Where the warm-up starts: 'base', the unscaled `lr_values[0]` (Goyal et al. 2017), or "
+        "'zero' (You et al. 2017; the MLPerf reference).", "regime", "str", default="base",
+        choices=large_batch.WARMUP_STARTS)
+    lr_decay: str = setting(
+        "How the rate falls after the warm-up: 'piecewise' (the `lr_values` at the "
+        "`lr_boundaries`, the paper's) or 'polynomial' (You et al. 2017: from `lr_values[0]` "
+        "to `lr_end` at the end of the run as (1 - t)^`lr_decay_power`; one `lr_values`, no "
+        "`lr_boundaries`).", "regime", "str", default="piecewise", choices=large_batch.DECAYS)
+    lr_decay_power: float = setting("Power of the polynomial decay (lr_decay='polynomial').",
+                                    "regime", "float", default=2.0, above=0.0)
+    lr_end: float = setting("Final rate of the polynomial decay, at `base_batch_size` and "
+                            "scaled like `lr_values` (lr_decay='polynomial').", "regime",
+                            "float", default=0.0, minimum=0.0)
+    label_smoothing: float = setting(
+        "Label smoothing of the training loss (Szegedy et al. 2016): the target is "
+        "(1 - s) one-hot + s / classes. Validation and test losses stay plain cross-entropy.",
+        "regime", "float", default=0.0, minimum=0.0, below=1.0)
     momentum: float = setting("Momentum of the optimizer (no Nesterov, as the paper).",
                               "regime", "float", default=0.9, minimum=0.0, below=1.0)
     optimizer: str = setting(
@@ -329,6 +355,10 @@ class TrainConfig:
         default="sgd", choices=OPTIMIZERS)
     lars_eta: float = setting("Trust coefficient of LARS (with optimizer='lars').", "regime",
                               "float", default=0.001, above=0.0)
+    lars_trust_denominator: str = setting(
+        "Denominator of the LARS trust ratio: 'norm_of_sum' ||g + weight_decay * w|| or "
+        "'sum_of_norms' ||g|| + weight_decay * ||w|| (You et al. 2017's Algorithm 1; the MLPerf "
+        "reference).", "regime", "str", default="norm_of_sum", choices=TRUST_DENOMINATORS)
     sam_rho: float = setting(
         "Sharpness-Aware Minimization radius (Foret et al. 2021); 0 = off. A SAM step costs "
         "about two plain steps; the pass at the perturbed weights changes no BN statistics.",
@@ -336,7 +366,8 @@ class TrainConfig:
     sam_adaptive: bool = setting("Adaptive SAM (Kwon et al. 2021): a scale-invariant "
                                  "perturbation (with sam_rho > 0).", "regime", "bool",
                                  default=False)
-    weight_decay: float = setting("Coupled L2 coefficient (gradient `weight_decay * w`).",
+    weight_decay: float = setting("Coupled L2 coefficient (gradient `weight_decay * w`) on "
+                                  "every kernel; with optimizer='lars', LARS applies it.",
                                   "regime", "float", default=0.0, minimum=0.0)
     bn_momentum: float = setting("Moving-average momentum of the normalization layers.",
                                  "model", "float", default=0.9, minimum=0.0, below=1.0)
@@ -411,6 +442,12 @@ class TrainConfig:
         for name, declared in settings().items():
             object.__setattr__(self, name, declared.check(getattr(self, name)))
         # Combinations of fields.
+        polynomial = self.lr_decay == "polynomial"
+        large_batch.check_decay(
+            self.lr_decay, self.lr_boundaries, self.lr_values,
+            decay_epochs=self.epochs if polynomial else None, decay_power=self.lr_decay_power,
+            end_value=self.lr_end, warmup_start=self.warmup_start, error=ConfigError,
+            names=_DECAY_SETTINGS)
         checks.one_value_per_phase(self.lr_boundaries, self.lr_values,
                                    names=("lr_boundaries", "lr_values"), error=ConfigError)
         checks.strictly_increasing("lr_boundaries", self.lr_boundaries, error=ConfigError)

@@ -3,11 +3,14 @@
 One replica step computes, for its share `b = B / R` of the global batch `B`
 over `R` replicas:
 
-    loss_replica = sum_i CE(x_i, y_i) / B  +  sum(model.losses) / R
+    loss_replica = sum_i CE_s(x_i, y_i) / B  +  sum(model.losses) / R
 
 so that the gradients the Keras optimizer all-reduces (sums) over replicas
 are those of `mean CE over the global batch + weight decay`, whatever `R` is.
-Weight decay is coupled L2 in `model.losses` (gradient `weight_decay * w`).
+`CE_s` is the cross-entropy with label smoothing `s` (Szegedy et al. 2016): the
+target is `(1 - s) one_hot(y) + s / C` over `C` classes (`s = 0`: plain
+cross-entropy). Weight decay is coupled L2 in `model.losses` (gradient
+`weight_decay * w`), or LARS's own.
 Under `mixed_float16` the loss is scaled by the `LossScaleOptimizer`.
 
 Steps return per-replica sums (loss, correct predictions, examples) reduced
@@ -28,7 +31,7 @@ from tfgap import sam
 
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False,
-                    sam_rho=0.0, sam_adaptive=False):
+                    sam_rho=0.0, sam_adaptive=False, label_smoothing=0.0):
     """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
@@ -52,6 +55,8 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
             `tfgap.sam.sharpness_aware_gradients` (the pass at `w + e` changes
             no moving statistics; it is not XLA-compiled).
         sam_adaptive: ASAM's scale-invariant perturbation (Kwon et al. 2021).
+        label_smoothing: `s` in [0, 1), the label smoothing of the training
+            loss (the loss row reports the smoothed loss).
 
     Returns:
         The step function. Row `i` of its output is step `i`'s
@@ -71,7 +76,13 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     def losses(x, y):
         """`(loss, logits, scaled loss)` of this replica's share of the batch."""
         logits = tf.cast(model(x, training=True), tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        if label_smoothing:
+            per_example = keras.losses.categorical_crossentropy(
+                tf.one_hot(y, tf.shape(logits)[-1]), logits, from_logits=True,
+                label_smoothing=label_smoothing)
+        else:
+            per_example = keras.losses.sparse_categorical_crossentropy(y, logits,
+                                                                       from_logits=True)
         loss = tf.reduce_sum(per_example) / global_batch
         if model.losses:
             loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas

@@ -226,7 +226,7 @@ def build_model(config, policy="float32"):
             input_shape=spec.input_shape,
             ghost_batch_size=config.ghost_batch_size,
             moving_update=config.moving_update,
-            weight_decay=config.weight_decay,
+            weight_decay=model_weight_decay(config),
             bn_momentum=config.bn_momentum,
             seed=config.seed,
             **config.model_options,
@@ -237,22 +237,52 @@ def build_model(config, policy="float32"):
         keras.config.set_dtype_policy(previous)
 
 
+def model_weight_decay(config):
+    """The L2 coefficient the network's own losses carry: none when LARS applies it.
+
+    With `optimizer="lars"` the weight decay is LARS's (You et al. 2017): it
+    enters the trust ratio (`lars_trust_denominator`), so the model's kernels
+    carry no L2 loss. Either way every kernel, and nothing else, is decayed.
+    """
+    return 0.0 if config.optimizer == "lars" else config.weight_decay
+
+
+def _schedule(config, plan):
+    """`config`'s learning-rate regime as a `LargeBatchSchedule` over `plan`'s steps.
+
+    Raises:
+        ConfigError: a regime that only the step plan shows to be impossible
+            (a warm-up longer than the first breakpoint or than the decay).
+    """
+    polynomial = config.lr_decay == "polynomial"
+    try:
+        return schedules.LargeBatchSchedule(
+            boundaries=list(config.lr_boundaries),
+            values=[v * config.lr_multiplier for v in config.lr_values],
+            base_batch_size=config.base_batch_size,
+            batch_size=config.batch_size,
+            steps_per_epoch=plan.steps_per_epoch,
+            scaling=config.lr_scaling,
+            regime_adaptation=config.regime_adaptation,
+            warmup_epochs=config.warmup_epochs,
+            decay=config.lr_decay,
+            decay_epochs=config.epochs if polynomial else None,
+            decay_power=config.lr_decay_power,
+            end_value=config.lr_end * config.lr_multiplier,
+            warmup_start=config.warmup_start,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
 def _build_optimizer(config, plan, policy):
-    schedule = schedules.LargeBatchSchedule(
-        boundaries=list(config.lr_boundaries),
-        values=[v * config.lr_multiplier for v in config.lr_values],
-        base_batch_size=config.base_batch_size,
-        batch_size=config.batch_size,
-        steps_per_epoch=plan.steps_per_epoch,
-        scaling=config.lr_scaling,
-        regime_adaptation=config.regime_adaptation,
-        warmup_epochs=config.warmup_epochs,
-    )
+    schedule = _schedule(config, plan)
     if config.optimizer == "lars":
-        # Weight decay stays coupled L2 in the model's losses (kernels only), so the
-        # gradient LARS sees is already g' = g + weight_decay * w.
+        # LARS decays every kernel itself (rank <= 1 weights are excluded, as the
+        # model's L2 excludes them); see `model_weight_decay`.
         optimizer = optimizers.LARS(learning_rate=schedule, momentum=config.momentum,
-                                    eta=config.lars_eta, weight_decay=0.0)
+                                    eta=config.lars_eta, weight_decay=config.weight_decay,
+                                    trust_denominator=config.lars_trust_denominator)
     else:
         optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum,
                                          nesterov=False)
@@ -433,7 +463,8 @@ class _Run:
         self.train_steps = loop.make_train_step(
             strategy, self.model, self.optimizer, self.step_var,
             global_batch_size=config.batch_size, jit_compile=config.jit_compile,
-            sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive)
+            sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
+            label_smoothing=config.label_smoothing)
         sizes = {"validation": self.splits.num_validation, "test": self.splits.num_test}
         self.evaluators = {
             split: loop.make_evaluate(strategy, self.model,
