@@ -99,13 +99,20 @@ def other_value(name, config):
     raise AssertionError(f"no other value for {name}")
 
 
+# Settings that mean something only beside others: the flags that make them valid to change.
+_POLYNOMIAL = ["--lr_boundaries=", "--lr_values=2"]
+CONTEXT = {"lr_decay": _POLYNOMIAL, "lr_decay_power": ["--lr_decay=polynomial", *_POLYNOMIAL],
+           "lr_end": ["--lr_decay=polynomial", *_POLYNOMIAL]}
+
+
 @pytest.mark.parametrize("name", [n for n in CLI if n not in DIRS])
 def test_each_flag_reaches_its_field_and_is_written_back(name):
     # The flag is built from the declaration alone: --name=<text> (or --[no]name).
-    default = recipe_flags.parse(["prog", "--strategy=auto"], "mnist")
+    context = CONTEXT.get(name, [])
+    default = recipe_flags.parse(["prog", "--strategy=auto", *context], "mnist")
     value = other_value(name, default)
     flag = settings()[name].to_flag(value)
-    config = recipe_flags.parse(["prog", flag], "mnist")
+    config = recipe_flags.parse(["prog", *context, flag], "mnist")
     got = getattr(config, name)
     assert got == value or (isinstance(value, float) and math.isclose(got, value)), (flag, got)
     changed = [f.name for f in dataclasses.fields(config)
@@ -113,8 +120,12 @@ def test_each_flag_reaches_its_field_and_is_written_back(name):
     assert changed == [name], changed
     # The flagfile writer gives back exactly this flag (--model always comes first).
     lines = config_flags(config, "mnist")
-    assert lines == [f"--model={config.model}"] + ([] if name == "model" else [flag]) + (
-        ["--noexport"] if config.export_dir is None else []), lines
+    expected = [f"--model={config.model}"] + ([] if name == "model" else [flag]) + (
+        ["--noexport"] if config.export_dir is None else [])
+    if context:  # the context's flags too, in declaration order
+        expected = sorted(config_flags(default, "mnist") + [flag])
+        lines = sorted(lines)
+    assert lines == expected, lines
 
 
 def test_declared_bounds_and_choices_reject_at_parse_time_in_one_line():
@@ -132,6 +143,9 @@ def test_declared_bounds_and_choices_reject_at_parse_time_in_one_line():
         "--model_options=width": "--model_options as key=value pairs",
         "--keep_checkpoints=0": "--keep_checkpoints >= 1",
         "--batch_size=2.5": "--batch_size to be an integer",
+        "--label_smoothing=1": "--label_smoothing in [0, 1)",
+        "--lr_decay=cosine": "--lr_decay in ['piecewise', 'polynomial']",
+        "--lars_trust_denominator=max": "['norm_of_sum', 'sum_of_norms']",
     }
     for arg, expected in cases.items():
         with pytest.raises(recipe_flags.UsageError) as info:
