@@ -48,7 +48,7 @@ def check_decay(decay, boundaries, values, *, decay_epochs=None, decay_power=2.0
     ValueError: Expected `end_value` only with decay='polynomial' (decay='piecewise' would \
 ignore it). Received: end_value=0.0001
     """
-    names = {**{key: key for key in _DECAY_ARGS}, **(names or {})}
+    names = _Names(names or {})
     checks.choice(names["decay"], decay, DECAYS, error=error)
     checks.choice(names["warmup_start"], warmup_start, WARMUP_STARTS, error=error)
     polynomial = f"{names['decay']}='polynomial'"
@@ -80,8 +80,11 @@ ignore it). Received: end_value=0.0001
     return decay_epochs, decay_power, end_value
 
 
-_DECAY_ARGS = ("decay", "boundaries", "values", "decay_epochs", "decay_power", "end_value",
-               "warmup_start")
+class _Names(dict):
+    """An argument's name in the caller's words: the mapped name, else the argument's own."""
+
+    def __missing__(self, key):
+        return key
 
 
 @keras.saving.register_keras_serializable(package="tfgap")
@@ -257,8 +260,10 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.decay_steps = None
         if decay == "polynomial":
-            self.decay_steps = checks.round_half_up(
-                decay_epochs * self.stretch * self.steps_per_epoch)
+            # The run's own length for the same regime (`adapted_steps`, as the trainer plans it).
+            self.decay_steps = regime.adapted_steps(
+                decay_epochs, self.base_batch_size, self.batch_size, self.steps_per_epoch,
+                self.regime_adaptation)
             if self.decay_steps <= self.warmup_steps:
                 raise ValueError(
                     "Expected the polynomial decay to end at least one step after the warm-up. "

@@ -41,7 +41,7 @@ OPTIMIZERS = ("sgd", "lars")
 # `LargeBatchSchedule`'s decay arguments -> the settings that give them.
 _DECAY_SETTINGS = {"decay": "lr_decay", "boundaries": "lr_boundaries", "values": "lr_values",
                    "decay_epochs": "epochs", "decay_power": "lr_decay_power",
-                   "end_value": "lr_end", "warmup_start": "warmup_start"}
+                   "end_value": "lr_end"}
 
 # Help groups of the settings, in the order the command-line help lists them.
 GROUPS = ("data", "model", "regime", "distribution", "checkpoints", "output")
@@ -442,10 +442,9 @@ class TrainConfig:
         for name, declared in settings().items():
             object.__setattr__(self, name, declared.check(getattr(self, name)))
         # Combinations of fields.
-        polynomial = self.lr_decay == "polynomial"
         large_batch.check_decay(
             self.lr_decay, self.lr_boundaries, self.lr_values,
-            decay_epochs=self.epochs if polynomial else None, decay_power=self.lr_decay_power,
+            decay_epochs=self.decay_epochs, decay_power=self.lr_decay_power,
             end_value=self.lr_end, warmup_start=self.warmup_start, error=ConfigError,
             names=_DECAY_SETTINGS)
         checks.one_value_per_phase(self.lr_boundaries, self.lr_values,
@@ -498,6 +497,11 @@ class TrainConfig:
                 f"Received: ghost_batch_size={ghost}"
             )
         return per_replica
+
+    @property
+    def decay_epochs(self):
+        """The polynomial decay's length in epochs (`epochs`), `None` for a piecewise one."""
+        return self.epochs if self.lr_decay == "polynomial" else None
 
     @property
     def global_eval_batch_size(self):

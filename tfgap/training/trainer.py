@@ -254,7 +254,6 @@ def _schedule(config, plan):
         ConfigError: a regime that only the step plan shows to be impossible
             (a warm-up longer than the first breakpoint or than the decay).
     """
-    polynomial = config.lr_decay == "polynomial"
     try:
         return schedules.LargeBatchSchedule(
             boundaries=list(config.lr_boundaries),
@@ -266,7 +265,7 @@ def _schedule(config, plan):
             regime_adaptation=config.regime_adaptation,
             warmup_epochs=config.warmup_epochs,
             decay=config.lr_decay,
-            decay_epochs=config.epochs if polynomial else None,
+            decay_epochs=config.decay_epochs,
             decay_power=config.lr_decay_power,
             end_value=config.lr_end * config.lr_multiplier,
             warmup_start=config.warmup_start,
