@@ -41,10 +41,10 @@ def bounds_text(minimum=None, maximum=None, above=None, below=None):
     >>> bounds_text(minimum=0, below=1), bounds_text(above=0), bounds_text()
     ('in [0, 1)', '> 0', '')
     """
-    low = (f"[{minimum:g}" if minimum is not None
-           else f"({above:g}" if above is not None else None)
-    high = (f"{maximum:g}]" if maximum is not None
-            else f"{below:g})" if below is not None else None)
+    low = (f"[{_number_text(minimum)}" if minimum is not None
+           else f"({_number_text(above)}" if above is not None else None)
+    high = (f"{_number_text(maximum)}]" if maximum is not None
+            else f"{_number_text(below)})" if below is not None else None)
     if low and high:
         return f"in {low}, {high}"
     if low:
@@ -52,6 +52,13 @@ def bounds_text(minimum=None, maximum=None, above=None, below=None):
     if high:
         return ("<= " if high[-1] == "]" else "< ") + high[:-1]
     return ""
+
+
+def _number_text(value):
+    """`value` as written: integers in full (`4294967295`), other numbers as `:g`."""
+    if isinstance(value, numbers.Integral) or (float(value).is_integer() and abs(value) < 1e16):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def check_bounds(name, value, *, minimum=None, maximum=None, above=None, below=None,

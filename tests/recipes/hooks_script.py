@@ -1,13 +1,15 @@
 """Test helper (not a test): run a recipe's config through `train` with hooks.
 
-    python tests/recipes/hooks_script.py RECIPE [--kill_at=N] [--sigterm_at=N]
-        [--sleep_at=N] [--dump_weights=PATH] -- RECIPE FLAGS...
+    python tests/recipes/hooks_script.py RECIPE [--kill_at=N] [--sigterm_at=N] [--sigint_at=N]
+        [--sleep_at=N] [--sleep_seconds=S] [--dump_weights=PATH] -- RECIPE FLAGS...
 
 --kill_at: SIGKILL this process after step N (a hard crash, nothing flushed).
 --sigterm_at: send SIGTERM to this process after step N (a preemption notice).
---sleep_at: sleep 1.5 s after step N (so a clock checkpoint falls due there).
+--sigint_at: send SIGINT (Ctrl-C) to this process after step N.
+--sleep_at: print SLEEPING and sleep --sleep_seconds (1.5) after step N (so a clock
+  checkpoint falls due there, or another process can meet this one).
 --dump_weights: save the final weights (np.savez) from every worker.
-Exit status: 0 done, 42 preempted.
+Exit status: 0 done, 42 preempted, 130 interrupted.
 """
 
 import os
@@ -19,18 +21,22 @@ import keras
 import numpy as np
 
 from tfgap.recipes import flags as recipe_flags
-from tfgap.training import Preempted, train
+from tfgap.training import Interrupted, Preempted, train
 
 
 class Hooks(keras.callbacks.Callback):
-    def __init__(self, kill_at=None, sigterm_at=None, sleep_at=None, dump_weights=None):
+    def __init__(self, kill_at=None, sigterm_at=None, sigint_at=None, sleep_at=None,
+                 sleep_seconds=1.5, dump_weights=None):
         super().__init__()
         self.kill_at, self.sigterm_at, self.dump_weights = kill_at, sigterm_at, dump_weights
-        self.sleep_at = sleep_at
+        self.sigint_at, self.sleep_at, self.sleep_seconds = sigint_at, sleep_at, sleep_seconds
 
     def on_train_batch_end(self, batch, logs=None):
         if logs["step"] == self.sleep_at:
-            time.sleep(1.5)
+            print("SLEEPING", flush=True)
+            time.sleep(self.sleep_seconds)
+        if logs["step"] == self.sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)
         if logs["step"] == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if logs["step"] == self.sigterm_at:
@@ -50,11 +56,16 @@ def main(argv):
     hooks = Hooks(
         kill_at=int(options["kill_at"]) if "kill_at" in options else None,
         sigterm_at=int(options["sigterm_at"]) if "sigterm_at" in options else None,
+        sigint_at=int(options["sigint_at"]) if "sigint_at" in options else None,
         sleep_at=int(options["sleep_at"]) if "sleep_at" in options else None,
+        sleep_seconds=float(options.get("sleep_seconds", 1.5)),
         dump_weights=options.get("dump_weights"),
     )
     try:
         result = train(config, callbacks=[hooks])
+    except Interrupted as e:
+        print(f"INTERRUPTED: {e}", flush=True)
+        return 130
     except Preempted as e:
         print(f"PREEMPTED: {e}", flush=True)
         return 42

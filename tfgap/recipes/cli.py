@@ -21,8 +21,9 @@ A command (`python -m tfgap.recipes.<name>`) is two functions handed to `main`:
 - Errors are ONE line on stderr, `<prog>: ...`, never a traceback: a bad flag
   or combination exits 2 (`usage error: ... (see --help)`, config messages
   translated to flag names); missing data, a non-finite loss or
-  `CommandFailed` exit 1; a preemption exits 42 (re-run the same command to
-  resume).
+  `CommandFailed`, a run directory in use or unusable, a damaged file exit 1;
+  a preemption (SIGTERM) exits 42 and Ctrl-C 130, both after saving a
+  checkpoint when training (re-run the same command to resume).
 - The last lines on stdout name every artifact the command wrote.
 
 Example (an `advise` command):
@@ -55,6 +56,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PREEMPTED = 42
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 _GROUP_ATTR = "tfgap_group"
@@ -291,6 +293,29 @@ def flag_style(message, names):
     return match.group(2) if match else message
 
 
+def positional_message(arguments, names):
+    """The one line for arguments that are not flags (`absl` leaves them positional).
+
+    The usual cause is a flag written without its leading `--`, on the command
+    line or as a flagfile line: that flag is named.
+
+    Example:
+
+    >>> positional_message(["epochs=1"], ["epochs"]).split("Received: ")[1]
+    "'epochs=1' (write --epochs=1)"
+    >>> positional_message(["run1"], ["epochs"]).split("Received: ")[1]
+    "['run1']"
+    """
+    known = set(names)
+    for argument in arguments:
+        name = argument.split("=", 1)[0].lstrip("-")
+        if name in known or (name.startswith("no") and name[2:] in known):
+            return (f"Expected every flag to start with '--', in a flagfile too. Received: "
+                    f"{argument!r} (write --{argument.lstrip('-')})")
+    return ("Expected only flags (--name=value); tfgap commands take no positional arguments. "
+            f"Received: {list(arguments)}")
+
+
 def fail(prog, message, status=EXIT_FAILED, stream=None):
     """Writes `message` as one line on stderr (whitespace collapsed); returns `status`."""
     stream = sys.stderr if stream is None else stream
@@ -309,8 +334,9 @@ def guarded(prog, body, *, names=(), stdout=None, stderr=None):
     """Runs `body()`, prints the artifacts it returns; returns the exit status.
 
     Every error becomes one line on `stderr` (see the module docstring):
-    `UsageError`/`ConfigError` -> 2, missing data, a non-finite loss,
-    `CommandFailed` -> 1, `Preempted` -> 42.
+    `UsageError`/`ConfigError` -> 2; missing data, a non-finite loss,
+    `CommandFailed`, `RunDirError`, `CheckpointError` -> 1; `Preempted` -> 42;
+    `Interrupted` and a Ctrl-C before training -> 130.
 
     Args:
         prog: the command, as the user types it (starts every error line).
@@ -318,16 +344,29 @@ def guarded(prog, body, *, names=(), stdout=None, stderr=None):
         names: the command's flag names (config messages name them as flags).
     """
     from tfgap.data import DatasetNotPreparedError  # noqa: PLC0415
-    from tfgap.training import ConfigError, NonFiniteLossError, Preempted  # noqa: PLC0415
+    from tfgap.training import (  # noqa: PLC0415
+        CheckpointError,
+        ConfigError,
+        Interrupted,
+        NonFiniteLossError,
+        Preempted,
+        RunDirError,
+    )
 
     try:
         artifacts = body()
     except (UsageError, ConfigError) as e:
         return usage(prog, e, names, stderr)
-    except (DatasetNotPreparedError, NonFiniteLossError, CommandFailed) as e:
+    except (DatasetNotPreparedError, NonFiniteLossError, CommandFailed, RunDirError,
+            CheckpointError) as e:
         return fail(prog, flag_style(e, names), EXIT_FAILED, stderr)
+    except Interrupted as e:
+        return fail(prog, f"{e}. Re-run the same command to resume.", EXIT_INTERRUPTED, stderr)
     except Preempted as e:
         return fail(prog, f"{e}. Re-run the same command to resume.", EXIT_PREEMPTED, stderr)
+    except KeyboardInterrupt:
+        return fail(prog, "Interrupted (Ctrl-C) before training started; nothing was saved.",
+                    EXIT_INTERRUPTED, stderr)
     print_artifacts(artifacts or (), stdout)
     return EXIT_OK
 
@@ -363,7 +402,8 @@ def execute(prog, *, define, run, doc=None, argv=None, stdout=None, stderr=None)
     except flags.Error as e:
         return usage(prog, e, names, stderr)
     if len(rest) > 1:
-        return usage(prog, f"unexpected positional arguments {rest[1:]}", names, stderr)
+        return fail(prog, f"usage error: {positional_message(rest[1:], names)} (see --help)",
+                    EXIT_USAGE, stderr)
     if fv["verbosity"].present:
         quiet_logs(fv.verbosity)
     from absl import logging  # noqa: PLC0415

@@ -157,7 +157,7 @@ def parse(argv, recipe):
     except flags.Error as e:
         raise UsageError(cli.flag_style(e, list(fv))) from None
     if len(rest) > 1:
-        raise UsageError(f"Unexpected positional arguments: {rest[1:]}")
+        raise UsageError(cli.positional_message(rest[1:], list(fv)))
     apply_network_defaults(fv, recipe)
     return config_from_flags(fv, defaults)
 
@@ -279,22 +279,15 @@ def train_and_report(config, stdout=None):
     return run_artifacts(config.model_dir, result.get("export_dir"))
 
 
-# What a run directory holds, as the artifact lines name it.
-_RUN_FILES = {
-    "result.json": "result",
-    "history.json": "history",
-    "config.json": "config",
-    "checkpoints": "checkpoints",
-    "logs": "TensorBoard logs",
-}
-
-
 def run_artifacts(model_dir, export_dir=None):
     """`(what, path)` for every entry of a run directory, and the SavedModel if any."""
-    entries = sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else []
-    known = [e for e in _RUN_FILES if e in entries]
-    other = [e for e in entries if e not in _RUN_FILES]
-    out = [(_RUN_FILES[e], os.path.join(model_dir, e)) for e in known]
+    from tfgap.training import rundir  # noqa: PLC0415
+
+    entries = sorted(e for e in os.listdir(model_dir) if not e.startswith(".")) if (
+        os.path.isdir(model_dir)) else []
+    known = [e for e in rundir.DESCRIPTIONS if e in entries]
+    other = [e for e in entries if e not in rundir.DESCRIPTIONS]
+    out = [(rundir.DESCRIPTIONS[e], os.path.join(model_dir, e)) for e in known]
     out += [(e, os.path.join(model_dir, e)) for e in other]
     if export_dir:
         out.append(("SavedModel", export_dir))

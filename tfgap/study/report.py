@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from tfgap import diagnostics
-from tfgap.training import write_json
+from tfgap.training import read_result, write_json
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -142,8 +142,7 @@ def load_run(model_dir):
         `subset_loss`, `subset_accuracy`, `stopped`), `history`,
         `distance_record` and `config`.
     """
-    with open(os.path.join(model_dir, "result.json")) as f:
-        result = json.load(f)
+    result = read_result(model_dir)
     study_path = os.path.join(model_dir, "study.json")
     study = {}
     if os.path.exists(study_path):

@@ -33,7 +33,7 @@ from tfgap import data, diagnostics, models, schedules
 from tfgap.study import claims as claims_lib
 from tfgap.study import keskar, plots, report
 from tfgap.study.regimes import REGIMES, regime_configs, select, slug
-from tfgap.training import ConfigError, finished_result, plan_steps, train, write_json
+from tfgap.training import ConfigError, finished_result, plan_steps, rundir, train, write_json
 from tfgap.training.callbacks import KeepModel
 
 STUDY_RECORD = "study.json"
@@ -380,19 +380,13 @@ def _is_current(previous, wanted):
 
 def _check_same_run(config):
     """Refuses to resume a run directory that holds a run of another config."""
-    path = os.path.join(config.model_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        previous = json.load(f)
-    wanted = json.loads(json.dumps(config.to_dict()))
-    if previous != wanted:
-        changed = sorted(k for k in set(previous) | set(wanted)
-                         if previous.get(k) != wanted.get(k))
+    started = rundir.started_config(config.model_dir)
+    changed = started and rundir.differences(started[0], config)
+    if changed:
         raise ConfigError(
             f"Expected {config.model_dir} to hold a run of the same settings (it would be "
-            f"resumed) or nothing. Received settings that differ in {changed}; use a new "
-            "--output_dir (or delete the old one)."
+            f"resumed) or nothing. Received settings that differ in {sorted(changed)}; use a "
+            "new --output_dir (or delete the old one)."
         )
 
 
@@ -402,7 +396,7 @@ def _restored_model(config):
 
     model = _fresh_model(config)
     ckpt = tf.train.Checkpoint(model=model)
-    latest = tf.train.latest_checkpoint(os.path.join(config.model_dir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(rundir.path(config.model_dir, rundir.CHECKPOINTS))
     if latest is None:
         return None
     ckpt.read(latest).expect_partial()

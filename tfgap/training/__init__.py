@@ -6,7 +6,11 @@
 - `plan_steps`: the one place where epochs become steps (regime adaptation).
 - `make_strategy`, `split_logical_cpus`, `resolve_strategy_name`: strategies by name.
 - `export_saved_model`: atomic SavedModel export serving raw inputs.
-- Errors: `ConfigError` (a `ValueError`), `NonFiniteLossError`, `Preempted`.
+- Errors: `ConfigError` (a `ValueError`), `NonFiniteLossError`, `Preempted` (SIGTERM) and
+  `Interrupted` (Ctrl-C), `CheckpointError` (no intact checkpoint to resume), `RunDirError`
+  and `RunDirBusy` (a run directory that cannot be used, or another process training in it).
+- `rundir`: the run directory's file names and files (`write_json`, `read_result`,
+  `finished_result`).
 
 The trainer is built on `tf.distribute` and needs the TensorFlow backend of
 Keras: under another backend, importing `tfgap.training` raises one clear
@@ -17,35 +21,45 @@ from tfgap import backend
 
 backend.require_tensorflow("tfgap.training")  # before anything imports TensorFlow
 
-from tfgap.training.checkpointing import Preempted  # noqa: E402
+from tfgap.training.checkpointing import CheckpointError, Interrupted, Preempted  # noqa: E402
 from tfgap.training.config import (  # noqa: E402
     ConfigError,
     TrainConfig,
     parse_regime_adaptation,
 )
-from tfgap.training.export import export_saved_model  # noqa: E402
+from tfgap.training.export import (  # noqa: E402
+    ExportPathError,
+    check_export_path,
+    export_saved_model,
+)
 from tfgap.training.steps import StepPlan, plan_steps  # noqa: E402
 from tfgap.training.strategy import (  # noqa: E402
     make_strategy,
     resolve_strategy_name,
     split_logical_cpus,
 )
-from tfgap.training.trainer import (  # noqa: E402
-    NonFiniteLossError,
-    build_model,
+from tfgap.training.rundir import (  # noqa: E402
+    RunDirBusy,
+    RunDirError,
     finished_result,
     read_result,
-    train,
     write_json,
-)  # noqa: E402
+)
+from tfgap.training.trainer import NonFiniteLossError, build_model, train  # noqa: E402
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
+    "ExportPathError",
+    "Interrupted",
     "NonFiniteLossError",
     "Preempted",
+    "RunDirBusy",
+    "RunDirError",
     "StepPlan",
     "TrainConfig",
     "build_model",
+    "check_export_path",
     "finished_result",
     "export_saved_model",
     "make_strategy",

@@ -74,6 +74,7 @@ class Setting:
     below: float | None = None
     optional: bool = False
     cli: bool = True
+    may_change_on_resume: bool = False
     name: str = ""
     default: object = None
     required: bool = False
@@ -236,7 +237,10 @@ def setting(help, group, kind, *, default=dataclasses.MISSING, **spec):  # noqa:
         **spec: `choices` (a tuple, or a function returning one, evaluated
             when needed), `minimum`/`maximum` (inclusive), `above`/`below`
             (exclusive), `optional=True` (`None` allowed; unset on the command
-            line), `cli=False` (not a command-line flag: set by the library).
+            line), `cli=False` (not a command-line flag: set by the library),
+            `may_change_on_resume=True` (a run in `model_dir` may be resumed
+            with another value: the setting does not shape the checkpoint or
+            the numbers trained, e.g. how often to checkpoint).
 
     Returns:
         A `dataclasses.Field` for the class body.
@@ -301,9 +305,9 @@ class TrainConfig:
                          choices=_model_names)
     model_dir: str = setting(
         "Where checkpoints, TensorBoard logs, `history.json` and `result.json` go. Re-running "
-        "with the same directory resumes.", "output", "path")
+        "with the same directory resumes.", "output", "path", may_change_on_resume=True)
     epochs: float = setting("Length of the small-batch regime in epochs (before regime "
-                            "adaptation).", "regime", "float", above=0.0)
+                            "adaptation).", "regime", "float", above=0.0, may_change_on_resume=True)
     batch_size: int = setting("The global batch size (all replicas together).", "regime",
                               "int", minimum=1)
     lr_boundaries: tuple = setting(
@@ -376,16 +380,16 @@ class TrainConfig:
     model_options: dict = setting("Extra keyword options of `build_model` (e.g. "
                                   "mlp_width=64).", "model", "options", default={})
     strategy: str = setting("Distribution strategy.", "distribution", "str", default="auto",
-                            choices=STRATEGIES)
+                            choices=STRATEGIES, may_change_on_resume=True)
     tpu: str | None = setting("TPU name or address for `TPUClusterResolver` ('local' on a "
-                              "TPU VM).", "distribution", "str", default=None, optional=True)
+                              "TPU VM).", "distribution", "str", default=None, optional=True, may_change_on_resume=True)
     logical_cpus: int = setting("Split the host CPU into this many logical devices (mirrored "
                                 "training on a CPU-only machine); 0 = no split.",
-                                "distribution", "int", default=0, minimum=0)
+                                "distribution", "int", default=0, minimum=0, may_change_on_resume=True)
     data_dir: str | None = setting("tensorflow-datasets data directory.", "data", "path",
-                                   default=None, optional=True)
+                                   default=None, optional=True, may_change_on_resume=True)
     download: bool = setting("Let tensorflow-datasets download and prepare missing data.",
-                             "data", "bool", default=False)
+                             "data", "bool", default=False, may_change_on_resume=True)
     mock_data: bool = setting("Train on tensorflow-datasets' mock data (tests, smoke runs).",
                               "data", "bool", default=False)
     mock_examples: int = setting(
@@ -398,44 +402,53 @@ class TrainConfig:
         "default: 5,000 for CIFAR, 10% for MNIST/MNIST-1D, 1% for ImageNet; 0 = no "
         "validation split).", "data", "int", default=None, minimum=0, optional=True)
     export_dir: str | None = setting("Where the SavedModel goes; None = no export.", "output",
-                                     "path", default=None, optional=True)
+                                     "path", default=None, optional=True, may_change_on_resume=True)
     mixed_precision: bool = setting("`mixed_float16` on GPU (with loss scaling), "
                                     "`mixed_bfloat16` on CPU/TPU.", "distribution", "bool",
                                     default=False)
     jit_compile: bool = setting("XLA-compile the forward and backward pass.", "distribution",
-                                "bool", default=False)
+                                "bool", default=False, may_change_on_resume=True)
     seed: int = setting("Seed of the weights, the data order and the augmentation.", "regime",
-                        "int", default=0, minimum=0)
+                        "int", default=0, minimum=0, maximum=2**32 - 1)
     deterministic: bool = setting("Enable TensorFlow's op determinism (bitwise resume).",
-                                  "distribution", "bool", default=False)
+                                  "distribution", "bool", default=False, may_change_on_resume=True)
     eval_batch_size: int = setting("Evaluation batch (global); 0 = `batch_size`.", "output",
-                                   "int", default=0, minimum=0)
+                                   "int", default=0, minimum=0, may_change_on_resume=True)
     eval_every_epochs: int = setting("Evaluate validation and test every this many epochs.",
-                                     "output", "int", default=1, minimum=1)
+                                     "output", "int", default=1, minimum=1, may_change_on_resume=True)
     checkpoint_every_steps: int = setting(
         "Also checkpoint every this many steps (0 = none by step count). A checkpoint is "
-        "always written at the end.", "checkpoints", "int", default=0, minimum=0)
+        "always written at the end.", "checkpoints", "int", default=0, minimum=0, may_change_on_resume=True)
     checkpoint_every_seconds: float = setting(
         "Write a checkpoint at least this often (wall-clock seconds), mid-epoch included; "
         "epoch-end checkpoints no more often than this; 0 = a checkpoint at every epoch end "
         "(and none mid-epoch by time). Checkpoints of `checkpoint_every_steps`, at the end "
         "and on preemption are always written.", "checkpoints", "float", default=300.0,
-        minimum=0.0)
+        minimum=0.0, may_change_on_resume=True)
     steps_per_execution: int = setting(
         "Optimizer steps per `tf.function` call (one host sync per call); 0 = automatic "
         "(calls of about 0.2 s in a single process, 1 step under several workers). "
         "Callbacks still see every step, after the call; `model.stop_training` takes effect "
-        "at the end of the call.", "distribution", "int", default=0, minimum=0)
+        "at the end of the call.", "distribution", "int", default=0, minimum=0, may_change_on_resume=True)
     keep_checkpoints: int = setting("Checkpoints to keep.", "checkpoints", "int", default=3,
-                                    minimum=1)
+                                    minimum=1, may_change_on_resume=True)
     summary_every_steps: int = setting("TensorBoard step scalars every this many steps.",
-                                       "output", "int", default=100, minimum=1)
+                                       "output", "int", default=100, minimum=1, may_change_on_resume=True)
     preemption: bool = setting(
         "Install `PreemptionCheckpointHandler`: SIGTERM saves a checkpoint and stops the run "
         "with `Preempted` (exit status 42 on the command line).", "checkpoints", "bool",
-        default=True)
+        default=True, may_change_on_resume=True)
+    resume_with_changes: bool = setting(
+        "Resume a run in `model_dir` although settings that shape it differ from the ones it "
+        "was started with (each change is recorded in config.json and history.json); without "
+        "it such a resume is refused, naming each difference.", "checkpoints", "bool",
+        default=False, may_change_on_resume=True)
+    start_over_if_damaged: bool = setting(
+        "Start from step 0 when `model_dir` holds checkpoint files but none is intact (they "
+        "are moved to checkpoints/damaged/, not deleted); without it such a run is refused.",
+        "checkpoints", "bool", default=False, may_change_on_resume=True)
     verbose: int = setting("0 silent, 1 progress bar on a terminal and lines otherwise, 2 one "
-                           "line per epoch.", "output", "int", default=1, minimum=0, maximum=2)
+                           "line per epoch.", "output", "int", default=1, minimum=0, maximum=2, may_change_on_resume=True)
 
     def __post_init__(self):
         # Each field on its own, from its declaration.

@@ -24,10 +24,11 @@ What a run leaves in `config.model_dir`:
 and in `config.export_dir` the SavedModel with a raw-input `serving_default`.
 """
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -36,15 +37,12 @@ import tensorflow as tf
 
 from tfgap import data, diagnostics, models, optimizers, schedules
 from tfgap.diagnostics.weight_distance import weight_distance
-from tfgap.training import checkpointing, export, loop, steps
+from tfgap.training import checkpointing, export, loop, rundir, steps
 from tfgap.training import strategy as strategy_lib
 from tfgap.training import summaries as summaries_lib
 from tfgap.training.config import ConfigError
 from tfgap.training.epoch_metrics import EpochMetrics
 
-RESULT_FILENAME = "result.json"
-HISTORY_FILENAME = "history.json"
-CONFIG_FILENAME = "config.json"
 EVAL_SPLITS = ("validation", "test")
 
 
@@ -140,16 +138,22 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     if strategy is None:
         strategy_lib.split_logical_cpus(config.logical_cpus)
         strategy = strategy_lib.make_strategy(config.strategy, tpu=config.tpu)
+    is_chief = strategy_lib.task_info(strategy)[2]
+    rundir.check_usable(config.model_dir)
+    if config.export_dir and is_chief:
+        export.check_export_path(config.export_dir, protected=(config.model_dir,))
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    run = _Run(config, strategy, start_time=start_time, callbacks=callbacks, stream=stream)
-    try:
-        run.train_epochs()
-        return run.finish()
-    finally:
-        run.close()
+    # One writer per run directory (the chief; the other workers write nothing there).
+    with rundir.RunLock(config.model_dir) if is_chief else contextlib.nullcontext():
+        run = _Run(config, strategy, start_time=start_time, callbacks=callbacks, stream=stream)
+        try:
+            run.train_epochs()
+            return run.finish()
+        finally:
+            run.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,12 +192,17 @@ def _count_splits(config):
         for split in EVAL_SPLITS:
             sizes[split] = min(sizes[split], config.mock_examples)
     splits = _Splits(sizes["train"], sizes["validation"], sizes["test"])
-    if splits.num_validation and splits.num_train < config.batch_size:
+    total = splits.num_train + splits.num_validation
+    if config.batch_size > total:
+        raise ConfigError(
+            f"Expected batch_size at most the {total} training examples of "
+            f"{config.dataset!r} (one global batch per step). Received: "
+            f"batch_size={config.batch_size}")
+    if splits.num_train < config.batch_size:
         raise ConfigError(
             f"Expected validation_examples to leave at least one global batch "
-            f"(batch_size={config.batch_size}) of the {splits.num_train + splits.num_validation} "
-            f"training examples of {config.dataset!r}; at most "
-            f"{splits.num_train + splits.num_validation - config.batch_size} can be held out. "
+            f"(batch_size={config.batch_size}) of the {total} training examples of "
+            f"{config.dataset!r}; at most {total - config.batch_size} can be held out. "
             f"Received: validation_examples={splits.num_validation}"
         )
     return splits
@@ -422,26 +431,35 @@ class _Run:
             initial_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w0")
                                for v in self.model.trainable_variables]
             self.metrics = EpochMetrics()
+        checkpoint_dir = rundir.path(config.model_dir, rundir.CHECKPOINTS)
+        # Nothing is written to model_dir before the run there is known to fit this config.
+        self.changes = rundir.resume_changes(
+            config, step=checkpointing.has_checkpoint_files(checkpoint_dir))
         self.checkpointer = checkpointing.Checkpointer(
-            os.path.join(config.model_dir, checkpointing.CHECKPOINT_SUBDIR),
+            checkpoint_dir,
             is_chief=self.is_chief, task_id=task_id, max_to_keep=config.keep_checkpoints,
             model=self.model, optimizer=self.optimizer, step=self.step_var, epoch=self.epoch_var,
             initial_weights=initial_weights, epoch_metrics=self.metrics,
             num_validation_examples=self.validation_var,
         )
-        restored = self.checkpointer.restore()
-        self._check_validation_split(restored)
+        restored = self.checkpointer.restore(start_over=config.start_over_if_damaged)
+        if not config.resume_with_changes:
+            self._check_validation_split(restored)
         self.validation_var.assign(self.splits.num_validation)
         self.resumed_from_step = int(self.step_var.numpy()) if restored else 0
         self.step = self.resumed_from_step
+        line = restored.describe() if restored else self.checkpointer.note
+        if line and self.is_chief and config.verbose:
+            print(line, file=stream or sys.stdout, flush=True)
 
-        # Nothing is written to model_dir before the checkpoint is known to fit.
         os.makedirs(config.model_dir, exist_ok=True)
-        self.history_path = os.path.join(config.model_dir, HISTORY_FILENAME)
+        self.history, self.distance_record, self.recorded_changes = rundir.read_history(
+            config.model_dir, self.resumed_from_step)
+        if self.changes and self.resumed_from_step:
+            self.recorded_changes.append(rundir.change_record(self.changes,
+                                                              self.resumed_from_step))
         if self.is_chief:
-            write_json(os.path.join(config.model_dir, CONFIG_FILENAME), config.to_dict())
-        self.history, self.distance_record = _load_history(self.history_path,
-                                                           self.resumed_from_step)
+            rundir.write_config(config, step=self.resumed_from_step, changes=self.changes)
         if self.step == 0:
             self.distance_record = [[0, 0.0]]
         self.record_due = diagnostics.LogSpacedSteps()
@@ -485,9 +503,9 @@ class _Run:
 
     def _check_validation_split(self, restored):
         saved = int(self.validation_var.numpy())
-        if restored and saved >= 0 and saved != self.splits.num_validation:
+        if restored is not None and saved >= 0 and saved != self.splits.num_validation:
             raise ConfigError(
-                f"The checkpoint {restored} was trained beside a validation split of {saved} "
+                f"The checkpoint {restored.path} was trained beside a validation split of {saved} "
                 f"examples, so its training split differs from this run's. Expected "
                 f"validation_examples={saved} to resume it (or a new model_dir). Received: "
                 f"validation_examples={self.splits.num_validation}. Nothing was overwritten."
@@ -598,8 +616,11 @@ class _Run:
         if by_steps or by_clock or preempted:
             self._save()
         if preempted:
-            raise checkpointing.Preempted(
-                f"Preempted at step {self.step}: checkpoint saved in {self.checkpointer.latest}")
+            interrupted = self.watcher is not None and self.watcher.signal == signal.SIGINT
+            error = checkpointing.Interrupted if interrupted else checkpointing.Preempted
+            what = "Interrupted (Ctrl-C)" if interrupted else "Preempted"
+            raise error(f"{what} at step {self.step}: checkpoint saved in "
+                        f"{self.checkpointer.latest}")
 
     def _agreed(self, *flags):
         """Each flag, set if any worker set it (every worker must take part in a save)."""
@@ -620,8 +641,8 @@ class _Run:
 
     def _write_history(self):
         if self.is_chief:
-            write_json(self.history_path,
-                        {"history": self.history, "distance_record": self.distance_record})
+            rundir.write_history(self.config.model_dir, self.history, self.distance_record,
+                                 self.recorded_changes)
 
     def _check_finite(self, loss, grad_sq, epoch):
         if math.isfinite(loss) and (not self.check_grads or math.isfinite(grad_sq)):
@@ -631,9 +652,7 @@ class _Run:
         message = (
             f"Training stopped: the {what} is not finite (loss={loss}) at step {self.step} "
             f"(epoch {epoch + 1}). Nothing was saved after it; the last good checkpoint is "
-            f"{good or 'none (no checkpoint yet)'}. Lower the learning rate (lr_values or "
-            "lr_multiplier), add warm-up (warmup_epochs) or use lr_scaling='sqrt' instead of "
-            "'linear'."
+            f"{good or 'none (no checkpoint yet)'}. {_stability_hint(self.config)}"
         )
         self._write_result(self._result("non_finite_loss", throughput=None, checkpoint=good,
                                          export_dir=None, message=message))
@@ -689,7 +708,8 @@ class _Run:
                 fresh = build_model(config)
                 fresh.set_weights(weights)
                 export_dir = export.export_saved_model(
-                    fresh, config.export_dir, dataset=config.dataset, config=config.to_dict())
+                    fresh, config.export_dir, dataset=config.dataset, config=config.to_dict(),
+                    protected=(config.model_dir,))
         throughput = (self.timed_steps * config.batch_size / self.timed_seconds
                       if self.timed_seconds else None)
         record = self._result("completed", throughput=throughput,
@@ -735,57 +755,16 @@ class _Run:
 
     def _write_result(self, record):
         if self.is_chief:
-            write_json(os.path.join(self.config.model_dir, RESULT_FILENAME), record)
+            rundir.write_json(rundir.path(self.config.model_dir, rundir.RESULT), record)
 
 
-def _load_history(path, resumed_from_step):
-    """The history of the epochs (and distance records) up to the restored step."""
-    if not resumed_from_step or not os.path.exists(path):
-        return [], []
-    with open(path) as f:
-        saved = json.load(f)
-    history = [h for h in saved.get("history", []) if h["step"] <= resumed_from_step]
-    record = [r for r in saved.get("distance_record", []) if r[0] <= resumed_from_step]
-    return history, record
-
-
-def write_json(path, value):
-    """Writes `value` as JSON to `path` atomically (a temporary file, then a rename).
-
-    NumPy scalars become numbers and tuples lists; a reader never sees a
-    half-written file, whatever kills the writer.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serializable: {value!r}")
-
-
-def finished_result(config):
-    """`result.json` of a completed run of exactly `config` in `config.model_dir`, or `None`.
-
-    `None` when there is no result, the run did not complete, or it was run
-    with other settings: then training `config` again is what is needed.
-    """
-    path = os.path.join(config.model_dir, RESULT_FILENAME)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        result = json.load(f)
-    if result.get("status") != "completed" or result.get("config") != config.to_dict():
-        return None
-    return result
-
-
-def read_result(model_dir):
-    """Reads `<model_dir>/result.json`."""
-    with open(os.path.join(model_dir, RESULT_FILENAME)) as f:
-        return json.load(f)
+def _stability_hint(config):
+    """What to try after a non-finite loss, given the settings the run used."""
+    hints = ["lower the learning rate (lr_values or lr_multiplier)"]
+    if not config.warmup_epochs:
+        hints.append("add warm-up (warmup_epochs)")
+    else:
+        hints.append("lengthen the warm-up (warmup_epochs)")
+    if config.lr_scaling == "linear":
+        hints.append("use lr_scaling='sqrt' instead of 'linear'")
+    return "Try to " + ", ".join(hints[:-1]) + " or " + hints[-1] + "."
