@@ -107,7 +107,10 @@ def test_tune_and_study_help_list_their_own_group_first():
     (["--batch_size=abc"], "--batch_size to be an integer. Received: --batch_size=abc"),
     (["--batch_size=64", "--ghost_batch_size=48"], "Received: --ghost_batch_size=48"),
     (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
-    (["positional"], "unexpected positional arguments ['positional']"),
+    (["positional"], "take no positional arguments. Received: ['positional']"),
+    (["epochs=1"], "Expected every flag to start with '--', in a flagfile too. Received: "
+                   "'epochs=1' (write --epochs=1)"),
+    (["--seed=4294967296"], "Expected --seed in [0, 4294967295]. Received: --seed=4294967296"),
     (["--export_dir=/tmp/x", "--noexport"], "Expected no --export_dir with --noexport"),
     (["--strategy=tpu"], "Expected --tpu (a TPU name"),
 ])
@@ -247,3 +250,38 @@ def test_a_recipe_run_is_quiet_and_ends_with_its_artifacts(tmp_path):
         "TensorBoard logs": str(model_dir / "logs"), "SavedModel": str(tmp_path / "export")}
     assert sorted(os.listdir(model_dir)) == sorted(
         os.path.basename(p) for w, p in wrote.items() if w != "SavedModel")
+
+
+def test_a_flagfile_line_without_dashes_is_named(tmp_path):
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("--epochs=1\nbatch_size=8\n")
+    status, out, err = execute(recipe_define, never_run, [f"--flagfile={flagfile}"])
+    assert (status, out) == (cli.EXIT_USAGE, "") and err.count("\n") == 1
+    assert "Received: 'batch_size=8' (write --batch_size=8)" in err
+
+
+def test_run_problems_are_one_line_each(tmp_path):
+    def run(fv):
+        config = recipe_flags.config_from_flags(fv, recipe_flags.recipe_defaults("mnist"))
+        return recipe_flags.train_and_report(config)
+
+    common = ["--mock_data", "--mock_examples=32", "--noexport", "--model=mlp",
+              "--model_options=mlp_width=8,mlp_depth=1", "--verbose=0"]
+    status, _, err = execute(recipe_define, run, [*common, "--batch_size=100000000",
+                                                  f"--model_dir={tmp_path / 'run'}"])
+    assert status == cli.EXIT_USAGE and err.count("\n") == 1
+    assert "Expected --batch_size at most the 32 training examples" in err and "-9999" not in err
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    status, _, err = execute(recipe_define, run, [*common, f"--model_dir={a_file}"])
+    assert status == cli.EXIT_FAILED and err.count("\n") == 1 and "which is a file" in err
+    assert a_file.read_text() == "mine"
+
+
+def test_ctrl_c_before_training_is_one_line():
+    def run(fv):
+        raise KeyboardInterrupt
+
+    status, out, err = execute(recipe_define, run, [])
+    assert (status, out) == (cli.EXIT_INTERRUPTED, "")
+    assert err == "prog: Interrupted (Ctrl-C) before training started; nothing was saved.\n"

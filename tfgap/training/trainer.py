@@ -195,7 +195,7 @@ def _count_splits(config):
     total = splits.num_train + splits.num_validation
     if config.batch_size > total:
         raise ConfigError(
-            f"Expected batch_size at most the {total} training examples of "
+            f"Expected `batch_size` at most the {total} training examples of "
             f"{config.dataset!r} (one global batch per step). Received: "
             f"batch_size={config.batch_size}")
     if splits.num_train < config.batch_size:
