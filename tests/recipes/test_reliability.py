@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from tests.recipes.test_distributed import FLAGS, HOOKS, env, history, hooks, recipe, result
+from tests.training.test_run_directory import snapshot
 
 # FLAGS: 4 steps per epoch, 3 epochs = 12 steps. A checkpoint every 4 steps: 4, 8, 12.
 RUN = [*FLAGS, "--strategy=one_device", "--deterministic", "--checkpoint_every_steps=4",
@@ -25,16 +26,6 @@ def one_line(stderr):
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr[-3000:]
     return lines[0]
-
-
-def tree(directory):
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, directory)] = f.read()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +39,7 @@ def finished(tmp_path_factory):
 
 def copy_of(finished, tmp_path):
     copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
+    shutil.copysnapshot(finished, copy)
     return copy
 
 
@@ -60,29 +51,29 @@ def test_a_user_folder_survives_a_mistaken_export_dir(tmp_path):
                   env=env())
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "--export_dir" in one_line(proc.stderr) or "export" in one_line(proc.stderr)
-    assert tree(thesis) == {"thesis.txt": b"four years of work"}
+    assert snapshot(thesis) == {"thesis.txt": b"four years of work"}
     assert not os.path.exists(tmp_path / "run")  # refused before training
 
 
 def test_export_into_the_model_dir_is_refused_and_deletes_nothing(finished, tmp_path):
     model_dir = copy_of(finished, tmp_path)
-    before = tree(model_dir)
+    before = snapshot(model_dir)
     proc = recipe([*RUN, "--epochs=4", f"--model_dir={model_dir}", "--export",
                    f"--export_dir={model_dir}"], env=env())
     assert proc.returncode == 2, proc.stderr[-3000:]
     one_line(proc.stderr)
-    assert tree(model_dir) == before
+    assert snapshot(model_dir) == before
 
 
 def test_a_changed_batch_size_is_refused_naming_both_values(finished, tmp_path):
     model_dir = copy_of(finished, tmp_path)
-    before = tree(model_dir)
+    before = snapshot(model_dir)
     flags = [f for f in RUN if not f.startswith("--batch_size")]
     proc = recipe([*flags, "--batch_size=32", f"--model_dir={model_dir}"], env=env())
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = one_line(proc.stderr)
     assert "batch_size: 16 -> 32" in line and "--resume_with_changes" in line
-    assert tree(model_dir) == before
+    assert snapshot(model_dir) == before
 
 
 def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(finished, tmp_path):

@@ -162,8 +162,8 @@ def test_config_errors_speak_of_arguments_and_the_cli_of_flags():
     assert "--" not in str(info.value) and "ghost_batch_size=48" in str(info.value)
     names = ["ghost_batch_size", "batch_size", "lr_values", "lr_boundaries"]
     assert cli.flag_style(str(info.value), names) == (
-        "Expected ghost_batch_size to divide the per-replica batch of 64 (--batch_size=64 over "
-        "1 replicas). Received: --ghost_batch_size=48")
+        "Expected ghost_batch_size to divide the batch of 64 (--batch_size=64; with several "
+        "replicas, the per-replica batch). Received: --ghost_batch_size=48")
     assert cli.flag_style("Expected len(lr_values) == len(lr_boundaries) + 1. Received: "
                           "lr_boundaries=[1.0], lr_values=[0.1]", names) == (
         "Expected len(lr_values) == len(lr_boundaries) + 1. Received: --lr_boundaries=[1.0], "

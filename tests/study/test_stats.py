@@ -285,8 +285,10 @@ def test_example_se_hand_computed_and_its_effect():
     with pytest.raises(ValueError, match="shape"):
         st.example_se([[1, 0]], [[1, 0, 1]])
     # Deterministic seeds, the same 1000 test examples: A gets 3 more right than B.
-    a = np.zeros((3, 1000)); a[:, :903] = 1
-    b = np.zeros((3, 1000)); b[:, :900] = 1
+    a = np.zeros((3, 1000))
+    a[:, :903] = 1
+    b = np.zeros((3, 1000))
+    b[:, :900] = 1
     acc_a, acc_b = a.mean(axis=1), b.mean(axis=1)
     assert st.paired_difference(acc_a, acc_b).p_value == 0.0
     d = st.paired_difference(acc_a, acc_b, example_se=st.example_se(a, b))

@@ -113,7 +113,8 @@ def test_missing_dataset_fails_fast_naming_dataset_and_data_dir(tmp_path):
 
 def test_ghost_size_that_does_not_fit_the_replicas(tmp_path, two_cpus):
     config = tiny(tmp_path, ghost_batch_size=16)  # fits 16, not the 8 per replica on 2 CPUs
-    with pytest.raises(ConfigError, match="per-replica batch of 8"):
+    with pytest.raises(ConfigError,
+                       match=r"per-replica batch of 8 \(batch_size=16 over 2 replicas\)"):
         train(config, strategy=two_cpus)
 
 

@@ -382,10 +382,12 @@ class TrainConfig:
     strategy: str = setting("Distribution strategy.", "distribution", "str", default="auto",
                             choices=STRATEGIES, may_change_on_resume=True)
     tpu: str | None = setting("TPU name or address for `TPUClusterResolver` ('local' on a "
-                              "TPU VM).", "distribution", "str", default=None, optional=True, may_change_on_resume=True)
+                              "TPU VM).", "distribution", "str", default=None, optional=True,
+                              may_change_on_resume=True)
     logical_cpus: int = setting("Split the host CPU into this many logical devices (mirrored "
                                 "training on a CPU-only machine); 0 = no split.",
-                                "distribution", "int", default=0, minimum=0, may_change_on_resume=True)
+                                "distribution", "int", default=0, minimum=0,
+                                may_change_on_resume=True)
     data_dir: str | None = setting("tensorflow-datasets data directory.", "data", "path",
                                    default=None, optional=True, may_change_on_resume=True)
     download: bool = setting("Let tensorflow-datasets download and prepare missing data.",
@@ -415,10 +417,12 @@ class TrainConfig:
     eval_batch_size: int = setting("Evaluation batch (global); 0 = `batch_size`.", "output",
                                    "int", default=0, minimum=0, may_change_on_resume=True)
     eval_every_epochs: int = setting("Evaluate validation and test every this many epochs.",
-                                     "output", "int", default=1, minimum=1, may_change_on_resume=True)
+                                     "output", "int", default=1, minimum=1,
+                                     may_change_on_resume=True)
     checkpoint_every_steps: int = setting(
         "Also checkpoint every this many steps (0 = none by step count). A checkpoint is "
-        "always written at the end.", "checkpoints", "int", default=0, minimum=0, may_change_on_resume=True)
+        "always written at the end.", "checkpoints", "int", default=0, minimum=0,
+        may_change_on_resume=True)
     checkpoint_every_seconds: float = setting(
         "Write a checkpoint at least this often (wall-clock seconds), mid-epoch included; "
         "epoch-end checkpoints no more often than this; 0 = a checkpoint at every epoch end "
@@ -429,11 +433,13 @@ class TrainConfig:
         "Optimizer steps per `tf.function` call (one host sync per call); 0 = automatic "
         "(calls of about 0.2 s in a single process, 1 step under several workers). "
         "Callbacks still see every step, after the call; `model.stop_training` takes effect "
-        "at the end of the call.", "distribution", "int", default=0, minimum=0, may_change_on_resume=True)
+        "at the end of the call.", "distribution", "int", default=0, minimum=0,
+        may_change_on_resume=True)
     keep_checkpoints: int = setting("Checkpoints to keep.", "checkpoints", "int", default=3,
                                     minimum=1, may_change_on_resume=True)
     summary_every_steps: int = setting("TensorBoard step scalars every this many steps.",
-                                       "output", "int", default=100, minimum=1, may_change_on_resume=True)
+                                       "output", "int", default=100, minimum=1,
+                                       may_change_on_resume=True)
     preemption: bool = setting(
         "Install `PreemptionCheckpointHandler`: SIGTERM saves a checkpoint and stops the run "
         "with `Preempted` (exit status 42 on the command line).", "checkpoints", "bool",
@@ -448,7 +454,8 @@ class TrainConfig:
         "are moved to checkpoints/damaged/, not deleted); without it such a run is refused.",
         "checkpoints", "bool", default=False, may_change_on_resume=True)
     verbose: int = setting("0 silent, 1 progress bar on a terminal and lines otherwise, 2 one "
-                           "line per epoch.", "output", "int", default=1, minimum=0, maximum=2, may_change_on_resume=True)
+                           "line per epoch.", "output", "int", default=1, minimum=0, maximum=2,
+                           may_change_on_resume=True)
 
     def __post_init__(self):
         # Each field on its own, from its declaration.
@@ -504,11 +511,12 @@ class TrainConfig:
         per_replica = self.batch_size // num_replicas
         ghost = self.ghost_batch_size
         if ghost and (ghost > per_replica or per_replica % ghost):
+            where = (f"the batch of {per_replica} (batch_size={self.batch_size}; with several "
+                     "replicas, the per-replica batch)" if num_replicas == 1 else
+                     f"the per-replica batch of {per_replica} (batch_size={self.batch_size} "
+                     f"over {num_replicas} replicas)")
             raise ConfigError(
-                f"Expected ghost_batch_size to divide the per-replica batch of {per_replica} "
-                f"(batch_size={self.batch_size} over {num_replicas} replicas). "
-                f"Received: ghost_batch_size={ghost}"
-            )
+                f"Expected ghost_batch_size to divide {where}. Received: ghost_batch_size={ghost}")
         return per_replica
 
     @property

@@ -703,7 +703,7 @@ class _Run:
             callback.on_train_end(dict(self.last_logs))
         export_dir = None
         if config.export_dir:
-            weights = self.model.get_weights()  # every worker reads (collectives), the chief exports
+            weights = self.model.get_weights()  # all workers read (collectives); the chief exports
             if self.is_chief:
                 fresh = build_model(config)
                 fresh.set_weights(weights)
