@@ -77,7 +77,7 @@ def test_learning_rates_and_updates_closed_form(base):
     """Peak rate, breakpoint and number of updates against closed forms."""
     configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G)
     for name, config in configs.items():
-        plan = plan_steps(config, num_train_examples=N, num_eval_examples=1000)
+        plan = plan_steps(config, num_train_examples=N)
         batch = B_S if name == "SB" else B_L
         steps_per_epoch = N // batch
         stretch = B_L / B_S if name.endswith("+RA") else 1.0
@@ -89,9 +89,9 @@ def test_learning_rates_and_updates_closed_form(base):
         assert float(schedule(0)) == pytest.approx(peak, rel=1e-6), name
         assert float(schedule(drop - 1)) == pytest.approx(peak, rel=1e-6), name
         assert float(schedule(drop)) == pytest.approx(0.1 * peak, rel=1e-6), name
-    sb = plan_steps(configs["SB"], num_train_examples=N, num_eval_examples=1000)
-    ra = plan_steps(configs["LB+LR+GBN+RA"], num_train_examples=N, num_eval_examples=1000)
-    lb = plan_steps(configs["LB"], num_train_examples=N, num_eval_examples=1000)
+    sb = plan_steps(configs["SB"], num_train_examples=N)
+    ra = plan_steps(configs["LB+LR+GBN+RA"], num_train_examples=N)
+    lb = plan_steps(configs["LB"], num_train_examples=N)
     assert sb.total_steps == 2500 and lb.total_steps == 60 and ra.total_steps == 1920
 
 

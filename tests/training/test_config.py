@@ -60,18 +60,15 @@ def test_ghost_must_divide_the_per_replica_batch():
 
 def test_plan_steps_by_hand():
     # 50000 // 4096 = 12 steps per epoch; regime adaptation stretches by 4096 / 128 = 32.
-    plan = plan_steps(make(regime_adaptation=True), num_train_examples=50000,
-                      num_eval_examples=10000)
+    plan = plan_steps(make(regime_adaptation=True), num_train_examples=50000)
     assert (plan.steps_per_epoch, plan.stretch, plan.total_steps) == (12, 32.0, 164 * 32 * 12)
-    assert plan.eval_steps == 3  # ceil(10000 / 4096)
-    plan = plan_steps(make(regime_adaptation=2.5, epochs=3), num_train_examples=50000,
-                      num_eval_examples=10000)
+    plan = plan_steps(make(regime_adaptation=2.5, epochs=3), num_train_examples=50000)
     assert plan.total_steps == 90 and plan.num_epochs == 8  # 3 * 2.5 * 12 = 90 = 7.5 epochs
     assert plan.steps_in_epoch(7) == 6 and plan.epoch_of(90) == (7, 6)
-    plan = plan_steps(make(), num_train_examples=50000, num_eval_examples=1)
+    plan = plan_steps(make(), num_train_examples=50000)
     assert plan.total_steps == 164 * 12
     with pytest.raises(ConfigError, match="batch_size=4096"):
-        plan_steps(make(), num_train_examples=100, num_eval_examples=1)
+        plan_steps(make(), num_train_examples=100)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfgap.data import DatasetNotPreparedError
-from tfgap.training import ConfigError, NonFiniteLossError, TrainConfig, train
+from tfgap.training import ConfigError, NonFiniteLossError, TrainConfig, build, plan_steps, train
 
 
 def tiny(tmp_path, **changes):
@@ -41,10 +41,10 @@ def test_one_device_run_writes_result_and_history(tmp_path, capsys):
     # Breakpoint 0.5 epoch * stretch 2 * 4 = step 4: after it, 0.01 * sqrt(2).
     assert math.isclose(history[0]["learning_rate"], 0.01 * math.sqrt(2), rel_tol=1e-6)
     assert all(0.0 <= h["test_accuracy"] <= 1.0 for h in history)
-    assert all(0.0 <= h["validation_accuracy"] <= 1.0 for h in history)
+    assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in history)
     assert (on_disk["num_train_examples"], on_disk["num_validation_examples"],
             on_disk["num_test_examples"]) == (64, 16, 80)
-    assert on_disk["validation"]["accuracy"] == history[-1]["validation_accuracy"]
+    assert on_disk["validation"]["accuracy"] == history[-1]["val_accuracy"]
     assert on_disk["test"]["accuracy"] == history[-1]["test_accuracy"]
     distances = [h["weight_distance"] for h in history]
     assert distances[0] > 0
@@ -54,7 +54,7 @@ def test_one_device_run_writes_result_and_history(tmp_path, capsys):
     assert os.path.isdir(os.path.join(config.model_dir, "logs", "train"))
     out = capsys.readouterr().out
     assert "Epoch 1/3" in out and "Epoch 3/3" in out and "test_accuracy" in out
-    assert "validation_accuracy" in out
+    assert "val_accuracy" in out
     with open(os.path.join(config.model_dir, "history.json")) as f:
         assert json.load(f)["history"] == history
 
@@ -224,17 +224,16 @@ def _example_keys(dataset):
     ("mnist1d", "mlp", dict(mock_data=False, batch_size=512, validation_examples=None)),
 ])
 def test_the_batches_fed_never_hold_a_validation_example(tmp_path, dataset, model, changes):
-    from tfgap.training import trainer
+    from tfgap.training import inputs
 
     config = tiny(tmp_path, dataset=dataset, model=model, epochs=1, **changes)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    splits = trainer._count_splits(config)
-    plan = trainer.steps.plan_steps(config, num_train_examples=splits.num_train,
-                                    num_eval_examples=splits.num_test)
-    fed_input = trainer._TrainInput(config, strategy, plan, config.batch_size)
+    splits = inputs.count_splits(config)
+    plan = plan_steps(config, num_train_examples=splits.num_train)
+    fed_input = inputs.TrainInput(config, strategy, plan, config.batch_size)
     iterator = fed_input.iterator(0, 0)
     fed = _example_keys(next(iterator) for _ in range(plan.steps_per_epoch))
-    validation = _example_keys(trainer._eval_dataset(config, strategy, "validation",
+    validation = _example_keys(inputs.eval_dataset(config, strategy, "validation",
                                                      splits.num_validation, False))
     expected_validation = 16 if dataset == "mnist" else 400  # MNIST-1D: 10% of 4,000
     assert splits.num_validation == len(validation) == expected_validation
@@ -278,8 +277,8 @@ def test_learning_rate_follows_the_optimizer_iterations_through_skipped_steps():
     # count stays; the rate reported for each step is the schedule at that count.
     import keras
 
-    from tfgap.training import loop
-    from tfgap.training.trainer import current_learning_rate
+    from tfgap.training import step_functions
+    from tfgap.training.build import current_learning_rate
 
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
@@ -288,7 +287,7 @@ def test_learning_rate_follows_the_optimizer_iterations_through_skipped_steps():
         optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64)
-    train_steps = loop.make_train_step(strategy, model, optimizer, step, global_batch_size=2)
+    train_steps = step_functions.make_train_step(strategy, model, optimizer, step, global_batch_size=2)
     good = (np.ones((2, 3), np.float32), np.zeros((2,), np.int32))
     bad = (np.full((2, 3), np.inf, np.float32), np.zeros((2,), np.int32))
     rates = []
@@ -307,16 +306,16 @@ def test_synthetic_runs_evaluate_only_mock_examples(tmp_path):
     # Synthetic CIFAR-10 keeps the real training length, but a throughput run evaluates
     # only `mock_examples` of the test split (not 10,000) and holds out the mock default
     # (10% of mock_examples) for validation.
-    from tfgap.training import trainer
+    from tfgap.training import inputs
 
     config = tiny(tmp_path, dataset="cifar10", mock_data=False, synthetic=True, mock_examples=24,
                   validation_examples=None, eval_batch_size=16, epochs=0.001)
-    splits = trainer._count_splits(config)
+    splits = inputs.count_splits(config)
     assert (splits.num_train, splits.num_validation, splits.num_test) == (49998, 2, 24)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     evaluated = {
         split: sum(int(np.asarray(y).shape[0])
-                   for _, y in trainer._eval_dataset(config, strategy, split, size, False))
+                   for _, y in inputs.eval_dataset(config, strategy, split, size, False))
         for split, size in (("validation", 2), ("test", 24))}
     assert evaluated == {"validation": 16, "test": 32}  # whole batches of 16
     result = train(config)
@@ -344,11 +343,11 @@ def _softmax_regression_step(w, b, x, y, lr, rho):
 
 
 def _one_step(strategy, model, optimizer, batch, **kwargs):
-    from tfgap.training import loop
+    from tfgap.training import step_functions
 
     with strategy.scope():
         step = tf.Variable(0, dtype=tf.int64)
-    train_steps = loop.make_train_step(strategy, model, optimizer, step,
+    train_steps = step_functions.make_train_step(strategy, model, optimizer, step,
                                        global_batch_size=len(batch[1]), **kwargs)
     iterator = iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(batch)))
@@ -406,12 +405,11 @@ def test_sam_step_updates_the_moving_statistics_once_from_the_unperturbed_pass()
 
 def test_lars_and_sam_through_the_trainer(tmp_path):
     from tfgap import optimizers
-    from tfgap.training import trainer
+    from tfgap.training import inputs
 
     config = tiny(tmp_path / "lars", optimizer="lars", lars_eta=0.01, weight_decay=1e-3,
                   epochs=1)
-    built = trainer._build_optimizer(config, trainer.steps.plan_steps(
-        config, num_train_examples=64, num_eval_examples=80), "float32")
+    built = build.build_optimizer(config, plan_steps(config, num_train_examples=64), "float32")
     assert isinstance(built, optimizers.LARS) and built.eta == 0.01
     lars = train(config)
     sgd = train(tiny(tmp_path / "sgd", weight_decay=1e-3, epochs=1))
@@ -464,13 +462,13 @@ def test_lars_applies_the_weight_decay_the_model_would_otherwise_carry(tmp_path)
     # same decay as the model's L2 loss (gradient g + wd w) and a LARS without decay, under
     # the default denominator ||g + wd w||; under ||g|| + wd ||w|| it differs.
     from tfgap import optimizers
-    from tfgap.training import trainer
+    from tfgap.training import inputs
 
     config = tiny(tmp_path, optimizer="lars", lars_eta=0.05, weight_decay=0.1)
-    assert trainer.model_weight_decay(config) == 0.0 and not trainer.build_model(config).losses
-    assert trainer.model_weight_decay(config.replace(optimizer="sgd")) == 0.1
-    plan = trainer.steps.plan_steps(config, num_train_examples=64, num_eval_examples=16)
-    built = trainer._build_optimizer(config, plan, "float32")
+    assert build.model_weight_decay(config) == 0.0 and not build.build_model(config).losses
+    assert build.model_weight_decay(config.replace(optimizer="sgd")) == 0.1
+    plan = plan_steps(config, num_train_examples=64)
+    built = build.build_optimizer(config, plan, "float32")
     assert built.coupled_weight_decay == 0.1 and built.trust_denominator == "norm_of_sum"
 
     x = np.random.default_rng(3).normal(size=(16, 28, 28, 1)).astype(np.float32)
@@ -479,18 +477,18 @@ def test_lars_applies_the_weight_decay_the_model_would_otherwise_carry(tmp_path)
 
     def step(model_decay, make_optimizer):
         with strategy.scope():
-            model = trainer.build_model(config.replace(optimizer="sgd",
+            model = build.build_model(config.replace(optimizer="sgd",
                                                        weight_decay=model_decay))
             optimizer = make_optimizer()
             optimizer.build(model.trainable_variables)
         _one_step(strategy, model, optimizer, (x, y))
         return [v.numpy() for v in model.trainable_variables]
 
-    ours = step(0.0, lambda: trainer._build_optimizer(config, plan, "float32"))
+    ours = step(0.0, lambda: build.build_optimizer(config, plan, "float32"))
     coupled = step(0.1, lambda: optimizers.LARS(0.1, momentum=0.9, eta=0.05, weight_decay=0.0))
     for a, b in zip(ours, coupled):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    sums = step(0.0, lambda: trainer._build_optimizer(
+    sums = step(0.0, lambda: build.build_optimizer(
         config.replace(lars_trust_denominator="sum_of_norms"), plan, "float32"))
     assert not all(np.allclose(a, b, atol=1e-7) for a, b in zip(ours, sums))
 
@@ -504,10 +502,10 @@ def test_polynomial_regime_through_the_trainer(tmp_path):
                   summary_every_steps=1)
     result = train(config)
     assert result["global_step"] == 12 and math.isfinite(result["train"]["loss"])
-    from tfgap.training import trainer
+    from tfgap.training import inputs
 
-    plan = trainer.steps.plan_steps(config, num_train_examples=64, num_eval_examples=16)
-    schedule = trainer._schedule(config, plan)
+    plan = plan_steps(config, num_train_examples=64)
+    schedule = build.build_schedule(config, plan)
     assert schedule.decay_steps == plan.total_steps == 12
     expected = [0.4 * s / 4 if s < 4 else 0.01 + 0.39 * (1 - (s - 4) / 8) ** 2
                 for s in range(13)]

@@ -252,6 +252,24 @@ def read_history(model_dir, up_to_step):
     return history, record, changes
 
 
+def restore_model(model_dir, model):
+    """Reads the trained weights of the newest checkpoint in `model_dir` into `model`.
+
+    `model` must be the network the run trained (`tfgap.training.build_model`
+    of its config; ghost batch sizes may differ, they hold no weights). The
+    trainer checkpoints it under the name `model`.
+
+    Returns:
+        The checkpoint read, or `None` when `model_dir` holds none.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    latest = tf.train.latest_checkpoint(path(model_dir, CHECKPOINTS))
+    if latest is not None:
+        tf.train.Checkpoint(model=model).read(latest).expect_partial()
+    return latest
+
+
 def write_history(model_dir, history, distance_record, changes=()):
     """Writes `history.json` (`changes` only when there were any)."""
     value = {"history": history, "distance_record": distance_record}

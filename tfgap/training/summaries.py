@@ -9,7 +9,16 @@ call instead of a few eager ops per scalar).
 
 import os
 
+import keras
 import tensorflow as tf
+
+# The epoch's scalars, by TensorBoard run: {run: {scalar name: log key}}.
+_EPOCH_SCALARS = {
+    "train": {"loss": "loss", "accuracy": "accuracy", "learning_rate": "learning_rate",
+              "weight_distance": "weight_distance"},
+    "validation": {"loss": "val_loss", "accuracy": "val_accuracy"},
+    "test": {"loss": "test_loss", "accuracy": "test_accuracy"},
+}
 
 
 class Summaries:
@@ -71,3 +80,40 @@ class Summaries:
             writer.close()
         self._writers = {}
         self._functions = {}
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Writes a run's scalars to TensorBoard: each `every_steps` step, and each epoch.
+
+    Per step (`train` run): `step_loss`, the loss of that step, and
+    `learning_rate`. Per epoch: `loss`, `accuracy`, `learning_rate` and
+    `weight_distance` (`train`), `loss` and `accuracy` of `validation` and
+    `test` when evaluated. Only the chief writes.
+
+    Args:
+        model_dir: the run's directory (`<model_dir>/logs/<run>`).
+        every_steps: the step scalars' period.
+        start_step: the step the run starts at.
+        enabled: `False` on non-chief workers.
+    """
+
+    def __init__(self, model_dir, *, every_steps, start_step=0, enabled=True):
+        super().__init__()
+        self.summaries = Summaries(model_dir, enabled=enabled)
+        self.every_steps = every_steps
+        self._step = start_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = int(logs["step"])
+        if self._step % self.every_steps == 0:
+            self.summaries.scalars("train", {"step_loss": logs["step_loss"],
+                                             "learning_rate": logs["learning_rate"]}, self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for run, names in _EPOCH_SCALARS.items():
+            self.summaries.scalars(run, {name: logs.get(key) for name, key in names.items()},
+                                   self._step)
+        self.summaries.flush()
+
+    def on_train_end(self, logs=None):
+        self.summaries.close()

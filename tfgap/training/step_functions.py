@@ -1,4 +1,4 @@
-"""The distributed training and evaluation steps, and Keras-style progress.
+"""The compiled functions of a run: the distributed training steps and the evaluation.
 
 One replica step computes, for its share `b = B / R` of the global batch `B`
 over `R` replicas:
@@ -20,8 +20,6 @@ their numbers come back together (one host sync per call); the in-graph loop
 stops at the first non-finite loss, so no step runs after it.
 """
 
-import sys
-import time
 import warnings
 
 import keras
@@ -182,68 +180,16 @@ def make_evaluate(strategy, model, dist_dataset):
     return evaluate_all
 
 
-def evaluate(evaluate_all, split="test"):
-    """`{f"{split}_loss", f"{split}_accuracy"}`: means from a `make_evaluate` function."""
+def evaluate(evaluate_all, prefix="test_"):
+    """`{prefix + "loss", prefix + "accuracy"}`: means from a `make_evaluate` function.
+
+    Keras' names: `val_loss` and `val_accuracy` for the validation split
+    (`prefix="val_"`), `test_loss` and `test_accuracy` for the test split.
+    """
     with warnings.catch_warnings():  # tf.data's note on reading options while tracing
         warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data")
         totals = evaluate_all().numpy()
     loss, correct, count = (float(v) for v in totals)
     if count == 0:
-        return {f"{split}_loss": None, f"{split}_accuracy": None}
-    return {f"{split}_loss": loss / count, f"{split}_accuracy": correct / count}
-
-
-class Progress:
-    """Keras-style epoch progress: `Epoch i/N`, then a bar on a TTY or one line.
-
-    Args:
-        num_epochs: epochs of the run.
-        verbose: 0 silent; 1 progress bar on a terminal, plain lines otherwise;
-            2 one line per epoch.
-        stream: where to print (default `sys.stdout`).
-    """
-
-    def __init__(self, num_epochs, verbose=1, stream=None):
-        self.num_epochs = num_epochs
-        self.verbose = verbose
-        self.stream = stream or sys.stdout
-        isatty = getattr(self.stream, "isatty", lambda: False)()
-        self.use_bar = verbose == 1 and isatty
-        self._bar = None
-
-    def epoch_begin(self, epoch, steps, start_step=0):
-        if not self.verbose:
-            return
-        print(f"Epoch {epoch + 1}/{self.num_epochs}", file=self.stream, flush=True)
-        self._steps = steps
-        self._start = time.time()
-        self._done = start_step
-        if self.use_bar:
-            self._bar = keras.utils.Progbar(
-                steps, stateful_metrics=["loss", "accuracy", "learning_rate"], unit_name="step"
-            )
-            if start_step:
-                self._bar.update(start_step)
-
-    def step(self, step_in_epoch, values):
-        self._done = step_in_epoch
-        if self._bar is not None:
-            self._bar.update(step_in_epoch, [(k, v) for k, v in values.items() if v is not None],
-                             finalize=False)
-
-    def epoch_end(self, logs):
-        if not self.verbose:
-            return
-        if self._bar is not None:
-            self._bar.update(self._steps, finalize=True)
-            self._bar = None
-        seconds = time.time() - self._start
-        parts = [f"{self._done}/{self._steps}", f"{seconds:.0f}s"]
-        parts += [f"{k}: {_format(v)}" for k, v in logs.items() if v is not None]
-        print(" - ".join(parts), file=self.stream, flush=True)
-
-
-def _format(value):
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
-    return str(value)
+        return {f"{prefix}loss": None, f"{prefix}accuracy": None}
+    return {f"{prefix}loss": loss / count, f"{prefix}accuracy": correct / count}

@@ -31,7 +31,6 @@ class StepPlan:
         stretch: the regime-adaptation factor.
         epochs: epochs actually trained, `total_steps / steps_per_epoch`.
         num_epochs: epochs started (the last may be partial).
-        eval_steps: evaluation batches (the last may be partial).
     """
 
     num_train_examples: int
@@ -40,7 +39,6 @@ class StepPlan:
     stretch: float
     epochs: float
     num_epochs: int
-    eval_steps: int
 
     def epoch_of(self, step):
         """`(epoch index, step within that epoch)` of a global step count."""
@@ -51,13 +49,12 @@ class StepPlan:
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
 
-def plan_steps(config, *, num_train_examples, num_eval_examples):
+def plan_steps(config, *, num_train_examples):
     """The `StepPlan` of `config` for a data set of the given sizes.
 
     Args:
         config: a `TrainConfig`.
         num_train_examples: size of the training split (as read).
-        num_eval_examples: size of the evaluation split.
 
     Returns:
         A `StepPlan`.
@@ -70,7 +67,7 @@ def plan_steps(config, *, num_train_examples, num_eval_examples):
     >>> from tfgap.training import TrainConfig
     >>> config = TrainConfig(dataset="cifar10", model="resnet44", model_dir="/tmp/r",
     ...                      epochs=164, batch_size=4096, regime_adaptation=True)
-    >>> plan = plan_steps(config, num_train_examples=50000, num_eval_examples=10000)
+    >>> plan = plan_steps(config, num_train_examples=50000)
     >>> plan.steps_per_epoch, plan.stretch, plan.total_steps
     (12, 32.0, 62976)
     """
@@ -98,5 +95,4 @@ def plan_steps(config, *, num_train_examples, num_eval_examples):
         stretch=float(stretch),
         epochs=total_steps / steps_per_epoch,
         num_epochs=math.ceil(total_steps / steps_per_epoch),
-        eval_steps=math.ceil(int(num_eval_examples) / config.global_eval_batch_size),
     )

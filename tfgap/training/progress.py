@@ -1,0 +1,70 @@
+"""Keras-style progress of a run, as a callback: `Epoch i/N`, then a bar on a TTY or one line."""
+
+import sys
+import time
+
+import keras
+
+# The order an epoch's line lists its logs in (any other key follows).
+_ORDER = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+          "learning_rate", "weight_distance")
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """Prints `Epoch i/N`, a progress bar (on a terminal) and each epoch's logs.
+
+    Args:
+        plan: the run's `StepPlan` (epochs, steps per epoch).
+        start_step: the step the run starts at (after a resume).
+        verbose: 0 silent; 1 progress bar on a terminal, plain lines otherwise;
+            2 one line per epoch.
+        stream: where to print (default `sys.stdout`).
+    """
+
+    def __init__(self, plan, *, start_step=0, verbose=1, stream=None):
+        super().__init__()
+        self.plan, self.verbose = plan, verbose
+        self.stream = stream or sys.stdout
+        self.use_bar = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+        self._step = start_step
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.verbose:
+            return
+        print(f"Epoch {epoch + 1}/{self.plan.num_epochs}", file=self.stream, flush=True)
+        self._first = epoch * self.plan.steps_per_epoch
+        self._steps = self.plan.steps_in_epoch(epoch)
+        self._done = max(0, self._step - self._first)
+        self._start = time.time()
+        if self.use_bar:
+            self._bar = keras.utils.Progbar(
+                self._steps, stateful_metrics=["loss", "accuracy"], unit_name="step")
+            if self._done:
+                self._bar.update(self._done)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = int(logs["step"])
+        if not self.verbose:
+            return
+        self._done = self._step - self._first
+        if self._bar is not None:
+            values = [(k, logs[k]) for k in ("loss", "accuracy") if logs.get(k) is not None]
+            self._bar.update(self._done, values, finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.verbose:
+            return
+        if self._bar is not None:
+            self._bar.update(self._steps, finalize=True)
+            self._bar = None
+        keys = [k for k in _ORDER if k in logs] + [k for k in logs if k not in _ORDER]
+        parts = [f"{self._done}/{self._steps}", f"{time.time() - self._start:.0f}s"]
+        parts += [f"{k}: {_format(logs[k])}" for k in keys if logs[k] is not None]
+        print(" - ".join(parts), file=self.stream, flush=True)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+    return str(value)

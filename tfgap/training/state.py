@@ -1,0 +1,105 @@
+"""The state of one run: what a checkpoint holds, built and restored by one function.
+
+`build_state` creates, in the strategy's scope, the model, the optimizer and
+every counter a checkpoint holds; checks that the run in `model_dir` (if any)
+was started with these settings (`rundir.resume_changes`) before anything is
+written; and restores the newest intact checkpoint (`Checkpointer.restore`).
+"""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from tfgap.training import build, checkpointing, rundir
+from tfgap.training.config import ConfigError
+from tfgap.training.epoch_metrics import EpochMetrics
+
+
+@dataclasses.dataclass
+class RunState:
+    """Everything a run trains and checkpoints.
+
+    Attributes:
+        model: the Keras model.
+        optimizer: its optimizer (schedule included).
+        step: the global step, on the host (the device's is `counters["step"]`).
+        resumed_from_step: the restored checkpoint's step (0 for a fresh run).
+        counters: checkpointed `tf.Variable`s: `step`, `epoch`, and
+            `num_validation_examples` (the split the run was trained beside).
+        initial_weights: `w_0`, for the weight distance `||w_t - w_0||`.
+        metrics: the running sums of the epoch in progress (`EpochMetrics`).
+        checkpointer: the run's `Checkpointer`.
+        restored: what `Checkpointer.restore` found (`None`: a fresh run).
+        changes: settings changed on resume, `{name: (old, new)}`.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: int
+    resumed_from_step: int
+    counters: dict
+    initial_weights: list
+    metrics: EpochMetrics
+    checkpointer: checkpointing.Checkpointer
+    restored: checkpointing.Restored | None
+    changes: dict
+
+    def save(self, plan):
+        """Writes a checkpoint at `step` (every worker takes part)."""
+        self.counters["epoch"].assign(self.step // plan.steps_per_epoch)
+        self.metrics.stash()
+        self.checkpointer.save(self.step)
+
+
+def build_state(config, strategy, plan, *, policy, num_validation, is_chief, task_id):
+    """The run's state, restored from `config.model_dir` when it holds a run of `config`.
+
+    Raises:
+        ConfigError: a run in `model_dir` started with other settings (without
+            `resume_with_changes`), or beside another validation split.
+        CheckpointError: checkpoint files there, none intact (without
+            `start_over_if_damaged`).
+    """
+    with strategy.scope():
+        model = build.build_model(config, policy)
+        optimizer = build.build_optimizer(config, plan, policy)
+        optimizer.build(model.trainable_variables)
+        counters = {
+            "step": tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step"),
+            "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+            # -1: a checkpoint from before validation splits (nothing to compare).
+            "num_validation_examples": tf.Variable(-1, dtype=tf.int64, trainable=False,
+                                                   name="num_validation_examples"),
+        }
+        initial_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w0")
+                           for v in model.trainable_variables]
+        metrics = EpochMetrics()
+    checkpoint_dir = rundir.path(config.model_dir, rundir.CHECKPOINTS)
+    # Nothing is written to model_dir before the run there is known to fit this config.
+    changes = rundir.resume_changes(config,
+                                    step=checkpointing.has_checkpoint_files(checkpoint_dir))
+    checkpointer = checkpointing.Checkpointer(
+        checkpoint_dir, is_chief=is_chief, task_id=task_id, max_to_keep=config.keep_checkpoints,
+        model=model, optimizer=optimizer, step=counters["step"], epoch=counters["epoch"],
+        initial_weights=initial_weights, epoch_metrics=metrics,
+        num_validation_examples=counters["num_validation_examples"])
+    restored = checkpointer.restore(start_over=config.start_over_if_damaged)
+    if restored is not None and not config.resume_with_changes:
+        _check_validation_split(restored, counters["num_validation_examples"], num_validation)
+    counters["num_validation_examples"].assign(num_validation)
+    step = int(counters["step"].numpy()) if restored else 0
+    return RunState(model=model, optimizer=optimizer, step=step, resumed_from_step=step,
+                    counters=counters, initial_weights=initial_weights, metrics=metrics,
+                    checkpointer=checkpointer, restored=restored, changes=changes)
+
+
+def _check_validation_split(restored, variable, num_validation):
+    saved = int(variable.numpy())
+    if saved >= 0 and saved != num_validation:
+        raise ConfigError(
+            f"The checkpoint {restored.path} was trained beside a validation split of {saved} "
+            f"examples, so its training split differs from this run's. Expected "
+            f"validation_examples={saved} to resume it (or a new model_dir). Received: "
+            f"validation_examples={num_validation}. Nothing was overwritten."
+        )
