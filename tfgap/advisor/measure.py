@@ -79,7 +79,7 @@ def measure_run(config, *, steps, num_points=4, noise_examples=4096,
     """
     import keras  # noqa: PLC0415
 
-    from tfgap.study.runner import fixed_examples  # noqa: PLC0415
+    from tfgap.data import fixed_examples  # noqa: PLC0415
     from tfgap.training import train  # noqa: PLC0415
 
     start = time.time()
@@ -90,7 +90,10 @@ def measure_run(config, *, steps, num_points=4, noise_examples=4096,
                          f"{config.batch_size}.")
     at_steps = measurement_steps(steps, num_points)
     noise_examples = min(int(noise_examples), n)
-    x, y = fixed_examples(config, "train", noise_examples)
+    x, y = fixed_examples(config.dataset, "train", noise_examples, data_dir=config.data_dir,
+                          mock_data=config.mock_data, mock_examples=config.mock_examples,
+                          synthetic=config.synthetic,
+                          validation_examples=config.validation_examples)
     tracker = NoiseScaleTracker(
         x, y, batch_size=config.batch_size, at_steps=at_steps, num_chunks=num_chunks,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -121,12 +124,12 @@ def measure_step_times(config, per_replica_batch_sizes, *, steps=3):
     import keras  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
-    from tfgap import data, models  # noqa: PLC0415
+    from tfgap import data  # noqa: PLC0415
+    from tfgap.training import build_model  # noqa: PLC0415
 
     spec = data.get_spec(config.dataset)
-    model = models.build_model(config.model, num_classes=spec.num_classes,
-                               input_shape=spec.input_shape, seed=config.seed,
-                               weight_decay=config.weight_decay, **config.model_options)
+    # Plain BN: a ghost size need not divide every per-replica batch timed here.
+    model = build_model(config.replace(ghost_batch_size=0))
     optimizer = keras.optimizers.SGD(learning_rate=1e-6, momentum=config.momentum)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

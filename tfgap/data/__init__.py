@@ -9,6 +9,8 @@ Public API:
 - `preprocess_for_eval(name, raw)`: the evaluation transform of raw inputs,
   usable inside a serving signature.
 - `num_examples(name, split, ...)`.
+- `fixed_examples(name, split, num, ...)`: the first `num` examples of a split, in
+  file order, as NumPy arrays (the same for every run that measures on them).
 - `SPLITS = ("train", "validation", "test")`: "validation" is the last
   `validation_examples` of the training split, "train" the rest (disjoint,
   the same on every run); `default_validation_examples(name, n)` gives the
@@ -22,6 +24,7 @@ Importing this package imports neither tensorflow_datasets nor mnist1d.
 """
 
 from tfgap.data.errors import DatasetNotPreparedError
+from tfgap.data.fixed import fixed_examples
 from tfgap.data.mnist1d import load_mnist1d
 from tfgap.data.pipeline import build_dataset, num_examples
 from tfgap.data.preprocessing import preprocess_for_eval
@@ -36,6 +39,7 @@ __all__ = [
     "available_datasets",
     "build_dataset",
     "default_validation_examples",
+    "fixed_examples",
     "get_spec",
     "load_mnist1d",
     "measure_throughput",

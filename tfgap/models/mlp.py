@@ -17,6 +17,8 @@ is the small model of tfgap's generalization-gap study on MNIST-1D (Greydanus
 
 import keras
 
+from tfgap import _validation as checks
+
 
 def _dense_stack(factory, *, num_classes, input_shape, width, depth, name):
     inputs = keras.Input(shape=input_shape, name="inputs")
@@ -53,9 +55,8 @@ def mlp(factory, *, num_classes, input_shape, mlp_width=256, mlp_depth=3):
     With 40 inputs, 10 classes and the defaults it has 40*256 + 2*256*256 +
     256*10 + 10 weights plus 3 x 2 x 256 norm weights (145,418 trainable).
     """
-    for key, value in (("mlp_width", mlp_width), ("mlp_depth", mlp_depth)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"Expected `{key}` to be an integer >= 1. Received: {key}={value!r}")
+    checks.integer("mlp_width", mlp_width, minimum=1)
+    checks.integer("mlp_depth", mlp_depth, minimum=1)
     return _dense_stack(
         factory,
         num_classes=num_classes,

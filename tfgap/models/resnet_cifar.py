@@ -22,16 +22,12 @@ gamma = 0, so every block is the identity at initialization (Goyal et al.
 2017's large-batch trick); the default is the papers' gamma = 1.
 """
 
-import numbers
-
 import keras
 from keras import ops
 
+from tfgap import _validation as checks
+
 _SHORTCUTS = ("zero_pad", "projection")
-
-
-def _is_positive_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 @keras.saving.register_keras_serializable(package="tfgap")
@@ -69,14 +65,8 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def __init__(self, filters, strides=2, **kwargs):
         super().__init__(**kwargs)
-        if not _is_positive_int(filters):
-            raise ValueError(
-                f"Expected `filters` to be an integer >= 1. Received: filters={filters!r}"
-            )
-        if not _is_positive_int(strides):
-            raise ValueError(
-                f"Expected `strides` to be an integer >= 1. Received: strides={strides!r}"
-            )
+        checks.integer("filters", filters, minimum=1)
+        checks.integer("strides", strides, minimum=1)
         self.filters = int(filters)
         self.strides = int(strides)
 

@@ -201,12 +201,10 @@ def run(fv):
 
 
 def _has_batch_norm(config):
-    from tfgap import data, models  # noqa: PLC0415
     from tfgap.layers import GhostBatchNormalization  # noqa: PLC0415
+    from tfgap.training import build_model  # noqa: PLC0415
 
-    spec = data.get_spec(config.dataset)
-    model = models.build_model(config.model, num_classes=spec.num_classes,
-                               input_shape=spec.input_shape, **config.model_options)
+    model = build_model(config)
     return any(isinstance(layer, GhostBatchNormalization) for layer in _layers(model))
 
 
