@@ -100,19 +100,22 @@ def test_properties_are_plain_numbers():
 
 
 def test_get_config_returns_constructor_arguments():
-    schedule = _schedule(scaling="linear", regime_adaptation=2.5, warmup_epochs=0.5, name="lb")
+    schedule = _schedule(scaling="linear", regime_adaptation=2.5, warmup_epochs=0.5, epochs=4,
+                         name="lb")
     assert schedule.get_config() == {
         "boundaries": [2.0, 3.0], "values": [0.1, 0.01, 0.001], "base_batch_size": 32,
         "batch_size": 128, "steps_per_epoch": 5, "scaling": "linear",
         "regime_adaptation": 2.5, "warmup_epochs": 0.5, "decay": "piecewise",
         "decay_epochs": None, "decay_power": 2.0, "end_value": 0.0, "warmup_start": "base",
-        "name": "lb",
+        "epochs": 4.0, "name": "lb",
     }
+    assert _schedule().get_config()["epochs"] is None
 
 
 @pytest.mark.parametrize("regime_adaptation", [True, False, 2.5])
 def test_serialization_round_trip(regime_adaptation):
-    schedule = _schedule(scaling="linear", regime_adaptation=regime_adaptation, warmup_epochs=1)
+    schedule = _schedule(scaling="linear", regime_adaptation=regime_adaptation, warmup_epochs=1,
+                         epochs=3.5)
     serialized = keras.saving.serialize_keras_object(schedule)
     assert serialized["registered_name"] == "tfgap>LargeBatchSchedule"
     restored = keras.saving.deserialize_keras_object(serialized)
@@ -123,6 +126,7 @@ def test_serialization_round_trip(regime_adaptation):
         and not isinstance(restored.regime_adaptation, bool)
     )
     via_config = LargeBatchSchedule.from_config(schedule.get_config())
+    assert restored.fit_epochs == via_config.fit_epochs == schedule.fit_epochs
     for step in (0, 3, 10, 20, 40, 60):
         assert float(restored(step)) == float(schedule(step)) == float(via_config(step))
 
@@ -234,6 +238,14 @@ BAD_ARGUMENTS = [
     (dict(warmup_epochs=-1), ["warmup_epochs=-1", ">= 0"]),
     # Warm-up of 3 epochs = 15 steps past the first breakpoint at step 10.
     (dict(regime_adaptation=False, warmup_epochs=3), ["warmup_epochs=3", "15 steps", "step 10"]),
+    # The regime's length: > 0, after the last boundary (3 * 5 = step 15; 3 epochs = 15 steps:
+    # the last rate would start at the step after the run), after the warm-up.
+    (dict(epochs=0), ["Expected `epochs` > 0", "epochs=0"]),
+    (dict(epochs=float("inf")), ["`epochs` to be a finite number", "epochs=inf"]),
+    (dict(epochs=3), ["every boundary before the end of the regime", "boundaries=[2.0, 3.0]",
+                      "step 15", "epochs=3 (15 steps"]),
+    (dict(boundaries=[], values=[0.1], warmup_epochs=2, epochs=2),
+     ["warm-up to end before the end of the regime", "(10 steps)", "epochs=2 (10 steps"]),
 ]
 
 
@@ -252,3 +264,49 @@ def test_regime_adaptation_defaults_to_false_as_in_train_config():
     schedule = _schedule()
     assert schedule.regime_adaptation is False and schedule.stretch == 1.0
     assert schedule.regime_adaptation == settings()["regime_adaptation"].default
+
+
+# `fit_epochs`: a user's own `model.fit` under regime adaptation. Base batch 4, batch 32
+# (k = 8, sqrt(8) multiplier), 96 examples = 3 steps per epoch; the regime: 0.1, / 10 at
+# epochs 1 and 2, 3 epochs long.
+REGIME = dict(boundaries=[1, 2], values=[0.1, 0.01, 0.001], base_batch_size=4, batch_size=32,
+              steps_per_epoch=3, epochs=3)
+
+
+@pytest.mark.parametrize("regime_adaptation,total_steps,fit_epochs,breakpoints", [
+    # stretch 8: 3 * 8 * 3 = 72 steps = 24 whole epochs; drops at 1 * 8 * 3, 2 * 8 * 3.
+    (True, 72, 24, [24, 48]),
+    # stretch 2.5: 3 * 2.5 * 3 = 22.5 -> 23 steps (halves up), 7 epochs take 21: 8 epochs;
+    # drops at 7.5 -> 8 and 15.
+    (2.5, 23, 8, [8, 15]),
+])
+def test_fit_for_fit_epochs_reaches_the_last_rate(regime_adaptation, total_steps, fit_epochs,
+                                                  breakpoints):
+    schedule = LargeBatchSchedule(**REGIME, regime_adaptation=regime_adaptation)
+    assert (schedule.total_steps, schedule.fit_epochs) == (total_steps, fit_epochs)
+    assert type(schedule.fit_epochs) is int and schedule.breakpoint_steps == breakpoints
+    model = _ones_model()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    x, y = _ones_data(96)
+    model.fit(x, y, batch_size=32, epochs=schedule.fit_epochs, shuffle=False, verbose=0)
+    # Every planned step taken (the last epoch whole), so the last rate was reached.
+    assert int(model.optimizer.iterations.numpy()) == fit_epochs * 3 >= total_steps
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.001 * 8 ** 0.5, rtol=1e-6)
+
+
+def test_fit_for_the_regimes_own_epochs_never_drops_the_rate():
+    """The friction `fit_epochs` removes: the unstretched 3 epochs end before the first drop."""
+    schedule = LargeBatchSchedule(**REGIME, regime_adaptation=True)
+    model = _ones_model()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    x, y = _ones_data(96)
+    model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 9 < schedule.breakpoint_steps[0]
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.1 * 8 ** 0.5, rtol=1e-6)
+
+
+def test_fit_epochs_needs_the_regimes_length():
+    schedule = _schedule(regime_adaptation=True)
+    assert schedule.epochs is None and schedule.total_steps is None
+    with pytest.raises(ValueError, match=r"Expected `epochs` .* Received: epochs=None"):
+        schedule.fit_epochs  # noqa: B018

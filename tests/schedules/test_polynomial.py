@@ -199,7 +199,7 @@ POLY_CONFIG = {
     "boundaries": [], "values": [0.1], "base_batch_size": 32, "batch_size": 128,
     "steps_per_epoch": 5, "scaling": "linear", "regime_adaptation": 2.5, "warmup_epochs": 1.0,
     "decay": "polynomial", "decay_epochs": 4.0, "decay_power": 1.5, "end_value": 0.001,
-    "warmup_start": "zero", "name": "poly",
+    "warmup_start": "zero", "epochs": None, "name": "poly",
 }
 
 
@@ -343,3 +343,17 @@ def test_check_decay_returns_plain_numbers():
     assert _check_decay(dict(PIECEWISE, decay_power=2, end_value=0)) == (None, 2.0, 0.0)
     # end_value may equal values[0] (a constant rate after the warm-up).
     assert _check_decay(dict(POLY, end_value=0.1)) == (4.0, 2.0, 0.1)
+
+
+def test_fit_epochs_defaults_to_the_decays_length():
+    # decay_epochs 4 stretched by 4 at 5 steps per epoch: T = 80 steps = 16 epochs.
+    schedule = _schedule(regime_adaptation=True)
+    assert (schedule.epochs, schedule.total_steps, schedule.fit_epochs) == (4.0, 80, 16)
+    # Stretched by 2.3: T = 46 steps; 9 epochs take 45, so 10.
+    assert _schedule(regime_adaptation=2.3).fit_epochs == 10
+    # A longer regime holds the end rate after the decay: 5 * 4 * 5 = 100 steps = 20 epochs.
+    longer = _schedule(regime_adaptation=True, epochs=5)
+    assert (longer.decay_steps, longer.total_steps, longer.fit_epochs) == (80, 100, 20)
+    with pytest.raises(ValueError, match=r"decay to end by the end of the regime\. Received: "
+                                         r"decay_epochs=4 \(step 80\) and epochs=3 \(60 steps"):
+        _schedule(regime_adaptation=True, epochs=3)

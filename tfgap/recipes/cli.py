@@ -43,6 +43,7 @@ Example (an `advise` command):
         cli.main("python -m tfgap.recipes.advise", doc=__doc__, define=define, run=run)
 """
 
+import os
 import re
 import sys
 import textwrap
@@ -424,4 +425,12 @@ def main(prog, *, define, run, doc=None, argv=None):
         doc: the text at the top of `--help` (the module docstring).
         argv: the command line, `argv[0]` included (default `sys.argv`).
     """
-    sys.exit(execute(prog, define=define, run=run, doc=doc, argv=argv))
+    status = execute(prog, define=define, run=run, doc=doc, argv=argv)
+    if status in (EXIT_PREEMPTED, EXIT_INTERRUPTED):
+        # The checkpoint and history.json are on disk and the writers closed: leave at once,
+        # without the seconds TensorFlow's thread pools take to wind down (a preempted job
+        # has a short grace period).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

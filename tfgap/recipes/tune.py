@@ -11,7 +11,12 @@ strategy, data, schedule). The search lives in `--model_dir` (default
 the end it prints a summary naming `ghost_batch_size` and writes the best
 setting as a flagfile of recipe NAME (`--best_flagfile`, default
 `<model_dir>/best.flags`): `python -m tfgap.recipes.NAME --flagfile=<it>`, and
-as a `TrainConfig` (`<model_dir>/best_config.json`).
+as a `TrainConfig` (`<model_dir>/best_config.json`). The best trial's trained
+network is exported as a SavedModel to `--export_dir` (default
+`savedmodels/tune_<recipe>_<run name>`; none with `--noexport`), checked
+before the first trial. Trials are named as Keras Tuner's progress lines name
+them, "Trial #1" for the first, with Keras Tuner's `trial_id` (from 0) beside:
+the trial's run is `<model_dir>/trials/<trial_id>`.
 
 Example:
 
@@ -68,6 +73,9 @@ def define(flag_values, argv):
     recipe_flags.define_flags(recipe_defaults(recipe), flag_values)
     define_tuner_flags(flag_values)
     cli.set_default_text(flag_values, "model_dir", "runs/tune/<recipe>_<run name>")
+    flag_values["export_dir"].help = ("Where the best trial's trained network is exported as "
+                                      "a SavedModel (none with --noexport).")
+    cli.set_default_text(flag_values, "export_dir", "savedmodels/tune_<recipe>_<run name>")
 
 
 def run(fv):
@@ -80,12 +88,16 @@ def run(fv):
     defaults = recipe_defaults(fv.recipe)
     recipe_flags.apply_network_defaults(fv, fv.recipe)
     config = recipe_flags.config_from_flags(fv, defaults)
-    model_dir = fv.model_dir or os.path.join(
-        "runs", "tune", f"{fv.recipe}_{recipe_flags.run_name(config.to_dict())}")
-    return _search(config, fv, model_dir)
+    name = f"{fv.recipe}_{recipe_flags.run_name(config.to_dict())}"
+    model_dir = fv.model_dir or os.path.join("runs", "tune", name)
+    # Its own default: the recipe's (savedmodels/<dataset>_<run name>) is where a run of the
+    # same flags exports, which the tuned network must not replace.
+    export_dir = (fv.export_dir or os.path.join("savedmodels", f"tune_{name}")) if (
+        fv.export) else None
+    return _search(config, fv, model_dir, export_dir)
 
 
-def _search(config, fv, model_dir):
+def _search(config, fv, model_dir, export_dir):
     from tfgap import data  # noqa: PLC0415
     from tfgap.training import make_strategy, split_logical_cpus  # noqa: PLC0415
     from tfgap.tuning import OBJECTIVE, run_search  # noqa: PLC0415
@@ -108,6 +120,7 @@ def _search(config, fv, model_dir):
             lr_multiplier_range=(fv.lr_multiplier_min, fv.lr_multiplier_max),
             tune_regime_adaptation=fv.tune_regime_adaptation,
             hyperband_factor=fv.hyperband_factor, verbose=config.verbose,
+            export_dir=export_dir,
         )
     except RuntimeError as e:
         raise cli.CommandFailed(str(e)) from None
@@ -115,16 +128,20 @@ def _search(config, fv, model_dir):
         raise cli.UsageError(str(e)) from None
     flagfile = fv.best_flagfile or os.path.join(model_dir, BEST_FLAGFILE_NAME)
     os.makedirs(os.path.dirname(os.path.abspath(flagfile)), exist_ok=True)
+    trial = best["best_trial"]
     recipe_flags.write_flagfile(
         flagfile, best["best_config"], fv.recipe,
-        header=[f"Best of {len(best['trials'])} {fv.tuner} trials (tfgap.recipes.tune) in "
-                f"{model_dir}, chosen on the validation split: {OBJECTIVE} "
-                f"{best['best_score']:.4f}."])
+        header=[(f"Best of {len(best['trials'])} {fv.tuner} trials (tfgap.recipes.tune) in "
+                 f"{model_dir}, chosen on the validation split: {OBJECTIVE} "
+                 f"{best['best_score']:.4f}."),
+                (f"The best is Trial #{trial['number']} (Keras Tuner's numbering, from 1; "
+                 f"trial_id {trial['trial_id']}), run in {trial['model_dir']}.")])
     return [(what, path) for what, path in (
         ("tuner state", os.path.join(model_dir, SEARCH_SUBDIR)),
         ("trial runs", os.path.join(model_dir, TRIALS_SUBDIR)),
     ) if os.path.exists(path)] + [("best config", best["config_file"]),
-                                     ("best flagfile", flagfile)]
+                                     ("best flagfile", flagfile),
+                                     ("best SavedModel", best["export_dir"])]
 
 
 def main(argv=None):

@@ -1,7 +1,8 @@
 """Learning-rate and batch-size schedules for large-batch training.
 
 - `LargeBatchSchedule`: a small-batch regime adapted to a large batch
-  (sqrt/linear scaling, regime adaptation, warm-up; Hoffer et al. 2017).
+  (sqrt/linear scaling, regime adaptation, warm-up; Hoffer et al. 2017);
+  `model.fit(..., epochs=schedule.fit_epochs)` trains every step it plans.
 - `stretch_factor`, `adapted_epochs`, `adapted_steps`,
   `learning_rate_multiplier`: the regime arithmetic, in one place.
 - `batch_size_phases`, `fit_batch_size_schedule`, `BatchSizePhase`: grow the

@@ -127,10 +127,17 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
     unscaled rate `values[0]` (Goyal et al. 2017); `warmup_start="zero"`
     rises from 0 instead (You et al. 2017, and the MLPerf ResNet-50 LARS
     reference). It must end no later than the first breakpoint, and before
-    the end `T` of a polynomial decay. Train for `adapted_epochs` /
-    `adapted_steps` of the regime's length. Unlike
+    the end `T` of a polynomial decay. Unlike
     `keras.optimizers.schedules.PiecewiseConstantDecay`, unsorted boundaries
     are an error rather than silently wrong rates.
+
+    How long to train: give the regime's length as `epochs` (in epochs at
+    `base_batch_size`; for the polynomial decay it defaults to `decay_epochs`)
+    and call `model.fit(..., epochs=schedule.fit_epochs)`, the whole epochs
+    that take all `total_steps = round(epochs * stretch * steps_per_epoch)`
+    steps the schedule plans. The schedule cannot see how long `fit` runs:
+    `fit(epochs=164)` with `stretch=32` stops after 1/32 of the plan, and
+    every drop of the rate after that point silently never happens.
 
     Papers: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better:
     closing the generalization gap in large batch training of neural networks"
@@ -166,6 +173,11 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             like every rate). Defaults to 0.
         warmup_start: `"base"` (default: the warm-up rises from the unscaled
             `values[0]`) or `"zero"` (from 0).
+        epochs: Optional number > 0, the length of the regime in epochs at
+            `base_batch_size` (e.g. 164), stretched like the breakpoints; it
+            sizes `total_steps` and `fit_epochs`. Every boundary must lie
+            before it, and a polynomial decay must end by it. Defaults to
+            `decay_epochs` for `decay="polynomial"`, else unknown (`None`).
         name: Optional name of the operation.
 
     Call arguments:
@@ -176,16 +188,21 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Examples:
 
-    >>> # CIFAR-10 at batch 512: 50000 // 512 = 97 steps per epoch (full batches).
+    >>> # CIFAR-10 at batch 512: 50000 // 512 = 97 steps per epoch (full batches);
+    >>> # the regime: 164 epochs at batch 128, stretched by k = 4.
     >>> schedule = LargeBatchSchedule(
     ...     boundaries=[81, 122], values=[0.1, 0.01, 0.001],
     ...     base_batch_size=128, batch_size=512, steps_per_epoch=97,
-    ...     regime_adaptation=True)
+    ...     regime_adaptation=True, epochs=164)
     >>> schedule.breakpoint_steps        # round(81 * 4 * 97), round(122 * 4 * 97)
     [31428, 47336]
     >>> [round(float(schedule(step)), 6) for step in (0, 31427, 31428, 47336)]
     [0.2, 0.2, 0.02, 0.002]
+    >>> schedule.total_steps, schedule.fit_epochs   # 164 * 4 * 97 steps, 164 * 4 epochs
+    (63632, 656)
     >>> optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
+    >>> # model.compile(optimizer=optimizer, ...)
+    >>> # model.fit(train_data, epochs=schedule.fit_epochs)   # not epochs=164
 
     >>> # MLPerf-like LARS regime: ImageNet at batch 4096 (312 steps per epoch),
     >>> # 5 epochs of warm-up from 0 to 10, then a decay of power 2 to 1e-4 at epoch 42.
@@ -215,6 +232,7 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
         decay_power=2.0,
         end_value=0.0,
         warmup_start="base",
+        epochs=None,
         name=None,
     ):
         super().__init__()
@@ -272,6 +290,78 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     f"({self.warmup_steps} steps)."
                 )
         self.scaled_values = [v * self.multiplier for v in values]
+        self.epochs, self.total_steps = self._check_length(epochs)
+        self._epochs_argument = None if epochs is None else self.epochs  # for get_config
+
+    def _check_length(self, epochs):
+        """`(epochs, total_steps)`: the regime's length, checked against the breakpoints."""
+        if epochs is None:
+            if self.decay != "polynomial":
+                return None, None
+            return self.decay_epochs, self.decay_steps
+        epochs = checks.number("epochs", epochs, above=0.0)
+        total_steps = regime.adapted_steps(epochs, self.base_batch_size, self.batch_size,
+                                           self.steps_per_epoch, self.regime_adaptation)
+        if self.breakpoint_steps and self.breakpoint_steps[-1] >= total_steps:
+            raise ValueError(
+                "Expected every boundary before the end of the regime (a rate starting at "
+                f"its last step or later never trains). Received: boundaries={self.boundaries} "
+                f"(last breakpoint at step {self.breakpoint_steps[-1]}) and epochs={epochs:g} "
+                f"({total_steps} steps, stretched by {self.stretch:g})."
+            )
+        if self.warmup_steps >= total_steps:  # (else the breakpoint checks imply it)
+            raise ValueError(
+                "Expected the warm-up to end before the end of the regime. Received: "
+                f"warmup_epochs={self.warmup_epochs:g} ({self.warmup_steps} steps) and "
+                f"epochs={epochs:g} ({total_steps} steps, stretched by {self.stretch:g})."
+            )
+        if self.decay_steps is not None and self.decay_steps > total_steps:
+            raise ValueError(
+                "Expected the polynomial decay to end by the end of the regime. Received: "
+                f"decay_epochs={self.decay_epochs:g} (step {self.decay_steps}) and "
+                f"epochs={epochs:g} ({total_steps} steps, stretched by {self.stretch:g})."
+            )
+        return epochs, total_steps
+
+    @property
+    def fit_epochs(self):
+        """The `epochs` to pass `model.fit` so that it takes every step the schedule plans.
+
+        `ceil(total_steps / steps_per_epoch)`, an int: the regime's `epochs`,
+        stretched by regime adaptation, rounded up to whole epochs. When
+        `total_steps` is not a multiple of `steps_per_epoch` the plan ends
+        inside the last epoch; `fit` runs that epoch whole, so it takes up to
+        `steps_per_epoch - 1` steps more than planned, all at the final rate
+        (the last value, or the polynomial decay's end), and no step is lost.
+        The schedule's `steps_per_epoch` must be the steps `fit` takes per
+        epoch (`num_examples // batch_size` with `drop_remainder=True`, else
+        the ceiling, or `fit(steps_per_epoch=...)` itself).
+
+        Returns:
+            A Python int.
+
+        Raises:
+            ValueError: the schedule was built without `epochs` (a piecewise
+                decay does not know the regime's length).
+
+        Example:
+
+        >>> # 163 epochs at batch 128, partly adapted (x2.5) at batch 512, 97 steps per epoch:
+        >>> schedule = LargeBatchSchedule(
+        ...     boundaries=[81, 122], values=[0.1, 0.01, 0.001], base_batch_size=128,
+        ...     batch_size=512, steps_per_epoch=97, regime_adaptation=2.5, epochs=163)
+        >>> schedule.total_steps   # round(163 * 2.5 * 97) = round(39527.5), halves up
+        39528
+        >>> schedule.fit_epochs    # 407 epochs take 39479 steps: the 408th takes the rest
+        408
+        """
+        if self.total_steps is None:
+            raise ValueError(
+                "Expected `epochs` (the length of the regime in epochs at base_batch_size) to "
+                "size `fit_epochs`: pass LargeBatchSchedule(..., epochs=...). Received: "
+                "epochs=None"
+            )
+        return -(-self.total_steps // self.steps_per_epoch)
 
     def _decayed(self, int_step):
         """The polynomial decay's rate at `int_step` (its part of the formula for any step)."""
@@ -326,5 +416,6 @@ class LargeBatchSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "decay_power": self.decay_power,
             "end_value": self.end_value,
             "warmup_start": self.warmup_start,
+            "epochs": self._epochs_argument,
             "name": self.name,
         }

@@ -95,8 +95,9 @@ def adapted_epochs(epochs, base_batch_size, batch_size, regime_adaptation=True):
     """Epochs to train at `batch_size` for a small-batch regime of `epochs`.
 
     `epochs * stretch_factor(base_batch_size, batch_size, regime_adaptation)`,
-    as a float (round or `ceil` it yourself if `model.fit` needs an int, or
-    use `adapted_steps`).
+    as a float: the exact length, which may end inside an epoch. For
+    `model.fit`, pass `LargeBatchSchedule(..., epochs=epochs).fit_epochs`
+    instead: the int number of whole epochs that takes every planned step.
 
     Args:
         epochs: Non-negative number, the length of the small-batch regime.

@@ -37,7 +37,6 @@ import time
 
 import tensorflow as tf
 
-CHECKPOINT_SUBDIR = "checkpoints"
 DAMAGED_SUBDIR = "damaged"
 INDEX_FILENAME = "checkpoint"
 START_OVER_FLAG = "--start_over_if_damaged"

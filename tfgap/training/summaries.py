@@ -12,6 +12,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tfgap.training import rundir
+
 # The epoch's scalars, by TensorBoard run: {run: {scalar name: log key}}.
 _EPOCH_SCALARS = {
     "train": {"loss": "loss", "accuracy": "accuracy", "learning_rate": "learning_rate",
@@ -40,7 +42,7 @@ class Summaries:
         self.enabled = enabled
         self._writers = {}
         self._functions = {}
-        self._dir = os.path.join(model_dir, "logs")
+        self._dir = rundir.path(model_dir, rundir.LOGS)
 
     def _writer(self, name):
         if name not in self._writers:

@@ -7,8 +7,9 @@
 - `make_tuner`, `run_search`, `finish_search`: Hyperband, Bayesian
   optimization or random search, resumable, choosing on the validation split
   (`OBJECTIVE` = "val_accuracy") and writing the best setting as a
-  `TrainConfig` JSON; the chosen trial's test accuracy (`HELD_OUT_METRIC`) is
-  only reported.
+  `TrainConfig` JSON (and, with `export_dir`, the best trial's network as a
+  SavedModel); the chosen trial's test accuracy (`HELD_OUT_METRIC`) is only
+  reported. `trial_number`: a trial's "Trial #N" as Keras Tuner prints it.
 
 The tuner depends on `tfgap.training` and the library, never on the command
 line: `python -m tfgap.recipes.tune` builds the config from a recipe's flags
@@ -28,7 +29,13 @@ from tfgap.tuning.hypermodel import (  # noqa: E402
     ghost_batch_candidates,
     regime_adaptation_candidates,
 )
-from tfgap.tuning.search import TUNERS, finish_search, make_tuner, run_search  # noqa: E402
+from tfgap.tuning.search import (  # noqa: E402
+    TUNERS,
+    finish_search,
+    make_tuner,
+    run_search,
+    trial_number,
+)
 
 __all__ = [
     "HELD_OUT_METRIC",
@@ -40,4 +47,5 @@ __all__ = [
     "make_tuner",
     "regime_adaptation_candidates",
     "run_search",
+    "trial_number",
 ]

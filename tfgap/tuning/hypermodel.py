@@ -105,11 +105,13 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
     Every trial is a full `tfgap.training.train` run of `config` with the
     trial's values, in `<trials_dir>/<trial_id>` (so an interrupted trial
     resumes from its checkpoint). `fit` hands the tuner's callbacks to the
-    trainer (Keras Tuner's best-epoch checkpoint then saves the trained
-    weights) and copies the trained weights into the model `build` made, so
-    the tuner's model *is* the trained one (its final weights: the trainer's
-    epoch logs name the validation metrics `validation_*`, so Keras Tuner's
-    best-epoch checkpoint never picks an epoch, it saves every epoch). It
+    trainer and copies the trained (final) weights into the model `build`
+    made, so the tuner's model *is* the trained one. Keras Tuner's own
+    checkpoint (`tuner.load_model(trial)`) follows its best-epoch rule on the
+    `val_accuracy` the trainer logs on evaluated epochs, so it may hold an
+    earlier epoch than the end; the run's final weights, the ones the
+    objective scores, are its last checkpoint (`tfgap.training.restore_model`
+    of `<trials_dir>/<trial_id>`, as `finish_search` exports them). It
     returns the final metrics: `val_accuracy` (the objective, to maximize) and
     `val_loss` on the validation split, `test_accuracy` and `test_loss` on the
     test split (recorded, never selected on), and the training `loss`,
