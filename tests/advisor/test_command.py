@@ -8,7 +8,7 @@ import pytest
 
 from tfgap.advisor import Advice
 from tfgap.recipes import advise, cli
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training import TrainConfig
 
 TINY = ["--batch_size=16", "--epochs=1", "--measure_points=2", "--noise_chunks=4",

@@ -20,7 +20,7 @@ import time
 import keras
 import numpy as np
 
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training import Interrupted, Preempted, train
 
 

@@ -12,7 +12,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from tfgap.recipes import cli, study, tune
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training.config import GROUPS, settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

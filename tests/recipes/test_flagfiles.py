@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.recipes.defaults import available_recipes
-from tfgap.recipes.flags import config_flags, write_flagfile
+from tfgap.recipes.recipe_flags import config_flags, write_flagfile
 
 DIRS = ("model_dir", "export_dir")
 

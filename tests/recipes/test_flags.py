@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPE_FILES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "*.flags")))

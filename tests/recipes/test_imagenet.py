@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tests.data.test_imagenet_manual_build import NUM_VAL, PER_CLASS, SYNSETS, _write_manual_dir
 from tfgap import data
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training import read_result, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tfgap import data
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.recipes.defaults import RECIPES
 
 

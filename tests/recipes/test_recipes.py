@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfgap import data
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training import train
 
 # Small networks keep the default suite fast; the recipes' default networks run under -m slow.

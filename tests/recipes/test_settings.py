@@ -8,11 +8,11 @@ import pytest
 from absl import flags
 
 from tfgap.recipes import cli
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.recipes.defaults import NETWORK_DEFAULTS, RECIPES
 from tfgap.training import ConfigError, TrainConfig
 from tfgap.training.config import GROUPS, settings
-from tfgap.recipes.flags import config_flags
+from tfgap.recipes.recipe_flags import config_flags
 
 CLI = [name for name, s in settings().items() if s.cli]
 DIRS = ("model_dir", "export_dir")

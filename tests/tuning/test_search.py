@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfgap import data, models
 from tfgap.layers import GhostBatchNormalization
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.training import ExportPathError, TrainConfig, read_result
 from tfgap.tuning import (
     OBJECTIVE,

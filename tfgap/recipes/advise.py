@@ -37,7 +37,7 @@ import time
 from absl import flags
 
 from tfgap.recipes import cli
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.recipes.defaults import available_recipes, recipe_defaults
 
 PROG = "python -m tfgap.recipes.advise"

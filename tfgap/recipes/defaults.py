@@ -15,7 +15,7 @@ Both tables hold `TrainConfig` settings by name (tests/recipes check every
 entry against the settings' declarations). A recipe whose networks have
 different regimes lists them in `NETWORK_DEFAULTS`: choosing such a network
 with `--model` switches every setting the user did not give to that network's
-value (`tfgap.recipes.flags.apply_network_defaults`); a flag given on the
+value (`tfgap.recipes.recipe_flags.apply_network_defaults`); a flag given on the
 command line or in a flagfile always wins. `_regime` spells a learning-rate
 regime: its batch is both `batch_size` and `base_batch_size` (the rates are
 those of that batch).

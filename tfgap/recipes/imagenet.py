@@ -23,7 +23,7 @@ Example:
         --epochs=1 --noexport
 """
 
-from tfgap.recipes import flags
+from tfgap.recipes import recipe_flags
 
 if __name__ == "__main__":
-    flags.run("imagenet", doc=__doc__)
+    recipe_flags.run("imagenet", doc=__doc__)

@@ -9,7 +9,7 @@ Example:
     python -m tfgap.recipes.mnist --mock_data --mock_examples=64 --batch_size=32 --epochs=1
 """
 
-from tfgap.recipes import flags
+from tfgap.recipes import recipe_flags
 
 if __name__ == "__main__":
-    flags.run("mnist", doc=__doc__)
+    recipe_flags.run("mnist", doc=__doc__)

@@ -12,7 +12,7 @@ Example:
         --regime_adaptation=true
 """
 
-from tfgap.recipes import flags
+from tfgap.recipes import recipe_flags
 
 if __name__ == "__main__":
-    flags.run("mnist1d", doc=__doc__)
+    recipe_flags.run("mnist1d", doc=__doc__)

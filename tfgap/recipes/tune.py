@@ -30,7 +30,7 @@ import os
 from absl import flags as absl_flags
 
 from tfgap.recipes import cli
-from tfgap.recipes import flags as recipe_flags
+from tfgap.recipes import recipe_flags
 from tfgap.recipes.defaults import available_recipes, recipe_defaults
 
 PROG = "python -m tfgap.recipes.tune"

@@ -10,8 +10,8 @@ group, its kind (`"int"`, `"float"`, `"bool"`, `"str"`, `"path"`, `"floats"`,
 `"factor"` or `"options"`), its allowed values or bounds, whether `None` is
 allowed and whether it is a command-line setting. `settings()` returns these
 declarations; from them come the validation in `TrainConfig.__post_init__`,
-the recipes' flags (`tfgap.recipes.flags`), the flags -> config mapping and the
-config -> flagfile writer (`tfgap.recipes.flags.config_flags`). Adding a setting is
+the recipes' flags (`tfgap.recipes.recipe_flags`), the flags -> config mapping and the
+config -> flagfile writer (`tfgap.recipes.recipe_flags.config_flags`). Adding a setting is
 one field here, e.g.:
 
     sam_rho: float = setting(

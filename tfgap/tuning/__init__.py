@@ -14,7 +14,7 @@
 The tuner depends on `tfgap.training` and the library, never on the command
 line: `python -m tfgap.recipes.tune` builds the config from a recipe's flags
 and writes the best one back as that recipe's flagfile
-(`tfgap.recipes.flags.write_flagfile`). Needs the TensorFlow backend.
+(`tfgap.recipes.recipe_flags.write_flagfile`). Needs the TensorFlow backend.
 """
 
 # Before anything imports TensorFlow: the tuner trains through tfgap.training.
