@@ -45,12 +45,9 @@ def measurement_steps(steps, num_points):
 
 def num_train_examples(config):
     """The training examples of one epoch of `config` (validation split carved out)."""
-    from tfgap import data  # noqa: PLC0415
+    from tfgap.training import inputs  # noqa: PLC0415
 
-    real_dir = config.data_dir if not (config.mock_data or config.synthetic) else None
-    return data.num_examples(config.dataset, "train", mock_data=config.mock_data,
-                             mock_examples=config.mock_examples, data_dir=real_dir,
-                             validation_examples=config.validation_examples)
+    return inputs.num_examples(config, "train")
 
 
 def measure_run(config, *, steps, num_points=4, noise_examples=4096,

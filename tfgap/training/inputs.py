@@ -2,6 +2,7 @@
 
 - `count_splits(config)`: the sizes of `train`, `validation` and `test` as
   trained and evaluated; fails within seconds when the data is missing.
+  `num_examples(config, split)`: one split's size, as counted there.
 - `TrainInput`: distributed training iterators, each epoch's batches from a
   pipeline seeded by `(seed, epoch)` (so a resume needs no data state).
 - `eval_dataset`: a split as the evaluation step reads it.
@@ -33,18 +34,20 @@ def data_kwargs(config):
                 synthetic=config.synthetic, validation_examples=config.validation_examples)
 
 
+def num_examples(config, split):
+    """Examples of `split` as `config` reads it (real data counted as prepared on disk)."""
+    return data.num_examples(
+        config.dataset, split, mock_data=config.mock_data, mock_examples=config.mock_examples,
+        data_dir=config.data_dir if not (config.mock_data or config.synthetic) else None,
+        validation_examples=config.validation_examples, synthetic=config.synthetic)
+
+
 def count_splits(config):
     """The split sizes; fails within seconds when the data is missing or the split is bad."""
-    kwargs = data_kwargs(config)
     try:
-        data.build_dataset(config.dataset, "test", batch_size=1, training=False, **kwargs)
-        # Real data is counted as prepared on disk (a partial build counts as it is).
-        count_kwargs = dict(
-            mock_data=config.mock_data, mock_examples=config.mock_examples,
-            data_dir=config.data_dir if not (config.mock_data or config.synthetic) else None,
-            validation_examples=config.validation_examples, synthetic=config.synthetic)
-        sizes = {split: data.num_examples(config.dataset, split, **count_kwargs)
-                 for split in ("train", "validation", "test")}
+        data.build_dataset(config.dataset, "test", batch_size=1, training=False,
+                           **data_kwargs(config))
+        sizes = {split: num_examples(config, split) for split in ("train", "validation", "test")}
     except ValueError as e:  # a validation size the training split cannot give
         raise ConfigError(str(e)) from e
     if config.synthetic:
