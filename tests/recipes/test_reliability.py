@@ -39,7 +39,7 @@ def finished(tmp_path_factory):
 
 def copy_of(finished, tmp_path):
     copy = tmp_path / "run"
-    shutil.copysnapshot(finished, copy)
+    shutil.copytree(finished, copy)
     return copy
 
 
