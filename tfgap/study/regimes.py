@@ -43,6 +43,7 @@ Deep Learning: Generalization Gap and Sharp Minima" (arXiv 1609.04836).
 """
 
 import dataclasses
+import os
 import re
 import types
 
@@ -225,6 +226,11 @@ MNIST1D_DEFAULTS = dict(
 # `--quick`: one seed, a third of the epochs, sharpness on 500 examples (a smoke run, not a
 # result).
 QUICK = dict(seeds=1, ablation_seeds=1, epochs_fraction=1 / 3, sharpness_examples=500)
+
+
+def run_dir(output_dir, regime, seed):
+    """The `model_dir` of one study run: `<output_dir>/runs/<slug>/seed<seed>`."""
+    return os.path.join(output_dir, "runs", slug(regime), f"seed{int(seed)}")
 
 
 def slug(name):

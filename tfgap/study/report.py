@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from tfgap import diagnostics
+from tfgap.study.regimes import run_dir
 from tfgap.training import read_result, write_json
 
 RESULTS_JSON = "results.json"
@@ -192,8 +193,6 @@ def load_runs(output_dir, *, regimes, seeds):
         regimes: the row names, in order.
         seeds: the seeds of every row, or `{name: seeds}` per row.
     """
-    from tfgap.study.runner import run_dir
-
     out = {}
     for name in regimes:
         out[name] = []

@@ -29,12 +29,19 @@ import time
 import keras
 import numpy as np
 
-from tfgap import data, diagnostics, models, schedules
+from tfgap import data, diagnostics, schedules
 from tfgap.study import claims as claims_lib
 from tfgap.study import keskar, plots, report
-from tfgap.study.regimes import REGIMES, regime_configs, select, slug
-from tfgap.training import ConfigError, finished_result, plan_steps, rundir, train, write_json
-from tfgap.training.callbacks import KeepModel
+from tfgap.study.regimes import REGIMES, regime_configs, run_dir, select
+from tfgap.training import (
+    ConfigError,
+    build_model,
+    finished_result,
+    plan_steps,
+    rundir,
+    train,
+    write_json,
+)
 
 STUDY_RECORD = "study.json"
 STUDY_RECORD_VERSION = 2
@@ -91,7 +98,7 @@ class RunProgress(keras.callbacks.Callback):
         self._draw(self._step or self.total_steps, end="\n")
 
     def _keep_eval(self, logs):
-        for key in ("validation_accuracy", "test_accuracy"):
+        for key in ("val_accuracy", "test_accuracy"):
             if logs and logs.get(key) is not None:
                 self._logs[key] = logs[key]
 
@@ -109,11 +116,6 @@ class RunProgress(keras.callbacks.Callback):
         self._line = line
 
 
-def run_dir(output_dir, regime, seed):
-    """The `model_dir` of one run: `<output_dir>/runs/<slug>/seed<seed>`."""
-    return os.path.join(output_dir, "runs", slug(regime), f"seed{int(seed)}")
-
-
 def total_steps(config):
     """The optimizer steps `train(config)` will take (`tfgap.training.plan_steps`)."""
     kwargs = dict(mock_data=config.mock_data, mock_examples=config.mock_examples,
@@ -121,32 +123,21 @@ def total_steps(config):
     plan = plan_steps(
         config,
         num_train_examples=data.num_examples(config.dataset, "train", **kwargs),
-        num_eval_examples=data.num_examples(config.dataset, "test", **kwargs),
     )
     return plan.total_steps
 
 
 def fixed_examples(config, split, num):
-    """The first `num` examples of a split, in file order, as NumPy arrays.
+    """The first `num` examples of a split of `config`'s data (`tfgap.data.fixed_examples`).
 
     The same examples for every run of a study: the data on which sharpness
     and the interpolation are measured (evaluation preprocessing, no shuffle).
     `"train"` is the run's training split (without its validation examples).
     """
-    ds = data.build_dataset(
-        config.dataset, split, batch_size=min(int(num), 1024), training=False, shuffle=False,
-        data_dir=config.data_dir, mock_data=config.mock_data,
-        mock_examples=config.mock_examples, synthetic=config.synthetic, seed=0,
-        validation_examples=config.validation_examples,
-    )
-    xs, ys, have = [], [], 0
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-        have += len(ys[-1])
-        if have >= num:
-            break
-    return np.concatenate(xs)[:num], np.concatenate(ys)[:num]
+    return data.fixed_examples(
+        config.dataset, split, num, data_dir=config.data_dir, mock_data=config.mock_data,
+        mock_examples=config.mock_examples, synthetic=config.synthetic,
+        validation_examples=config.validation_examples)
 
 
 def _loss():
@@ -349,14 +340,12 @@ def _train_one(config, row, seed, title, *, stream, subset, epsilon, iterations,
         record["stopped"] = previous.get("stopped")
         stream.write(f"{title}: finished before, measuring it again\n")
     else:
-        keep = KeepModel()
-        callbacks = [keep, RunProgress(title, total_steps(config), stream=stream)]
+        callbacks = [RunProgress(title, total_steps(config), stream=stream)]
         stop = None
         if row.until_converged:
             stop = keskar.ConvergenceStop(patience=patience)
             callbacks.append(stop)
-        train(config, callbacks=callbacks, stream=stream)
-        model = keep.trained
+        model = train(config, callbacks=callbacks, stream=stream).model
         record["stopped"] = None if stop is None else stop.stopped
     if subset is not None and model is not None:
         started = time.time()
@@ -392,25 +381,13 @@ def _check_same_run(config):
 
 def _restored_model(config):
     """The final model of a finished run, from its newest checkpoint (None without one)."""
-    import tensorflow as tf
-
     model = _fresh_model(config)
-    ckpt = tf.train.Checkpoint(model=model)
-    latest = tf.train.latest_checkpoint(rundir.path(config.model_dir, rundir.CHECKPOINTS))
-    if latest is None:
-        return None
-    ckpt.read(latest).expect_partial()
-    return model
+    return model if rundir.restore_model(config.model_dir, model) else None
 
 
 def _fresh_model(config):
-    spec = data.get_spec(config.dataset)
-    return models.build_model(
-        config.model, num_classes=spec.num_classes, input_shape=spec.input_shape,
-        ghost_batch_size=0, moving_update=config.moving_update,
-        weight_decay=config.weight_decay, bn_momentum=config.bn_momentum, seed=config.seed,
-        **config.model_options,
-    )
+    # No ghost batches: the network is measured in inference-mode passes of any size.
+    return build_model(config.replace(ghost_batch_size=0))
 
 
 def _interpolate(small_end, large_end, points, examples):
