@@ -25,11 +25,3 @@ def test_plots_do_not_touch_the_global_backend():
                                                                   [2, 0.3]]}]})
     assert len(fig.axes) == 1
     assert matplotlib.get_backend() == before
-
-
-def test_keep_model_docstring():
-    """`tfgap.training.callbacks.KeepModel` (the study's, and later the tuner's)."""
-    from tfgap.training import callbacks
-
-    result = doctest.testmod(callbacks)
-    assert result.attempted > 0 and result.failed == 0

@@ -48,7 +48,6 @@ from tfgap.training.rundir import (  # noqa: E402
     write_json,
 )
 from tfgap.training.build import build_model  # noqa: E402
-from tfgap.training.callbacks import KeepModel  # noqa: E402
 from tfgap.training.plan import StepPlan, plan_steps  # noqa: E402
 from tfgap.training.result import TrainResult  # noqa: E402
 from tfgap.training.trainer import NonFiniteLossError, train  # noqa: E402
@@ -58,7 +57,6 @@ __all__ = [
     "ConfigError",
     "ExportPathError",
     "Interrupted",
-    "KeepModel",
     "NonFiniteLossError",
     "Preempted",
     "RunDirBusy",

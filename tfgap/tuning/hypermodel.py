@@ -31,7 +31,6 @@ import keras_tuner
 
 from tfgap import _validation as checks
 from tfgap import training
-from tfgap.training.callbacks import KeepModel
 
 OBJECTIVE = "val_accuracy"
 HELD_OUT_METRIC = "test_accuracy"
@@ -238,10 +237,8 @@ class GhostBatchHyperModel(keras_tuner.HyperModel):
             source = os.path.join(self.trials_dir, str(previous))
             if os.path.isdir(source):  # Hyperband: continue the earlier trial's run
                 shutil.copytree(source, config.model_dir)
-        keep = KeepModel()
-        result = training.train(config, strategy=self.strategy,
-                                callbacks=[*(callbacks or []), keep])
-        model.set_weights(keep.trained.get_weights())
+        result = training.train(config, strategy=self.strategy, callbacks=list(callbacks or []))
+        model.set_weights(result.model.get_weights())
         validation = result.get("validation") or {}
         if validation.get("accuracy") is None:
             raise keras_tuner.errors.FatalValueError(
