@@ -1,168 +1,218 @@
-"""Each claim's `held` is computed from the runs: run records built so that it must come out
-true, false, or undecided, and the rule recomputed by hand (mean difference against the spread
-sqrt(std_a**2 + std_b**2) of the per-seed values)."""
+"""Each claim's outcome is computed from the runs by paired statistics: constructed rows whose
+claims must come out held, not held or undecided, and the numbers recomputed independently
+(SciPy's paired t test and one-sided tests, Holm's step-down by hand, log ratios, per-seed
+regression slopes)."""
 
 import math
-import statistics
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from tfgap.study import claims, report
+from tfgap.study import stats as st
 
-SEEDS = (0, 1, 2)
-
-
-def _record(name, seed, test, *, val=None, train=0.99, slope=1.0, rmse=(0.1, 0.2), sharp=None,
-            subspace=None, eig=None):
-    config = dict(seed=seed, batch_size=32 if name == "SB" else 512, base_batch_size=32,
-                  ghost_batch_size=0, lr_values=[0.05], lr_multiplier=1.0, lr_scaling="none",
-                  regime_adaptation=False, bn_momentum=0.9, moving_update="sequential",
-                  optimizer="sgd", sam_rho=0.0)
-    diffusion = {"slope": slope, "intercept": 0.0, "window": [10.0, 100.0], "points": 10,
-                 "rmse_log": rmse[0], "rmse_sqrt": rmse[1]}
-    return dict(regime=name, seed=seed, model_dir=f"/runs/{name}/{seed}", status="completed",
-                validation_accuracy=test if val is None else val, validation_examples=928,
-                test_accuracy=test, train_accuracy=train, train_loss=0.01, updates=100,
-                total_steps=100, epochs=12.0, steps_per_epoch=6, wall_time=1.0,
-                weight_distance=5.0, high_lr_end=48, diffusion=diffusion,
-                diffusion_slope=slope, sharpness=sharp, sharpness_subspace=subspace,
-                hessian_top_eigenvalue=eig, subset_loss=0.01, subset_accuracy=1.0,
-                stopped=None, history=[], distance_record=[], config=config)
+SEEDS = [0, 1, 2, 3, 4]
 
 
-def _results(tests, **per_row):
-    """Summarized results of rows `{name: [test accuracy per seed]}` (extra fields per row)."""
-    runs = {}
-    for name, values in tests.items():
-        extra = per_row.get(name, {})
-        runs[name] = [_record(name, s, v, **{k: (w[i] if isinstance(w, list) else w)
-                                             for k, w in extra.items()})
-                      for i, (s, v) in enumerate(zip(SEEDS, values))]
-    return report.summarize(runs)
+def _row(name, accs, *, seeds=SEEDS, group=None, ghost=0, batch=512, **per_seed):
+    values = {"test_accuracy": list(accs), "validation_accuracy": list(accs)}
+    values.update(per_seed)
+    return {"name": name, "seeds": list(seeds), "group": group, "ghost_batch_size": ghost,
+            "batch_size": batch, "per_seed": values}
 
 
-def _by_claim(results):
-    return {c["claim"]: c for c in claims.evaluate(results)}
+def _results(*rows):
+    return {"regimes": list(rows)}
 
 
-def _spread(a, b):
-    return math.sqrt(statistics.stdev(a) ** 2 + statistics.stdev(b) ** 2)
+def _by_key(results):
+    return {c["key"]: c for c in claims.evaluate(results)}
 
 
-SB = [0.965, 0.960, 0.970]
-LB_BAD = [0.920, 0.930, 0.925]
+def _holm(p):
+    """Holm's adjusted p-values, written out step by step (an independent reference)."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for step, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - step) * p[i]))
+        out[i] = running
+    return out
 
 
-def test_gap_and_remedies_true_and_false():
-    lr_better = [0.945, 0.950, 0.955]
-    assert statistics.mean(SB) - statistics.mean(LB_BAD) > _spread(SB, LB_BAD)
-    assert statistics.mean(lr_better) - statistics.mean(LB_BAD) > _spread(lr_better, LB_BAD)
-    results = _results({"SB": SB, "LB": LB_BAD, "LB+LR": lr_better,
-                        "LB+LR+GBN": [0.946, 0.944, 0.952],  # within noise of LB+LR
-                        "LB+LR+GBN+RA": [0.962, 0.968, 0.958]})
-    c = _by_claim(results)
-    assert c["LB generalizes worse than SB at equal epochs"]["held"] is True
-    assert c["+LR reduces the gap"]["held"] is True
-    assert c["+GBN reduces the gap"]["held"] is False
-    assert c["+RA closes the gap (within one std)"]["held"] is True
-    assert "difference +4.00 points" in c["LB generalizes worse than SB at equal epochs"][
-        "measured"]
-    # The same claims turned around.
-    results = _results({"SB": SB, "LB": [0.960, 0.970, 0.965], "LB+LR": [0.90, 0.91, 0.92],
-                        "LB+LR+GBN": [0.94, 0.945, 0.95], "LB+LR+GBN+RA": [0.93, 0.935, 0.94]})
-    c = _by_claim(results)
-    assert c["LB generalizes worse than SB at equal epochs"]["held"] is False
-    assert c["+LR reduces the gap"]["held"] is False
-    assert c["+GBN reduces the gap"]["held"] is True
-    assert c["+RA closes the gap (within one std)"]["held"] is False
+SB = [0.970, 0.966, 0.972, 0.969, 0.965]
+LB = [0.921, 0.930, 0.918, 0.926, 0.920]
+LR = [0.935, 0.950, 0.915, 0.925, 0.945]  # noisy: +LR's effect is not decided
+GBN = [0.951, 0.949, 0.940, 0.952, 0.948]
 
 
-def test_a_difference_inside_the_spread_does_not_hold():
-    a, b = [0.95, 0.90, 0.99], [0.93, 0.93, 0.93]
-    d = statistics.mean(a) - statistics.mean(b)
-    assert 0 < d < _spread(a, b)
-    results = _results({"SB": a, "LB": b})
-    assert _by_claim(results)["LB generalizes worse than SB at equal epochs"]["held"] is False
+def test_effect_claims_are_paired_t_tests_with_holm_over_the_family():
+    results = _results(_row("SB", SB), _row("LB", LB), _row("LB+LR", LR),
+                       _row("LB+LR+GBN", GBN))
+    c = _by_key(results)
+    family = ("gap", "lr", "gbn")
+    pairs = {"gap": (SB, LB), "lr": (LR, LB), "gbn": (GBN, LR)}
+    raw = {k: sps.ttest_rel(*pairs[k]).pvalue for k in family}
+    adjusted = dict(zip(family, _holm([raw[k] for k in family])))
+    for key in family:
+        assert c[key]["p_value"] == pytest.approx(raw[key], rel=1e-9)
+        assert c[key]["adjusted_p"] == pytest.approx(adjusted[key], rel=1e-9)
+        diff = np.subtract(*pairs[key])
+        assert c[key]["mean"] == pytest.approx(diff.mean())
+        assert c[key]["n"] == 5 and c[key]["seeds"] == SEEDS
+        assert "Holm over 3 effect claims" in c[key]["test"]
+    assert adjusted["gap"] < 0.05 and c["gap"]["outcome"] == "held"
+    assert adjusted["lr"] > 0.05 and c["lr"]["outcome"] == "undecided"
+    # The interval is reported at Holm's step: it excludes 0 exactly when the claim is held.
+    assert c["gap"]["low"] > 0 and c["lr"]["low"] < 0 < c["lr"]["high"]
+    assert c["gap"]["interval"].startswith(f"+{100 * np.mean(np.subtract(SB, LB)):.1f} points [")
+    assert "SB 96.8 ± 0.3 (val 96.8 ± 0.3) vs LB 92.3 ± 0.5" in c["gap"]["measured"]
+    # Unrun rows leave their claims undecided and out of the family.
+    assert c["lars"]["outcome"] == "undecided"
+    assert c["lars"]["measured"] == "not measured: LB+LARS not run"
+    assert c["lars"]["p_value"] is None
 
 
-def test_one_seed_is_undecided_and_a_missing_row_is_not_measured():
-    results = _results({"SB": [0.96], "LB": [0.90]})
-    c = _by_claim(results)
-    assert c["LB generalizes worse than SB at equal epochs"]["held"] is None
-    assert "fewer than 2 seeds" in c["LB generalizes worse than SB at equal epochs"]["measured"]
-    assert c["LARS reduces the gap (LB+LARS vs LB)"]["held"] is None
-    assert "LB+LARS not run" in c["LARS reduces the gap (LB+LARS vs LB)"]["measured"]
-    for claim in claims.evaluate(results):
-        assert set(claim) == {"claim", "measured", "held", "criterion"}
+def test_not_held_by_the_opposite_sign_and_by_equivalence_within_the_margin():
+    lb_plus = [v + 0.02 for v in LB]  # LB beats "SB" here: significantly the other way
+    tiny = [v + d for v, d in zip(lb_plus, (0.0005, -0.0004, 0.0003, 0.0, -0.0002))]
+    c = _by_key(_results(_row("SB", SB), _row("LB", lb_plus), _row("LB+LARS", tiny),
+                         _row("LB+SAM", [v - 0.001 for v in lb_plus])))
+    assert c["gap"]["outcome"] == "held"  # SB - (LB + 2) is still > 0
+    c = _by_key(_results(_row("SB", LB), _row("LB", lb_plus), _row("LB+LARS", tiny)))
+    assert c["gap"]["outcome"] == "not held" and c["gap"]["high"] < 0
+    # LB+LARS - LB within 0.1 point, seeds agree: TOST inside the 1-point margin.
+    lars = c["lars"]
+    diff = np.subtract(tiny, lb_plus)
+    low = sps.ttest_1samp(diff, -0.01, alternative="greater").pvalue
+    high = sps.ttest_1samp(diff, 0.01, alternative="less").pvalue
+    assert max(low, high) < 0.05 and lars["outcome"] == "not held"
 
 
-def test_sharper_minima():
-    sharp_lb, sharp_sb = [5.0, 6.0, 5.5], [1.0, 1.2, 0.9]
-    results = _results(
-        {"SB": SB, "LB (converged)": LB_BAD},
-        **{"SB": dict(sharp=sharp_sb, subspace=[0.01] * 3, eig=[10.0, 11.0, 12.0]),
-           "LB (converged)": dict(sharp=sharp_lb, subspace=[0.02] * 3, eig=[30.0, 31.0, 29.0])})
-    c = _by_claim(results)["LB converges to sharper minima"]
-    assert c["held"] is True
-    assert "top Hessian eigenvalue 30.00 ± 1.00 vs 11.00 ± 1.00 (larger)" in c["measured"]
-    results = _results(
-        {"SB": SB, "LB (converged)": LB_BAD},
-        **{"SB": dict(sharp=[2.0, 4.0, 3.0]), "LB (converged)": dict(sharp=[3.0, 2.0, 3.5])})
-    assert _by_claim(results)["LB converges to sharper minima"]["held"] is False
+def test_equality_claims_are_tost_with_the_stated_margin():
+    ra_close = [v + d for v, d in zip(SB, (0.002, -0.001, 0.001, -0.002, 0.0))]
+    ra_far = [v - 0.03 for v in SB]
+    ra_noisy = [v + d for v, d in zip(SB, (0.02, -0.03, 0.015, -0.02, 0.01))]
+    for ra, outcome in ((ra_close, "held"), (ra_far, "not held"), (ra_noisy, "undecided")):
+        c = _by_key(_results(_row("SB", SB), _row("LB+LR+GBN+RA", ra)))["ra"]
+        diff = np.subtract(ra, SB)
+        p = max(sps.ttest_1samp(diff, -0.01, alternative="greater").pvalue,
+                sps.ttest_1samp(diff, 0.01, alternative="less").pvalue)
+        assert c["p_value"] == pytest.approx(p, rel=1e-9)
+        assert c["outcome"] == outcome, c
+        assert c["confidence"] == pytest.approx(0.90) and "±1 point" in c["claim"]
+        assert "TOST at 0.05, margin ±1 point" in c["test"]
 
 
-def test_log_diffusion_and_matching_slopes():
-    table = {"SB": SB, "LB": LB_BAD, "LB+LR+GBN": LB_BAD}
-    logs = {n: dict(rmse=[(0.1, 0.3), (0.12, 0.25), (0.1, 0.35)]) for n in table}
-    c = _by_claim(_results(table, **logs))
-    assert c["Weight distance grows as log t (high-rate phase)"]["held"] is True
-    diffs = [0.2, 0.13, 0.25]  # sqrt - log per seed: mean 0.193 > std 0.060
-    assert statistics.mean(diffs) > statistics.stdev(diffs)
-    assert "SB: a = 1.00, RMSE sqrt - log +0.193 ± 0.060 (log fits better)" in c[
-        "Weight distance grows as log t (high-rate phase)"]["measured"]
-    # One row where the sqrt law fits as well (inside the spread): the claim does not hold.
-    one_sqrt = dict(logs, LB=dict(rmse=[(0.1, 0.3), (0.4, 0.3), (0.1, 0.12)]))
-    c = _by_claim(_results(table, **one_sqrt))
-    assert c["Weight distance grows as log t (high-rate phase)"]["held"] is False
-    diffs = [0.2, -0.1, 0.02]
-    assert abs(statistics.mean(diffs)) < statistics.stdev(diffs)
-    text = f"+{statistics.mean(diffs):.3f} ± {statistics.stdev(diffs):.3f} (not better)"
-    assert f"LB: a = 1.00, RMSE sqrt - log {text}" in c[
-        "Weight distance grows as log t (high-rate phase)"]["measured"]
-    slopes = {"SB": dict(slope=[2.0, 2.1, 1.9]), "LB+LR+GBN": dict(slope=[1.95, 2.05, 2.0]),
-              "LB": dict(slope=[0.9, 1.0, 1.1])}
-    c = _by_claim(_results(table, **slopes))
-    assert c["After +LR+GBN, LB's diffusion slope matches SB's"]["held"] is True
-    slopes["LB+LR+GBN"] = dict(slope=[1.0, 1.1, 1.05])
-    c = _by_claim(_results(table, **slopes))
-    assert c["After +LR+GBN, LB's diffusion slope matches SB's"]["held"] is False
+def test_accuracies_carry_the_test_set_noise():
+    n_examples = 400
+    rng = np.random.default_rng(0)
+    base = rng.random(n_examples) < 0.9
+    correct_a, correct_b = [], []
+    for seed in SEEDS:  # the same examples every seed; A is right on 6 more of them
+        a = base.copy()
+        a[seed * 10:seed * 10 + 6] = True
+        b = base.copy()
+        b[seed * 10:seed * 10 + 6] = False
+        correct_a.append(a)
+        correct_b.append(b)
+    acc_a = [float(a.mean()) for a in correct_a]
+    acc_b = [float(b.mean()) for b in correct_b]
+    extra = dict(test_correct=[report.pack_correct(a) for a in correct_a],
+                 test_examples=[n_examples] * 5)
+    rows = (_row("SB", acc_a, **extra),
+            _row("LB", acc_b, test_correct=[report.pack_correct(b) for b in correct_b],
+                 test_examples=[n_examples] * 5))
+    c = _by_key(_results(*rows))["gap"]
+    # By hand: per-example differences averaged over seeds, their sd / sqrt(N).
+    per_example = (np.array(correct_a, float) - np.array(correct_b, float)).mean(axis=0)
+    example_se = per_example.std(ddof=1) / math.sqrt(n_examples)
+    d = np.subtract(acc_a, acc_b)
+    se = math.sqrt(d.var(ddof=1) / 5 + example_se**2)
+    p = 2 * sps.t.sf(abs(d.mean()) / se, 4)
+    assert c["p_value"] == pytest.approx(p, rel=1e-9)
+    assert f"se {100 * example_se:.2f} points" in c["test"]
+    # Without the test-set noise the seeds alone (identical differences) would be certain.
+    assert sps.ttest_rel(acc_a, acc_b).pvalue < 1e-10 < p
 
 
-CLAIM = ("At BN momentum 0.99, GBN's benefit comes from moving-statistics updates, "
-         "not ghost noise")
+def test_sharpness_claims_are_log_ratios():
+    sharp_lb, sharp_sb = [140.0, 90.0, 200.0], [2.0, 1.5, 2.6]
+    eig_lb, eig_sb = [97.0, 94.0, 99.0], [30.0, 28.0, 31.0]
+    rel_lb, rel_sb = [1.0, 1.2, 0.9], [1.1, 1.0, 1.0]
+    rows = (_row("LB (converged)", [0.94] * 3, seeds=[0, 1, 2], sharpness=sharp_lb,
+                 hessian_top_eigenvalue=eig_lb, relative_sharpness=rel_lb),
+            _row("SB (converged)", [0.96] * 3, seeds=[0, 1, 2], sharpness=sharp_sb,
+                 hessian_top_eigenvalue=eig_sb, relative_sharpness=rel_sb))
+    c = _by_key(_results(*rows))
+    family = ("sharp", "sharp_relative", "sharp_eigenvalue")
+    pairs = {"sharp": (sharp_lb, sharp_sb), "sharp_relative": (rel_lb, rel_sb),
+             "sharp_eigenvalue": (eig_lb, eig_sb)}
+    raw = [sps.ttest_rel(np.log(a), np.log(b)).pvalue for a, b in pairs.values()]
+    for key, p, q in zip(family, raw, _holm(raw)):
+        assert c[key]["p_value"] == pytest.approx(p, rel=1e-9)
+        assert c[key]["adjusted_p"] == pytest.approx(q, rel=1e-9)
+    ratio = math.exp(np.mean(np.log(sharp_lb) - np.log(sharp_sb)))
+    assert c["sharp"]["interval"].startswith(f"x{ratio:.3g} [x")
+    assert c["sharp"]["outcome"] == "held" and c["sharp_relative"]["outcome"] == "undecided"
+    assert c["sharp_eigenvalue"]["outcome"] == "held"
 
 
-@pytest.mark.parametrize("seq, avg, plain, held", [
-    ([0.92, 0.93, 0.92], [0.55, 0.50, 0.52], [0.53, 0.51, 0.52], True),   # updates, no noise
-    ([0.92, 0.93, 0.92], [0.91, 0.92, 0.93], [0.53, 0.51, 0.52], False),  # noise did it
-    ([0.92, 0.93, 0.92], [0.75, 0.70, 0.72], [0.53, 0.51, 0.52], False),  # both did
-    ([0.53, 0.52, 0.51], [0.53, 0.51, 0.52], [0.53, 0.51, 0.52], False),  # nothing did
-])
-def test_moving_statistics_against_ghost_noise(seq, avg, plain, held):
-    results = _results({"LB (bn 0.99)": plain, "LB+GBN (averaged, bn 0.99)": avg,
-                        "LB+GBN (bn 0.99)": seq})
-    c = _by_claim(results)[CLAIM]
-    assert c["held"] is held
-    d = 100 * (statistics.mean(seq) - statistics.mean(avg))
-    assert f"difference {d:+.2f} points" in c["measured"]
+def test_ghost_trend_is_a_per_seed_regression_slope():
+    ghost = "ghost size at +LR"
+    accs = {32: [0.95, 0.94, 0.95, 0.96, 0.95], 64: [0.945, 0.938, 0.944, 0.95, 0.946],
+            128: [0.94, 0.93, 0.94, 0.945, 0.94], 512: [0.93, 0.92, 0.935, 0.94, 0.93]}
+    rows = (_row("LB+LR+GBN", accs[32], ghost=32),
+            _row("LB+LR+GBN (ghost 64)", accs[64], ghost=64, group=ghost),
+            _row("LB+LR+GBN (ghost 128)", accs[128], ghost=128, group=ghost),
+            _row("LB+LR", accs[512]))
+    c = _by_key(_results(*rows))["ghost"]
+    x = np.log2([32, 64, 128, 512])
+    slopes = [np.polyfit(x, [accs[g][i] for g in (32, 64, 128, 512)], 1)[0] for i in range(5)]
+    assert c["mean"] == pytest.approx(np.mean(slopes))
+    assert c["p_value"] == pytest.approx(sps.ttest_1samp(slopes, 0.0).pvalue, rel=1e-9)
+    assert c["outcome"] == "held" and c["mean"] < 0
+    assert "ghost sizes 32, 64, 128, 512" in c["measured"]
 
 
-def test_momentum_lars_sam_and_gbn_at_0_9():
-    results = _results({"LB": [0.92, 0.93, 0.925], "LB (bn 0.99)": [0.50, 0.55],
-                        "LB+GBN": [0.925, 0.92], "LB+LARS": [0.95, 0.955],
-                        "LB+SAM": [0.90, 0.89]})
-    c = _by_claim(results)
-    assert c["Keras' default BN momentum (0.99) hurts the large batch"]["held"] is True
-    assert c["GBN helps the large batch at BN momentum 0.9 (without +LR)"]["held"] is False
-    assert c["LARS reduces the gap (LB+LARS vs LB)"]["held"] is True
-    assert c["SAM reduces the gap (LB+SAM vs LB)"]["held"] is False
+def test_log_law_needs_every_row_largest_p():
+    def fits(gaps):
+        return [{"rmse_log": 0.1, "rmse_sqrt": 0.1 + g, "slope": 1.0} for g in gaps]
+
+    good = [0.30, 0.32, 0.29, 0.31, 0.33]
+    weak = [0.02, -0.01, 0.03, 0.00, 0.01]
+    rows = [_row(n, SB, diffusion=fits(good)) for n in ("SB", "LB+LR")]
+    c = _by_key(_results(*rows))["log_law"]
+    assert c["outcome"] == "held"
+    rows.append(_row("LB", LB, diffusion=fits(weak)))
+    c = _by_key(_results(*rows))["log_law"]
+    assert c["p_value"] == pytest.approx(sps.ttest_1samp(weak, 0.0).pvalue, rel=1e-9)
+    assert c["outcome"] == "undecided" and c["part"] == "LB"
+    assert c["interval"].startswith("weakest row LB: ")
+    rows[-1] = _row("LB", LB, diffusion=fits([-g for g in good]))  # the sqrt law fits better
+    assert _by_key(_results(*rows))["log_law"]["outcome"] == "not held"
+
+
+def test_conclusions_rest_on_their_claims_and_one_seed_decides_nothing():
+    close = [v + d for v, d in zip(SB, (0.001, -0.001, 0.0005, -0.0005, 0.0))]
+    rows = (_row("SB", SB), _row("LB+RA", close), _row("LB+LR+GBN+RA", close))
+    c = _by_key(_results(*rows))
+    assert c["ra_alone"]["outcome"] == c["ra_enough"]["outcome"] == "held"
+    assert c["updates"]["outcome"] == "held" and c["updates"]["of"] == ["ra_alone", "ra_enough"]
+    far = [v - 0.05 for v in SB]
+    c = _by_key(_results(_row("SB", SB), _row("LB+RA", far), _row("LB+LR+GBN+RA", close)))
+    assert c["ra_alone"]["outcome"] == "not held" and c["updates"]["outcome"] == "not held"
+    c = _by_key(_results(_row("SB", [0.96], seeds=[0]), _row("LB", [0.90], seeds=[0])))
+    assert c["gap"]["outcome"] == "undecided"
+    assert c["gap"]["interval"] == "fewer than 2 paired seeds"
+    assert all(x["outcome"] == "undecided" for x in c.values())
+    assert [x["outcome"] for x in c.values()] and set(st.OUTCOMES) >= {
+        x["outcome"] for x in c.values()}
+
+
+def test_pairs_are_matched_by_seed():
+    rows = (_row("SB", [0.97, 0.96, 0.98], seeds=[0, 1, 2]),
+            _row("LB", [0.90, 0.91], seeds=[2, 0]))
+    c = _by_key(_results(*rows))["gap"]
+    assert c["seeds"] == [0, 2] and c["n"] == 2
+    assert c["mean"] == pytest.approx(((0.97 - 0.91) + (0.98 - 0.90)) / 2)

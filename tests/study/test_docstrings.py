@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("name", ["regimes", "report", "sweep", "claims", "keskar", "plots",
-                                  "runner"])
+                                  "runner", "moving", "docs"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"tfgap.study.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -2,6 +2,7 @@
 reason, and the measures of a minimum are checked against NumPy."""
 
 import json
+import math
 import os
 
 import keras
@@ -79,19 +80,61 @@ def test_measure_minimum_keys_and_hessian_of_a_linear_model():
     y = np.array([0, 1, 2])
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, use_bias=False)])
     model.set_weights([2.0 * np.eye(3, dtype="float32")])
-    out = keskar.measure_minimum(model, x, y, seed=0, full=True, subspace_dim=4,
-                                 hessian_iterations=200)
-    assert set(out) == {"sharpness", "sharpness_subspace", "hessian_top_eigenvalue",
+    out = keskar.measure_minimum(model, x, y, seed=0, hessian_iterations=200)
+    assert set(out) == {"sharpness", "relative_sharpness", "hessian_top_eigenvalue",
                         "subset_loss", "subset_accuracy"}
-    assert out["sharpness"] >= 0 and out["sharpness_subspace"] >= 0
+    assert out["sharpness"] >= 0 and out["relative_sharpness"] >= 0
     # Each example's logits z = W^T x_i with x_i a basis vector: the Hessian is block diagonal,
     # one block diag(p) - p p^T per input coordinate, scaled by 1/3 (the mean over examples).
     z = 2.0 * np.eye(3)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     top = max(np.linalg.eigvalsh(np.diag(pi) - np.outer(pi, pi)).max() for pi in p) / 3.0
     assert out["hessian_top_eigenvalue"] == pytest.approx(top, rel=1e-3)
-    short = keskar.measure_minimum(model, x, y, seed=0)
-    assert short["hessian_top_eigenvalue"] is None and short["sharpness_subspace"] is None
+
+
+def test_relative_sharpness_closed_form():
+    """One example, two classes, logits (a, b) = W: the loss log(1 + e^(b - a)) grows with
+    b - a, so its maximum over the box |dW_i| <= eps |W_i| is at a - eps |a|, b + eps |b|;
+    Keskar's box adds 1 to every side (eps (|W_i| + 1))."""
+    a, b, eps = 3.0, -1.0, 0.05
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, use_bias=False)])
+    model.set_weights([np.array([[a, b]], "float32")])
+    x, y = np.ones((1, 1), "float32"), np.array([0])
+
+    def loss(u, v):
+        return math.log1p(math.exp(v - u))
+
+    f0 = loss(a, b)
+    expected = 100 * (loss(a - eps * abs(a), b + eps * abs(b)) - f0) / (1 + f0)
+    got = keskar.relative_sharpness(model, x, y, epsilon=eps, max_iterations=20)
+    assert got == pytest.approx(expected, rel=1e-4)
+    keskar_box = 100 * (loss(a - eps * (abs(a) + 1), b + eps * (abs(b) + 1)) - f0) / (1 + f0)
+    from tfgap import diagnostics
+    assert diagnostics.sharpness(model, x, y, epsilon=eps, max_iterations=20,
+                                 loss=keras.losses.SparseCategoricalCrossentropy(
+                                     from_logits=True)) == pytest.approx(keskar_box, rel=1e-4)
+    assert model.get_weights()[0].tolist() == [[a, b]]  # restored
+    # A weight at 0 has a box of width 0 here (not in Keskar's).
+    model.set_weights([np.array([[0.0, 0.0]], "float32")])
+    assert keskar.relative_sharpness(model, x, y, epsilon=eps) == 0.0
+    with pytest.raises(ValueError, match="epsilon"):
+        keskar.relative_sharpness(model, x, y, epsilon=0.0)
+
+
+def test_evaluate_weight_norm_and_stability_bound():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(37, 4)).astype("float32")
+    y = rng.integers(0, 3, size=37)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    r = keskar.evaluate(model, x, y, batch_size=10)
+    w, b = (np.asarray(v, np.float64) for v in model.get_weights())
+    logits = x.astype(np.float64) @ w + b
+    np.testing.assert_array_equal(r["correct"], logits.argmax(1) == y)
+    assert r["accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == y)))
+    assert keskar.weight_norm(model) == pytest.approx(
+        math.sqrt(float(np.sum(w**2) + np.sum(b**2))), rel=1e-6)
+    assert keskar.stability_bound(0.05, 0.9) == pytest.approx(76.0)
+    assert keskar.stability_bound(0.1, 0.0) == pytest.approx(20.0)  # plain GD: 2 / eta
 
 
 @pytest.mark.slow

@@ -33,18 +33,23 @@ def test_default_command(called):
     assert (base.batch_size, base.epochs, base.lr_boundaries) == (32, 12.0, (8.0,))
     assert base.lr_values == pytest.approx((0.05, 0.005))
     assert (kw["large_batch_size"], kw["ghost_batch_size"]) == (512, 32)
-    assert list(kw["seeds"]) == [0, 1, 2] and list(kw["ablation_seeds"]) == [0, 1]
+    assert list(kw["seeds"]) == [0, 1, 2, 3, 4] and list(kw["long_seeds"]) == [0, 1]
+    assert list(kw["ablation_seeds"]) == [0, 1, 2]
+    assert kw["workers"] is None and kw["threads"] == 1  # None: one worker per core
     assert kw["export_dir"] is None and kw["sharpness_examples"] == 1000
+    assert kw["started"] <= __import__("time").time()
 
 
-def test_quick_takes_a_third_of_the_epochs_and_one_seed(called):
+def test_quick_takes_a_sixth_of_the_epochs_and_one_seed(called):
     base, kw = called("--quick")
-    assert base.epochs == 4.0 and base.lr_boundaries == pytest.approx((8 / 3,))
-    assert list(kw["seeds"]) == [0] and list(kw["ablation_seeds"]) == [0]
-    assert kw["sharpness_examples"] == 500
-    base, kw = called("--quick", "--seeds=2", "--epochs=3", "--lr_boundaries=2")
+    assert base.epochs == 2.0 and base.lr_boundaries == pytest.approx((4 / 3,))
+    assert list(kw["seeds"]) == [0] and list(kw["long_seeds"]) == [0]
+    assert list(kw["ablation_seeds"]) == [0]
+    assert kw["sharpness_examples"] == 250
+    base, kw = called("--quick", "--seeds=2", "--epochs=3", "--lr_boundaries=2", "--workers=3")
     assert (base.epochs, base.lr_boundaries) == (3.0, (2.0,))
-    assert list(kw["seeds"]) == [0, 1] and list(kw["ablation_seeds"]) == [0]
+    assert list(kw["seeds"]) == [0, 1] and list(kw["long_seeds"]) == [0]
+    assert kw["workers"] == 3
 
 
 def test_mlp_and_validation_flags(called):

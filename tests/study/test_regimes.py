@@ -129,7 +129,9 @@ def _expected_difference(name, reference):
         fields.add("sam_rho")
     if "converged" in added:
         fields.add("regime_adaptation")  # trained up to +RA's length; the runner stops it
-    if reference == "SB":
+    if "LB's updates" in name and "LB's updates" not in reference:
+        fields |= {"epochs", "lr_boundaries"}
+    if name.startswith("LB") and reference.startswith("SB"):
         fields.add("batch_size")
     for token, field in (("+LR", "lr_scaling"), ("+RA", "regime_adaptation")):
         if token in name and token not in reference:
@@ -153,22 +155,83 @@ def test_every_row_differs_from_its_reference_only_as_named(base):
 
 
 def test_ablation_values():
-    rows = {r.name: r for r in study_regimes(large_batch_size=512, ghost_batch_size=32)}
+    rows = {r.name: r for r in study_regimes(large_batch_size=512, ghost_batch_size=32,
+                                             small_batch_size=32)}
     assert [n for n, r in rows.items() if r.group == regimes_lib.GHOST] == [
-        "LB+GBN (ghost 64)", "LB+GBN (ghost 128)", "LB+GBN (ghost 256)"]
-    assert rows["LB+GBN (ghost 128)"].changes["ghost_batch_size"] == 128
+        "LB+LR+GBN (ghost 64)", "LB+LR+GBN (ghost 128)", "LB+LR+GBN (ghost 256)"]
+    assert rows["LB+LR+GBN (ghost 128)"].changes["ghost_batch_size"] == 128
+    assert rows["LB+LR+GBN (ghost 128)"].changes["lr_scaling"] == "sqrt"
     assert rows["LB+GBN (averaged, bn 0.99)"].changes["moving_update"] == "averaged"
     assert rows["LB+GBN (averaged, bn 0.99)"].changes["bn_momentum"] == 0.99
     assert rows["LB+LARS"].changes["optimizer"] == "lars"
     assert rows["LB+SAM"].changes["sam_rho"] > 0
-    assert rows["LB (converged)"].until_converged
-    assert not any(r.until_converged for n, r in rows.items() if n != "LB (converged)")
-    full = [n for n, r in rows.items() if r.full_seeds]
-    assert full == [*REGIMES, "LB (converged)"]
+    assert rows["SB (converged)"].changes["regime_adaptation"] == 16.0  # B_L / B_S
+    converged = [n for n, r in rows.items() if r.until_converged]
+    assert converged == ["SB (converged)", "LB (converged)"]
+    assert [n for n, r in rows.items() if r.long] == [
+        "LB+LR+GBN+RA", "LB+RA", "LB+RA (bn 0.99)", "LB+LR+GBN+RA (bn 0.99)"]
+    assert [n for n, r in rows.items() if r.measure] == ["SB (converged)", "LB (converged)"]
+    assert [n for n, r in rows.items() if r.curves] == [*REGIMES, "LB+RA", "SB (LB's updates)"]
+    assert [n for n, r in rows.items() if r.ablation] == [
+        "LB+LR+GBN (ghost 64)", "LB+LR+GBN (ghost 128)", "LB+LR+GBN (ghost 256)", "LB+LARS",
+        "LB+SAM"]
     # A ghost sweep at another size keeps only ghosts below B_L that divide it.
     names = [r.name for r in study_regimes(large_batch_size=96, ghost_batch_size=16)
              if r.group == regimes_lib.GHOST]
-    assert names == ["LB+GBN (ghost 32)"]  # 64 does not divide 96
+    assert names == ["LB+LR+GBN (ghost 32)"]  # 64 does not divide 96
+    # Without B_S the rows that need it keep their placeholders until a base resolves them.
+    unresolved = {r.name: r for r in study_regimes(large_batch_size=512, ghost_batch_size=32)}
+    assert repr(unresolved["SB (converged)"].changes["regime_adaptation"]) == "B_L / B_S"
+
+
+def test_few_updates_and_converged_rows_closed_form(base):
+    """SB (LB's updates) makes LB's updates and drops its rate at LB's update; SB (converged)
+    has LB (converged)'s rate policy (drop and cap stretched by B_L / B_S)."""
+    names = ("LB", "SB (LB's updates)", "SB (converged)", "LB (converged)")
+    configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G, regimes=names)
+    n = 4096  # a multiple of B_L: whole epochs at both batches
+    plans = {k: plan_steps(c, num_train_examples=n)
+             for k, c in configs.items()}
+    assert plans["SB (LB's updates)"].total_steps == plans["LB"].total_steps == 80
+    for name in ("LB", "SB (LB's updates)"):
+        config, plan = configs[name], plans[name]
+        drop = math.floor(config.lr_boundaries[0] * plan.steps_per_epoch + 0.5)
+        schedule = _schedule(config, plan.steps_per_epoch)
+        assert drop == 56
+        assert float(schedule(drop - 1)) == pytest.approx(LR) and float(
+            schedule(drop)) == pytest.approx(LR * 0.1)
+    stretch = B_L / B_S
+    for name in ("SB (converged)", "LB (converged)"):
+        config, plan = configs[name], plans[name]
+        assert plan.epochs == pytest.approx(EPOCHS * stretch), name
+        schedule = _schedule(config, plan.steps_per_epoch)
+        drop = math.floor(14 * stretch * plan.steps_per_epoch + 0.5)
+        assert float(schedule(drop - 1)) == pytest.approx(LR), name
+        assert float(schedule(drop)) == pytest.approx(LR * 0.1), name
+
+
+def test_trainings_share_only_moving_statistics(base):
+    rows = study_regimes(large_batch_size=B_L, ghost_batch_size=B_G, small_batch_size=B_S)
+    configs = regime_configs(base, large_batch_size=B_L, ghost_batch_size=B_G, regimes=None)
+    groups = regimes_lib.trainings(rows, configs)
+    assert sorted(r.name for g in groups for r in g.rows) == sorted(r.name for r in rows)
+    shared = {g.row.name: [d.name for d in g.derived] for g in groups if g.derived}
+    assert shared == {
+        "SB": ["SB (bn 0.99)"], "LB": ["LB (bn 0.99)"], "LB+LR": ["LB+LR (bn 0.99)"],
+        "LB+LR+GBN": ["LB+LR+GBN (bn 0.99)"], "LB+LR+GBN+RA": ["LB+LR+GBN+RA (bn 0.99)"],
+        "LB+RA": ["LB+RA (bn 0.99)"], "SB (LB's updates)": ["SB (LB's updates, bn 0.99)"],
+        "LB+GBN": ["LB+GBN (averaged)", "LB+GBN (bn 0.99)", "LB+GBN (averaged, bn 0.99)"]}
+    moving_fields = set(regimes_lib.MOVING_STATISTICS_FIELDS)
+    for g in groups:
+        for d in g.derived:
+            a, b = configs[g.row.name].to_dict(), configs[d.name].to_dict()
+            assert {k for k in a if a[k] != b[k]} <= moving_fields, d.name
+    firsts = [g.row for g in groups]
+    for i, a in enumerate(firsts):  # two trainings always differ in more than that
+        for b in firsts[i + 1:]:
+            x, y = configs[a.name].to_dict(), configs[b.name].to_dict()
+            differ = {k for k in x if x[k] != y[k]} - moving_fields
+            assert differ or a.until_converged != b.until_converged, (a.name, b.name)
 
 
 def test_slugs_are_distinct_file_names():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tfgap.study import report
-from tfgap.study.runner import run_dir
+from tfgap.study.regimes import run_dir
 
 
 def test_diffusion_slope_recovers_a_log_law():
@@ -145,3 +145,64 @@ def test_summarize_and_write(tmp_path):
     assert report.format_markdown(results).count("\n") == 3
     with open(os.path.join(out, "results.md")) as f:
         assert f.read().count("\n") == 4
+
+
+def test_a_derived_row_reads_its_training_and_its_own_statistics(tmp_path):
+    """A row derived from another's training (other BN moving statistics): the training's
+    numbers are shared, its accuracies and correctness are its own, its config says so."""
+    out = str(tmp_path)
+    record = [[0, 0.0]] + [[t, math.log(t)] for t in (1, 2, 4, 8)]
+    _fake_run(out, "LB", 0, batch=512, lr_scaling="none", val=0.9, test=0.91, train=0.95,
+              steps=8, wall=3.0, dist=2.0, record=record, sharp=None)
+    study_path = os.path.join(run_dir(out, "LB", 0), "study.json")
+    with open(study_path) as f:
+        study = json.load(f)
+    correct = [True, False, True, True]
+    study.update(regime="LB", weight_norm=12.5,
+                 evaluation=dict(test_accuracy=0.91, validation_accuracy=0.9,
+                                 test_correct=report.pack_correct([True] * 4), test_examples=4),
+                 derived={"LB (bn 0.99)": dict(bn_momentum=0.99, moving_update="sequential",
+                                               evaluation=dict(
+                                                   test_accuracy=0.75, validation_accuracy=0.7,
+                                                   test_correct=report.pack_correct(correct),
+                                                   test_examples=4))})
+    with open(study_path, "w") as f:
+        json.dump(study, f)
+    runs = report.load_runs(out, regimes=["LB", "LB (bn 0.99)"], seeds=[0],
+                            sources={"LB (bn 0.99)": "LB"})
+    lb, slow = runs["LB"][0], runs["LB (bn 0.99)"][0]
+    assert (lb["test_accuracy"], slow["test_accuracy"]) == (0.91, 0.75)
+    assert (lb["validation_accuracy"], slow["validation_accuracy"]) == (0.9, 0.7)
+    assert slow["config"]["bn_momentum"] == 0.99 and lb["config"]["bn_momentum"] == 0.9
+    assert slow["trained_as"] == "LB" and lb["trained_as"] is None
+    for key in ("train_accuracy", "updates", "weight_distance", "diffusion_slope", "weight_norm"):
+        assert slow[key] == lb[key], key
+    assert slow["history"] == [] and lb["history"]
+    np.testing.assert_array_equal(report.unpack_correct(slow["test_correct"], 4), correct)
+    rows = {r["name"]: r for r in report.summarize(runs)["regimes"]}
+    assert rows["LB (bn 0.99)"]["trained_as"] == "LB"
+    assert "= LB" in report.format_table({"regimes": list(rows.values())}).splitlines()[-1]
+    with pytest.raises(ValueError, match="derived row"):
+        report.load_run(run_dir(out, "LB", 0), derived="LB+GBN (averaged)")
+
+
+def test_epoch_value_is_the_one_reader_of_the_trainers_keys():
+    entry = {"val_accuracy": 0.8, "val_loss": 0.5, "test_accuracy": 0.7,
+             "test_loss": 0.6, "loss": 0.1, "accuracy": 0.99, "learning_rate": 0.05}
+    assert [report.epoch_value(entry, s, "accuracy") for s in ("validation", "test", "train")] \
+        == [0.8, 0.7, 0.99]
+    assert report.epoch_value(entry, "train", "learning_rate") == 0.05
+    assert report.epoch_value(None, "test", "accuracy") is None
+    # No other file of the study names the trainer's per-epoch keys.
+    import pathlib
+
+    import tfgap.study
+
+    folder = pathlib.Path(tfgap.study.__file__).parent
+    for path in folder.glob("*.py"):
+        if path.name == "report.py":
+            continue
+        text = path.read_text()
+        for key in ('"val_loss"', '"val_accuracy"', 'h["test_accuracy"]',
+                    'get("test_accuracy")', 'logs.get("val'):
+            assert key not in text, (path.name, key)

@@ -315,6 +315,56 @@ def test_example_se_restores_coverage_in_a_crossed_design():
     assert covered_seeds_only / reps < 0.8
 
 
+def test_all_parts_claim_is_one_member_with_the_largest_p():
+    strong = ([5.0, 6.0, 7.0, 6.5], [1.0, 1.5, 2.5, 1.0])
+    weak = ([1.0, 1.2, 0.8, 1.1], [1.0, 1.0, 1.0, 1.0])
+    opposite = ([0.0, 0.1, 0.0, 0.05], [1.0, 1.1, 1.2, 1.0])
+    p_strong, p_weak = (sps.ttest_rel(*pair).pvalue for pair in (strong, weak))
+    v = st.judge([st.Comparison("both", parts=(("s", *strong), ("w", *weak))),
+                  st.Comparison("other", *strong)])
+    assert v[0].part == "w" and v[0].p_value == pytest.approx(max(p_strong, p_weak))
+    assert v[0].adjusted_p == pytest.approx(_holm_reference([p_weak, p_strong])[0])
+    assert v[0].outcome == st.UNDECIDED and v[0].text.startswith("weakest of 2 parts, w: ")
+    v = st.judge([st.Comparison("both", parts=(("s", *strong), ("s2", *strong)))])
+    assert v[0].outcome == st.HELD
+    v = st.judge([st.Comparison("both", parts=(("s", *strong), ("o", *opposite)))])
+    assert v[0].outcome == st.NOT_HELD  # a part significantly the other way
+    with pytest.raises(ValueError, match="only effect claims"):
+        st.judge([st.Comparison("x", kind="equal", margin=1.0, parts=(("s", *strong),))])
+
+
+def _holm_reference(p):
+    order = np.argsort(p, kind="stable")
+    out, running = np.zeros(len(p)), 0.0
+    for step, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - step) * p[i]))
+        out[i] = running
+    return list(out)
+
+
+def test_all_parts_false_held_rate_when_one_part_has_no_effect():
+    # The least favourable case of the intersection-union test: every part but one has a
+    # large effect, the last none; "held" must stay at or below alpha / 2 (one direction).
+    reps, n = 3000, 5
+    rng = np.random.default_rng(70)
+    held = 0
+    for _ in range(reps):
+        parts = [("big", *_paired(rng, 1, n, effect=5.0)), ("null", *_paired(rng, 1, n))]
+        parts = [(k, a[0], b[0]) for k, a, b in parts]
+        held += st.judge([st.Comparison("all", parts=tuple(parts))])[0].outcome == st.HELD
+    assert held / reps <= ALPHA / 2 + _mc_tolerance(ALPHA / 2, reps)
+
+
+def test_conjunction():
+    assert st.conjunction([st.HELD] * 3) == st.HELD
+    assert st.conjunction([st.HELD, st.UNDECIDED]) == st.UNDECIDED
+    assert st.conjunction([st.UNDECIDED, st.NOT_HELD, st.HELD]) == st.NOT_HELD
+    with pytest.raises(ValueError):
+        st.conjunction([])
+    with pytest.raises(ValueError):
+        st.conjunction(["maybe"])
+
+
 def test_docstring_examples():
     result = doctest.testmod(st, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 10 and result.failed == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfgap.study import small_batch_config, summarize_sweep, sweep_learning_rate
-from tfgap.study.runner import run_dir
+from tfgap.study.regimes import run_dir
 from tfgap.study.sweep import format_sweep, lr_dir, with_learning_rate
 
 SEEDS = (10, 11)

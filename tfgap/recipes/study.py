@@ -1,12 +1,17 @@
 """`python -m tfgap.recipes.study`: the generalization gap, its remedies and why they work.
 
 Trains, through `tfgap.training.train`, Hoffer et al.'s Table 1 regimes (`SB`,
-`LB`, `LB+LR`, `LB+LR+GBN`, `LB+LR+GBN+RA`) and `LB (converged)` (Keskar's
-setting) for `--seeds` seeds, and the ablations (`LB+GBN` with sequential
-and averaged moving statistics, the `LB` rows at Keras' default BN momentum
-0.99, a ghost-size sweep, `LB+LARS`, `LB+SAM`) for `--ablation_seeds`; then
-writes into `--output_dir` the table (`results.md`, `results.csv`,
-`results.json`, stdout), the claims decided from the runs (printed last),
+`LB`, `LB+LR`, `LB+LR+GBN`, `LB+LR+GBN+RA`), the controls that separate
+updates from remedies (`LB+RA`, `SB (LB's updates)`), Keskar's setting like
+with like (`SB (converged)`, `LB (converged)`), and the ablations (`LB+GBN`
+with sequential and averaged moving statistics, rows at Keras' default BN
+momentum 0.99, a ghost-size sweep at `+LR`, `LB+LARS`, `LB+SAM`), every row
+for `--seeds` seeds, the ablations for the first `--ablation_seeds` and the `+RA`
+rows for the first `--long_seeds`. Rows that
+differ only in BN's moving-statistics settings come from one training; runs
+go to `--workers` processes side by side. Then it writes into `--output_dir`
+the table (`results.md`, `results.csv`, `results.json`, stdout), the claims
+decided from the runs with their paired intervals and tests (printed last),
 the figures (`test_error.png`, `weight_distance.png`, `interpolation.png`,
 `ghost_size.png`, `ablations.png`), and the `LB+LR+GBN+RA` model of the first
 seed as a SavedModel in `--export_dir`.
@@ -16,7 +21,8 @@ Default: MNIST-1D (5000 signals generated locally, no download: 3072 train,
 BN, ReLU, max-pool), SB 32 against LB 512, ghost batch 32, SB learning rate
 0.05 for 12 epochs, /10 at epoch 8 (chosen on validation: docs/study.md).
 `--model=mlp` trains the 3 x 128 BN MLP instead (same regime, not re-tuned).
-`--quick`: one seed and a third of the epochs, a smoke run of about two minutes.
+`--quick`: one seed and a sixth of the epochs, a smoke run (no claim is decided
+with one seed).
 Any recipe dataset works (`--dataset=cifar10` takes the recipe's network and
 small-batch regime unless flags say otherwise).
 
@@ -54,6 +60,7 @@ MNIST1D_MODEL_OPTIONS = {"cnn1d": {"cnn_filters": 32, "cnn_depth": 3, "cnn_kerne
 
 def define(fv, argv):
     """The study's flags: its own (group "study") and the `TrainConfig` settings it passes on."""
+    from tfgap.study.regimes import ABLATION_SEEDS, LONG_SEEDS, SEEDS  # noqa: PLC0415
     from tfgap.training.config import settings  # noqa: PLC0415
 
     s = settings()
@@ -86,16 +93,25 @@ def define(fv, argv):
     cli.define_setting_flag(fv, s["strategy"], default="one_device",
                             choices=("auto", "one_device", "mirrored"),
                             help="Distribution strategy of every run.")
-    flags.DEFINE_boolean("quick", False, "A smoke run: one seed for every row, a third of the "
-                         "epochs and sharpness on 500 examples (unless --seeds, "
-                         "--ablation_seeds, --epochs, --lr_boundaries or --sharpness_examples "
+    flags.DEFINE_boolean("quick", False, "A smoke run: one seed for every row, a sixth of the "
+                         "epochs and the minima measured on 250 examples (unless --seeds, "
+                         "--ablation_seeds, --long_seeds, --epochs, --lr_boundaries or "
+                         "--sharpness_examples "
                          "are given).", flag_values=fv)
-    flags.DEFINE_integer("seeds", None, "Seeds of the Table 1 rows and of LB (converged) "
-                         "(0, 1, ..., seeds - 1). Default 3 (1 with --quick).", lower_bound=1,
-                         flag_values=fv)
-    flags.DEFINE_integer("ablation_seeds", None, "Seeds of the ablation rows (the first ones "
-                         "of --seeds). Default 2 (1 with --quick).", lower_bound=1,
-                         flag_values=fv)
+    flags.DEFINE_integer("seeds", None, "Seeds of every row (0, 1, ..., seeds - 1). Default "
+                         f"{SEEDS} (1 with --quick).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("ablation_seeds", None, "Seeds of the ablations (the ghost-size "
+                         "rows and the alternatives; the first ones of --seeds). Default "
+                         f"{ABLATION_SEEDS} (1 with --quick).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("long_seeds", None, "Seeds of the rows trained B_L/B_S times longer "
+                         f"(+RA; the first ones of --seeds). Default {LONG_SEEDS} (1 with "
+                         "--quick).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("workers", None, "Worker processes training runs side by side "
+                         "(default: one per CPU core). The results do not depend on it.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("threads", 1, "TensorFlow threads of each worker. The numbers "
+                         "depend on it (sums in another order), not on --workers.",
+                         lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("small_batch_size", None, "B_S, the small batch (SB).", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("large_batch_size", None, "B_L, the large batch (LB...).",
@@ -114,8 +130,9 @@ def define(fv, argv):
                        flag_values=fv)
     flags.DEFINE_integer("interpolation_points", 25, "Alphas of the SB <-> LB (converged) "
                          "interpolation in [-1, 2] (0: skip).", lower_bound=0, flag_values=fv)
-    cli.set_group(fv, "study", "dataset", "quick", "seeds", "ablation_seeds",
-                  "small_batch_size", "large_batch_size", "ghost_batch_size", "lr",
+    cli.set_group(fv, "study", "dataset", "quick", "seeds", "ablation_seeds", "long_seeds",
+                  "workers",
+                  "threads", "small_batch_size", "large_batch_size", "ghost_batch_size", "lr",
                   "lr_boundaries", "lr_decay", "epochs", "sharpness_examples",
                   "sharpness_epsilon", "interpolation_points", "output_dir")
     cli.set_group(fv, "output", "export")
@@ -157,7 +174,7 @@ def run(fv, argv=None):
     import sys  # noqa: PLC0415
 
     from tfgap.study import regime_configs, run_study, small_batch_config  # noqa: PLC0415
-    from tfgap.study.regimes import QUICK  # noqa: PLC0415
+    from tfgap.study.regimes import ABLATION_SEEDS, LONG_SEEDS, QUICK, SEEDS  # noqa: PLC0415
 
     dataset = fv.dataset
     d = _study_defaults(dataset)
@@ -172,16 +189,17 @@ def run(fv, argv=None):
                                     else small)
     epochs, boundaries = pick("epochs"), [float(b) for b in pick("lr_boundaries")]
     sharpness_examples = fv.sharpness_examples
-    if fv.quick:  # a third of the epochs, the same shape of schedule
+    if fv.quick:  # a fraction of the epochs, the same shape of schedule
         if fv.epochs is None:
             epochs = max(1.0, math.ceil(epochs * QUICK["epochs_fraction"]))
         if fv.lr_boundaries is None:
             boundaries = [b * epochs / pick("epochs") for b in boundaries]
         if not fv["sharpness_examples"].present:
             sharpness_examples = QUICK["sharpness_examples"]
-    seeds = fv.seeds or (QUICK["seeds"] if fv.quick else 3)
-    ablation_seeds = min(fv.ablation_seeds or (QUICK["ablation_seeds"] if fv.quick else 2),
-                         seeds)
+    seeds = fv.seeds or (QUICK["seeds"] if fv.quick else SEEDS)
+    long_seeds = min(fv.long_seeds or (QUICK["long_seeds"] if fv.quick else LONG_SEEDS), seeds)
+    ablation_seeds = min(fv.ablation_seeds or (QUICK["ablation_seeds"] if fv.quick
+                                               else ABLATION_SEEDS), seeds)
     default_dir = f"study_{dataset}" + ("_quick" if fv.quick else "")
     output_dir = fv.output_dir or os.path.join("runs", default_dir)
     export_dir = None
@@ -210,8 +228,11 @@ def run(fv, argv=None):
     args = (sys.argv if argv is None else argv)[1:]
     command = " ".join([PROG] + [shlex.quote(a) for a in args])
     run_study(
-        base, output_dir=output_dir, large_batch_size=large, ghost_batch_size=ghost,
-        seeds=range(seeds), ablation_seeds=range(ablation_seeds), export_dir=export_dir,
+        base, started=_process_start(), output_dir=output_dir, large_batch_size=large,
+        ghost_batch_size=ghost,
+        seeds=range(seeds), long_seeds=range(long_seeds),
+        ablation_seeds=range(ablation_seeds), workers=fv.workers,
+        threads=fv.threads, export_dir=export_dir,
         sharpness_examples=sharpness_examples, sharpness_epsilon=fv.sharpness_epsilon,
         interpolation_points=fv.interpolation_points,
         settings={"command": command, "quick": fv.quick},
@@ -221,6 +242,20 @@ def run(fv, argv=None):
     if export_dir and os.path.exists(export_dir):
         written.append(("SavedModel", export_dir))
     return written
+
+
+def _process_start():
+    """When this process started (`time.time()` scale): from /proc on Linux, else now."""
+    import time  # noqa: PLC0415
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = float(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 def main(argv=None):

@@ -1,22 +1,30 @@
-"""The generalization-gap study: Table 1, its ablations and Keskar's claim, on one trainer.
+"""The generalization-gap study: Table 1, controls, ablations, Keskar's claim, one trainer.
 
 `python -m tfgap.recipes.study` trains Hoffer et al.'s Table 1 regimes
-(`SB`, `LB`, `LB+LR`, `LB+LR+GBN`, `LB+LR+GBN+RA`), `LB` trained to
-convergence, and ablations that separate GBN's mechanisms (ghost noise
-against moving-statistics updates, BN momentum, ghost size) beside the
-alternatives `LB+LARS` and `LB+SAM`, over several seeds with
-`tfgap.training.train`; then writes a table (`results.json`, `results.csv`,
-`results.md`, stdout), the claims it decided from the runs, figures, and the
+(`SB`, `LB`, `LB+LR`, `LB+LR+GBN`, `LB+LR+GBN+RA`), the controls that tell
+the updates from the remedies (`LB+RA`, `SB (LB's updates)`), `SB` and `LB`
+trained to convergence under one stopping rule and rate (Keskar's setting,
+like with like), and ablations that separate GBN's mechanisms (ghost noise
+against moving-statistics updates, BN momentum, ghost size at `+LR`) beside
+the alternatives `LB+LARS` and `LB+SAM`, over several seeds with
+`tfgap.training.train`, in parallel worker processes; rows that differ only
+in BN's moving statistics come from one training. It writes a table
+(`results.json`, `results.csv`, `results.md`, stdout), the claims it
+decided from the runs with paired intervals and tests, figures, and the
 `LB+LR+GBN+RA` SavedModel.
 
 - `REGIMES` (Table 1's names), `study_regimes`, `Regime`, `small_batch_config`,
-  `regime_config`, `regime_configs`: the rows as data, `TrainConfig` changes
-  from the small-batch base (`tfgap.study.regimes`).
+  `regime_config`, `regime_configs`, `trainings`: the rows as data,
+  `TrainConfig` changes from the small-batch base (`tfgap.study.regimes`).
 - `run_study`: train, measure, aggregate, judge, plot (`tfgap.study.runner`).
-- `tfgap.study.claims`: the claims, decided by small pure functions.
+- `tfgap.study.stats`: paired t intervals, Holm, TOST, three outcomes.
+- `tfgap.study.claims`: the claims, decided from the runs by those rules.
+- `tfgap.study.moving`: several BN moving-statistics rules from one training.
 - `tfgap.study.keskar`: the convergence stop and the measures of a minimum.
 - `tfgap.study.report`: aggregation, tables, CSV, JSON and Markdown.
 - `tfgap.study.plots`: the figures (matplotlib Agg canvas, no pyplot).
+- `tfgap.study.docs`: the README's and docs/study.md's numbers and claim
+  sentences, rendered from the committed results file.
 - `sweep_learning_rate`, `sweep_setting`, `summarize_sweep`: the sweeps
   behind the defaults, chosen on the validation split (`tfgap.study.sweep`).
 
@@ -33,6 +41,7 @@ from tfgap.study.regimes import (
     slug,
     small_batch_config,
     study_regimes,
+    trainings,
 )
 from tfgap.study.runner import run_study
 from tfgap.study.sweep import summarize_sweep, sweep_learning_rate, sweep_setting
@@ -50,4 +59,5 @@ __all__ = [
     "summarize_sweep",
     "sweep_learning_rate",
     "sweep_setting",
+    "trainings",
 ]

@@ -7,18 +7,18 @@ Every panel has a legend, every curve its own color, line style and marker
 (so curves that overlap stay visible), markers at the points actually
 measured, and every title says the data set, the model and the seeds.
 
-- `test_error.png`: test error of Table 1's rows against epochs and against
-  weight updates, mean over seeds with a ±1 std band (Hoffer et al. 2017,
-  Figure 2). Both x axes are logarithmic: `+RA` trains `B_L / B_S` times
-  more epochs than `LB`, and `SB` makes `B_L / B_S` times more updates.
+- `test_error.png`: test error of Table 1's rows and `LB+RA` against epochs
+  and against weight updates, mean over seeds with a ±1 std band (Hoffer et
+  al. 2017, Figure 2). Both x axes are logarithmic: `+RA` trains `B_L / B_S`
+  times more epochs than `LB`, and `SB` makes `B_L / B_S` times more updates.
 - `weight_distance.png`: `||w_t - w_0||` against `log t` (t = updates), mean
   over seeds, with each row's fitted `a log t + b` over the last decade of
   its high-learning-rate phase drawn as a thick line (Hoffer et al. 2017,
   Figure 1).
-- `interpolation.png`: Keskar et al.'s 1-D plot between the `SB` and the
-  `LB (converged)` solutions of the first seed.
-- `ghost_size.png`: validation and test accuracy at the large batch against
-  the ghost batch size, plain BN (one ghost = the whole batch) at the right.
+- `interpolation.png`: Keskar et al.'s 1-D plot between the `SB (converged)`
+  and `LB (converged)` solutions, one thin line per seed and their mean.
+- `ghost_size.png`: validation and test accuracy at `+LR` against the ghost
+  batch size, plain BN (one ghost = the whole batch) at the right.
 - `ablations.png`: validation and test accuracy of every row, grouped, with
   `SB`'s test accuracy as a reference line.
 """
@@ -28,21 +28,25 @@ import os
 import numpy as np
 
 from tfgap.study.regimes import GHOST, REGIMES
+from tfgap.study.report import epoch_value
 
 STYLES = {"SB": ("-", "o"), "LB": ("-", "s"), "LB+LR": ("--", "^"),
-          "LB+LR+GBN": ("-.", "D"), "LB+LR+GBN+RA": (":", "v")}
+          "LB+LR+GBN": ("-.", "D"), "LB+LR+GBN+RA": (":", "v"), "LB+RA": ("--", "P")}
 COLORS = {
     "SB": "tab:blue",
     "LB": "tab:red",
     "LB+LR": "tab:orange",
     "LB+LR+GBN": "tab:purple",
     "LB+LR+GBN+RA": "tab:green",
+    "LB+RA": "tab:brown",
 }
+# The rows drawn as curves (test error, weight distance).
+CURVE_ROWS = (*REGIMES, "LB+RA")
 DATASET_NAMES = {"mnist1d": "MNIST-1D", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "mnist": "MNIST", "imagenet2012": "ImageNet"}
 
 
-def study_title(base, seeds, ablation_seeds):
+def study_title(base, seeds, long_seeds, ablation_seeds=None):
     """The figures' title: data set, model, batch sizes, seeds.
 
     Example:
@@ -50,20 +54,22 @@ def study_title(base, seeds, ablation_seeds):
     >>> from tfgap.study import small_batch_config
     >>> sb = small_batch_config(dataset="mnist1d", model="cnn1d", model_dir="/tmp/t",
     ...                         small_batch_size=32, lr=0.05, epochs=12)
-    >>> study_title(sb, [0, 1, 2], [0, 1])
-    'MNIST-1D, cnn1d, SB 32; seeds 0-2 (ablations 0-1)'
+    >>> study_title(sb, [0, 1, 2, 3, 4], [0, 1], [0, 1, 2])
+    'MNIST-1D, cnn1d, SB 32; seeds 0-4 (ablations 0-2, +RA rows 0-1)'
     """
     def span(values):
         values = list(values)
         return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
     dataset = DATASET_NAMES.get(base.dataset, base.dataset)
-    seeds, ablation_seeds = list(seeds), list(ablation_seeds)
+    seeds, long_seeds = list(seeds), list(long_seeds)
+    ablation_seeds = seeds if ablation_seeds is None else list(ablation_seeds)
     text = (f"{dataset}, {base.model}, SB {base.base_batch_size}; "
             f"seed{'s' if len(seeds) > 1 else ''} {span(seeds)}")
-    if ablation_seeds != seeds:
-        text += f" (ablations {span(ablation_seeds)})"
-    return text
+    tiers = [f"{what} {span(tier)}" for what, tier in (("ablations", ablation_seeds),
+                                                        ("+RA rows", long_seeds))
+             if tier != seeds]
+    return text + (f" ({', '.join(tiers)})" if tiers else "")
 
 
 def _figure(width, height, ncols=1, nrows=1):
@@ -76,14 +82,15 @@ def _figure(width, height, ncols=1, nrows=1):
     return fig, axes
 
 
-def _curves(records, x_key, y_key="test_accuracy"):
-    """Mean and std over seeds of `1 - y_key` at the x values every seed evaluated."""
+def _curves(records, x_key, split="test"):
+    """Mean and std over seeds of `split`'s error at the x values every seed evaluated."""
     per_seed = []
     for r in records:
         points = {}
         for h in r["history"]:
-            if h.get(y_key) is not None:
-                points[float(h[x_key])] = 1.0 - float(h[y_key])
+            accuracy = epoch_value(h, split, "accuracy")
+            if accuracy is not None:
+                points[float(h[x_key])] = 1.0 - float(accuracy)
         per_seed.append(points)
     xs = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
     values = np.array([[p[x] for x in xs] for p in per_seed], dtype=np.float64)
@@ -107,7 +114,7 @@ def _style(name, i):
 def plot_test_error(runs, title=""):
     """Figure 2: test error vs epochs (left) and vs weight updates (right), Table 1's rows."""
     fig, (ax_epochs, ax_steps) = _figure(12, 4.8, ncols=2)
-    names = [n for n in runs if n in REGIMES] or list(runs)
+    names = [n for n in CURVE_ROWS if n in runs] or list(runs)
     stretch = None
     for i, name in enumerate(names):
         records = runs[name]
@@ -143,7 +150,7 @@ def plot_test_error(runs, title=""):
 def plot_weight_distance(runs, title=""):
     """Figure 1: `||w_t - w_0||` against `log t`, with the fitted `a log t + b` lines."""
     fig, (ax,) = _figure(7.5, 5)
-    names = [n for n in runs if n in REGIMES] or list(runs)
+    names = [n for n in CURVE_ROWS if n in runs] or list(runs)
     for i, name in enumerate(names):
         records = runs[name]
         per_seed = [{int(s): float(d) for s, d in r["distance_record"] if s >= 1}
@@ -178,34 +185,37 @@ def plot_weight_distance(runs, title=""):
     return fig
 
 
-def plot_interpolation(interpolation, title=""):
-    """Keskar's 1-D plot between the SB (alpha 0) and LB (alpha 1) solutions."""
-    from tfgap.diagnostics import InterpolationResult
-    from tfgap.diagnostics import plot_interpolation as draw
+def plot_interpolation(interpolations, title=""):
+    """Keskar's 1-D plot between the small- (alpha 0) and large-batch (alpha 1) solutions.
 
-    alphas = np.asarray(interpolation["alphas"], np.float64)
-    results = {
-        split: InterpolationResult(alphas, np.asarray(interpolation[f"{split}_loss"]),
-                                   np.asarray(interpolation[f"{split}_accuracy"]))
-        for split in ("train", "test")
-    }
-    large = interpolation.get("large_batch_row", "LB")
-    fig = draw(results, title=(f"{title}\nSB (alpha=0) <-> {large} (alpha=1), seed "
-                               f"{interpolation.get('seed', 0)}"))
-    handles, labels = [], []
-    for ax in fig.axes:  # mark the evaluated alphas (the guide lines have two points)
-        for line in ax.get_lines():
-            if len(line.get_xdata()) > 2:
-                line.set_marker("o")
-                line.set_markersize(3)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-        h, lab = ax.get_legend_handles_labels()
-        handles, labels = handles + h, labels + lab
-    fig.axes[0].legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                       ncol=4, fontsize="small")  # below the axes: no curve hidden
-    fig.set_size_inches(7.5, 5.2)
-    fig.tight_layout()
+    Training and test loss (log scale, left) and accuracy (right) along
+    `(1 - alpha) w_SB + alpha w_LB`; a thin line per seed, the mean over
+    seeds thick, markers at the evaluated alphas.
+    """
+    fig, (ax_loss, ax_acc) = _figure(11, 4.6, ncols=2)
+    first = interpolations[0]
+    alphas = np.asarray(first["alphas"], np.float64)
+    for split, color, line in (("train", "tab:blue", "-"), ("test", "tab:red", "--")):
+        for ax, key, scale in ((ax_loss, "loss", 1.0), (ax_acc, "accuracy", 100.0)):
+            values = np.array([entry[f"{split}_{key}"] for entry in interpolations],
+                              np.float64) * scale
+            for v in values:
+                ax.plot(alphas, v, line, color=color, lw=0.7, alpha=0.35)
+            ax.plot(alphas, values.mean(axis=0), line, color=color, lw=2, marker="o", ms=3,
+                    label=f"{split} {key} (mean of {len(values)} seeds; thin: each seed)")
+    for ax in (ax_loss, ax_acc):
+        for x in (0.0, 1.0):
+            ax.axvline(x, color="0.5", lw=0.8, ls=":")
+        ax.set_xlabel(f"alpha: 0 = {first['small_batch_row']}, 1 = {first['large_batch_row']}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="x-small")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("cross-entropy (log scale)")
+    ax_acc.set_ylabel("accuracy (%)")
+    seeds = ", ".join(str(entry["seed"]) for entry in interpolations)
+    fig.suptitle(f"{title}\n1-D interpolation {first['small_batch_row']} <-> "
+                 f"{first['large_batch_row']}, seeds {seeds}")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
 
 
@@ -218,13 +228,16 @@ def _row_points(row, key):
 
 
 def ghost_rows(results):
-    """`[(ghost size, row)]` of the ghost-size sweep: `LB+GBN`, the sweep, `LB` (plain BN)."""
+    """`[(ghost size, row)]` of the ghost-size sweep at +LR: `LB+LR+GBN`, the sweep, `LB+LR`.
+
+    `LB+LR` is plain BN: one ghost of the whole batch `B_L`.
+    """
     rows = {r["name"]: r for r in results["regimes"]}
     out = [(r["ghost_batch_size"], r) for r in results["regimes"] if r.get("group") == GHOST]
-    if "LB+GBN" in rows:
-        out.append((rows["LB+GBN"]["ghost_batch_size"], rows["LB+GBN"]))
-    if "LB" in rows:
-        out.append((rows["LB"]["batch_size"], rows["LB"]))
+    if "LB+LR+GBN" in rows:
+        out.append((rows["LB+LR+GBN"]["ghost_batch_size"], rows["LB+LR+GBN"]))
+    if "LB+LR" in rows:
+        out.append((rows["LB+LR"]["batch_size"], rows["LB+LR"]))
     return sorted(out, key=lambda pair: pair[0])
 
 
@@ -240,7 +253,7 @@ def plot_ghost_size(results, title=""):
             ok = [i for i, (m, _) in enumerate(points) if m is not None]
             ax.errorbar([sizes[i] for i in ok], [points[i][0] for i in ok],
                         yerr=[points[i][1] for i in ok], fmt=line, marker=marker, capsize=3,
-                        label=f"{label} accuracy (LB, lr of SB)")
+                        label=f"{label} accuracy (LB+LR)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes)
         ax.set_xticklabels([f"{g}\n(plain BN)" if r["ghost_batch_size"] == 0 else str(g)
@@ -310,13 +323,13 @@ def plot_ablations(results, title=""):
     return fig
 
 
-def write_figures(runs, results, interpolation, output_dir, title=""):
+def write_figures(runs, results, interpolations, output_dir, title=""):
     """Writes the PNG figures into `output_dir`; returns their file names."""
     os.makedirs(output_dir, exist_ok=True)
     figures = {"test_error.png": plot_test_error(runs, title),
                "weight_distance.png": plot_weight_distance(runs, title)}
-    if interpolation:
-        figures["interpolation.png"] = plot_interpolation(interpolation, title)
+    if interpolations:
+        figures["interpolation.png"] = plot_interpolation(interpolations, title)
     if len(ghost_rows(results)) > 1:
         figures["ghost_size.png"] = plot_ghost_size(results, title)
     if len(results["regimes"]) > 1:

@@ -2,9 +2,11 @@
 
 A study starts from one small-batch configuration, `SB` (the baseline whose
 learning rate was chosen on validation), and every other row is `SB` with
-only the settings in its `changes` replaced. `B_L` and `B_G` stand for the
-large and the ghost batch size (resolved per study); nothing else is
-implicit. Hoffer et al.'s Table 1 regimes, cumulatively:
+only the settings in its `changes` replaced. `B_S`, `B_L` and `B_G` stand for
+the small, large and ghost batch sizes (resolved per study), `SB_EPOCHS` and
+`SB_BOUNDARIES` for `SB`'s length and rate drops (resolved from the base
+config); nothing else is implicit. Hoffer et al.'s Table 1 regimes,
+cumulatively:
 
 | regime | batch | learning rate | normalization | epochs |
 |---|---|---|---|---|
@@ -19,22 +21,35 @@ implicit. Hoffer et al.'s Table 1 regimes, cumulatively:
 trainer does the scaling and the stretching (`tfgap.schedules.
 LargeBatchSchedule`, `tfgap.training.plan_steps`); a row is only settings.
 
-Around Table 1, ablations at the large batch and `SB`'s epochs, each named
-after the one row it is compared with (`Regime.reference`) and differing
-from it only in what its name adds:
+Around Table 1, controls and ablations, each named after the one row it is
+compared with (`Regime.reference`) and differing from it only in what its
+name adds:
 
+- the updates alone: `LB+RA` (regime adaptation without `+LR` and `+GBN`)
+  and `SB (LB's updates)`, `SB` cut to as many updates as `LB` makes at equal
+  epochs (its epochs and rate drop times `B_S / B_L`);
+- Keskar's setting, like with like: `SB (converged)` and `LB (converged)`,
+  both trained until the training accuracy reaches 99% or the loss stops
+  improving (`Regime.until_converged`; the runner stops them), under the same
+  rate policy: the peak rate with the drop and the cap stretched by
+  `B_L / B_S`, so neither reaches its drop before it stops;
 - ghost noise against moving-statistics updates: `LB+GBN` (the sequential
   rule of the paper's Algorithm 1, one moving-average step per ghost batch)
   against `LB+GBN (averaged)` (one step per batch, same ghosts);
-- BN momentum: the `LB` rows again at Keras' default `momentum=0.99`
-  (tfgap's default, and the paper's Torch code, is 0.9);
-- ghost size: `LB+GBN (ghost g)` for `g = 2 B_G, 4 B_G, ...` below `B_L`,
-  beside `LB+GBN` (`g = B_G`) and `LB` (plain BN, `g = B_L`);
+- BN momentum: rows again at Keras' default `momentum=0.99` (tfgap's
+  default, and the paper's Torch code, is 0.9), at 72 updates (`LB`,
+  `SB (LB's updates)`) and at 1152 (`SB`, `LB+RA`), so that the batch size
+  and the number of updates are told apart;
+- ghost size at `+LR` (where the paper says GBN helps): `LB+LR+GBN (ghost g)`
+  for `g = 2 B_G, 4 B_G, ...` below `B_L`, beside `LB+LR+GBN` (`g = B_G`)
+  and `LB+LR` (plain BN, `g = B_L`);
 - the alternatives: `LB+LARS` (LARS, You et al. 2017) and `LB+SAM`
-  (Sharpness-Aware Minimization, Foret et al. 2021);
-- Keskar's setting: `LB (converged)`, `LB` trained until its training
-  accuracy reaches 99% or its loss stops improving, capped at `+RA`'s length
-  (`Regime.until_converged`; the runner stops it).
+  (Sharpness-Aware Minimization, Foret et al. 2021).
+
+Rows whose configs differ only in how BN keeps its moving statistics
+(`bn_momentum`, `moving_update`) train bit-identically: `trainings` groups
+them, and the runner trains each group once and keeps the other rules' moving
+statistics beside the model's own (`tfgap.study.moving`).
 
 Paper: Hoffer, Hubara & Soudry 2017, "Train longer, generalize better:
 closing the generalization gap in large batch training of neural networks"
@@ -51,14 +66,19 @@ from tfgap.training import TrainConfig
 
 # Row groups, in the order of the table.
 TABLE1 = "table 1"
+UPDATES = "updates alone"
 CONVERGENCE = "convergence"
 MECHANISM = "ghost noise vs moving updates"
 MOMENTUM = "bn momentum"
-GHOST = "ghost size"
+GHOST = "ghost size at +LR"
 ALTERNATIVES = "alternatives"
-GROUPS = (TABLE1, CONVERGENCE, MECHANISM, MOMENTUM, GHOST, ALTERNATIVES)
-# Groups trained with every seed of the study; the others with the ablation seeds.
-FULL_SEED_GROUPS = (TABLE1, CONVERGENCE)
+GROUPS = (TABLE1, UPDATES, CONVERGENCE, MECHANISM, MOMENTUM, GHOST, ALTERNATIVES)
+# Groups whose test error is recorded at every epoch of SB's regime (the figures' curves).
+CURVE_GROUPS = (TABLE1, UPDATES)
+# Groups trained with the study's `ablation_seeds` (the others with all its seeds).
+ABLATION_GROUPS = (GHOST, ALTERNATIVES)
+# The settings that only change how BN keeps its moving statistics (not the training).
+MOVING_STATISTICS_FIELDS = ("bn_momentum", "moving_update")
 
 REGIMES = ("SB", "LB", "LB+LR", "LB+LR+GBN", "LB+LR+GBN+RA")
 
@@ -69,12 +89,16 @@ SAM_RHO = 0.02
 
 
 class Size:
-    """A batch size of the study, resolved per study: `B_L`, `B_G` or a multiple of one.
+    """A batch size of the study, resolved per study: `B_S`, `B_L`, `B_G` or a multiple of one.
+
+    `B_L / B_S` (a `Ratio`) is the factor between two sizes.
 
     Example:
 
     >>> (4 * B_G).resolve(large=512, ghost=32), B_L.resolve(large=512, ghost=32)
     (128, 512)
+    >>> (B_L / B_S).resolve(small=32, large=512, ghost=32)
+    16.0
     """
 
     def __init__(self, name, factor=1):
@@ -83,13 +107,68 @@ class Size:
     def __rmul__(self, factor):
         return Size(self.name, self.factor * int(factor))
 
-    def resolve(self, *, large, ghost):
-        return self.factor * {"B_L": large, "B_G": ghost}[self.name]
+    def __truediv__(self, other):
+        return Ratio(self, other)
+
+    def resolve(self, *, large, ghost, small=None):
+        sizes = {"B_L": large, "B_G": ghost, "B_S": small}
+        if sizes[self.name] is None:
+            raise ValueError(f"Expected the size {self.name} to resolve {self!r}")
+        return self.factor * sizes[self.name]
 
     def __repr__(self):
         return self.name if self.factor == 1 else f"{self.factor} * {self.name}"
 
 
+class Ratio:
+    """`numerator / denominator` of two `Size`s, a float once resolved."""
+
+    def __init__(self, numerator, denominator):
+        self.numerator, self.denominator = numerator, denominator
+
+    def resolve(self, **sizes):
+        return self.numerator.resolve(**sizes) / self.denominator.resolve(**sizes)
+
+    def __repr__(self):
+        return f"{self.numerator!r} / {self.denominator!r}"
+
+
+class OfSB:
+    """`SB`'s value of an epoch setting (`epochs` or `lr_boundaries`) times a factor.
+
+    The factor is a number or a `Ratio`; the value is read from the base
+    config when the row's config is built (`regime_config`).
+
+    Example:
+
+    >>> sb = small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/s",
+    ...                         small_batch_size=32, lr=0.05, epochs=12, lr_boundaries=(8,))
+    >>> OfSB("epochs", 0.0625).value(sb), OfSB("lr_boundaries", 0.0625).value(sb)
+    (0.75, (0.5,))
+    """
+
+    def __init__(self, field, factor):
+        if field not in ("epochs", "lr_boundaries"):
+            raise ValueError(f"Expected field 'epochs' or 'lr_boundaries'. Received: {field!r}")
+        self.field, self.factor = field, factor
+
+    def resolve(self, **sizes):
+        factor = self.factor.resolve(**sizes) if isinstance(self.factor, Ratio) else self.factor
+        return OfSB(self.field, float(factor))
+
+    def value(self, base):
+        if isinstance(self.factor, Ratio):
+            raise ValueError(f"Expected a resolved factor. Received: {self!r}")
+        value = getattr(base, self.field)
+        if isinstance(value, tuple):
+            return tuple(float(v) * self.factor for v in value)
+        return float(value) * self.factor
+
+    def __repr__(self):
+        return f"SB's {self.field} * {self.factor!r}"
+
+
+B_S = Size("B_S")
 B_L = Size("B_L")
 B_G = Size("B_G")
 
@@ -101,12 +180,15 @@ class Regime:
     Attributes:
         name: the row's name (`{ghost}` in it is replaced by the ghost size).
         group: one of `GROUPS`.
-        changes: `{TrainConfig field: value}`; `B_L`, `B_G` (and multiples)
-            stand for the study's large and ghost batch sizes.
+        changes: `{TrainConfig field: value}`; `B_S`, `B_L`, `B_G` (and
+            multiples and ratios) stand for the study's batch sizes, `OfSB`
+            for `SB`'s epochs or rate drops times a factor.
         reference: the row this one is compared with (it differs from it only
             in what the name adds); None for `SB`.
         until_converged: trained until the training accuracy reaches 99% or
             the loss stops improving (Keskar's setting), within its epochs.
+        measure: its minimum is measured (Keskar's sharpness, a scale-invariant
+            sharpness, the Hessian's top eigenvalue; `tfgap.study.keskar`).
     """
 
     name: str
@@ -114,6 +196,7 @@ class Regime:
     changes: types.MappingProxyType
     reference: str | None = None
     until_converged: bool = False
+    measure: bool = False
 
     def __post_init__(self):
         if self.group not in GROUPS:
@@ -121,16 +204,33 @@ class Regime:
         object.__setattr__(self, "changes", types.MappingProxyType(dict(self.changes)))
 
     @property
-    def full_seeds(self):
-        """Whether the row is trained with every seed (Table 1, convergence)."""
-        return self.group in FULL_SEED_GROUPS
+    def long(self):
+        """Whether the row trains `B_L / B_S` times `SB`'s epochs to the end (`+RA`).
+
+        Such rows cost `B_L / B_S` times an equal-epoch row; the study gives
+        them its `long_seeds`. `LB (converged)` stops early and is not long.
+        """
+        return self.changes.get("regime_adaptation") is True and not self.until_converged
+
+    @property
+    def ablation(self):
+        """Whether the row is an ablation (ghost sizes, alternatives): the `ablation_seeds`."""
+        return self.group in ABLATION_GROUPS
+
+    @property
+    def curves(self):
+        """Whether validation and test are evaluated at every epoch of `SB`'s regime."""
+        return self.group in CURVE_GROUPS
 
 
 _LB = {"batch_size": B_L}
 _LR = {"lr_scaling": "sqrt"}
 _GBN = {"ghost_batch_size": B_G}
+_RA = {"regime_adaptation": True}
 _AVG = {"moving_update": "averaged"}
 _KERAS = {"bn_momentum": KERAS_BN_MOMENTUM}
+_FEW = {"epochs": OfSB("epochs", B_S / B_L), "lr_boundaries": OfSB("lr_boundaries", B_S / B_L)}
+_STRETCHED = {"regime_adaptation": B_L / B_S}  # SB under LB (converged)'s rate policy
 _GHOST_FACTORS = (2, 4, 8, 16, 32, 64)  # kept while the ghost is below B_L and divides it
 
 
@@ -146,32 +246,42 @@ DECLARED = (
     _row("LB", TABLE1, "SB", _LB),
     _row("LB+LR", TABLE1, "LB", _LB, _LR),
     _row("LB+LR+GBN", TABLE1, "LB+LR", _LB, _LR, _GBN),
-    _row("LB+LR+GBN+RA", TABLE1, "LB+LR+GBN", _LB, _LR, _GBN, {"regime_adaptation": True}),
-    _row("LB (converged)", CONVERGENCE, "LB", _LB, {"regime_adaptation": True},
-         until_converged=True),
+    _row("LB+LR+GBN+RA", TABLE1, "LB+LR+GBN", _LB, _LR, _GBN, _RA),
+    _row("LB+RA", UPDATES, "LB", _LB, _RA),
+    _row("SB (LB's updates)", UPDATES, "SB", _FEW),
+    _row("SB (converged)", CONVERGENCE, "SB", _STRETCHED, until_converged=True, measure=True),
+    _row("LB (converged)", CONVERGENCE, "LB", _LB, _RA, until_converged=True, measure=True),
     _row("LB+GBN", MECHANISM, "LB", _LB, _GBN),
     _row("LB+GBN (averaged)", MECHANISM, "LB+GBN", _LB, _GBN, _AVG),
+    _row("SB (bn 0.99)", MOMENTUM, "SB", _KERAS),
+    _row("SB (LB's updates, bn 0.99)", MOMENTUM, "SB (LB's updates)", _FEW, _KERAS),
     _row("LB (bn 0.99)", MOMENTUM, "LB", _LB, _KERAS),
-    _row("LB+GBN (bn 0.99)", MOMENTUM, "LB+GBN", _LB, _GBN, _KERAS),
-    _row("LB+GBN (averaged, bn 0.99)", MOMENTUM, "LB+GBN (averaged)", _LB, _GBN, _AVG, _KERAS),
+    _row("LB+RA (bn 0.99)", MOMENTUM, "LB+RA", _LB, _RA, _KERAS),
     _row("LB+LR (bn 0.99)", MOMENTUM, "LB+LR", _LB, _LR, _KERAS),
     _row("LB+LR+GBN (bn 0.99)", MOMENTUM, "LB+LR+GBN", _LB, _LR, _GBN, _KERAS),
-    *(_row("LB+GBN (ghost {ghost})", GHOST, "LB+GBN", _LB, {"ghost_batch_size": f * B_G})
-      for f in _GHOST_FACTORS),
+    _row("LB+LR+GBN+RA (bn 0.99)", MOMENTUM, "LB+LR+GBN+RA", _LB, _LR, _GBN, _RA, _KERAS),
+    _row("LB+GBN (bn 0.99)", MOMENTUM, "LB+GBN", _LB, _GBN, _KERAS),
+    _row("LB+GBN (averaged, bn 0.99)", MOMENTUM, "LB+GBN (averaged)", _LB, _GBN, _AVG, _KERAS),
+    *(_row("LB+LR+GBN (ghost {ghost})", GHOST, "LB+LR+GBN", _LB, _LR,
+           {"ghost_batch_size": f * B_G}) for f in _GHOST_FACTORS),
     _row("LB+LARS", ALTERNATIVES, "LB", _LB, {"optimizer": "lars", "lars_eta": LARS_ETA}),
     _row("LB+SAM", ALTERNATIVES, "LB", _LB, {"sam_rho": SAM_RHO}),
 )
 
 
-def study_regimes(*, large_batch_size, ghost_batch_size, groups=GROUPS):
+def study_regimes(*, large_batch_size, ghost_batch_size, small_batch_size=None, groups=GROUPS):
     """The study's rows with the sizes resolved, in table order.
 
     The ghost-size rows are those with a ghost batch `f * B_G` (f = 2, 4, ...)
-    below `B_L` that divides it. Every `Size` in `changes` becomes an int.
+    below `B_L` that divides it. Every `Size` in `changes` becomes an int,
+    every `Ratio` a float and every `OfSB` factor a float; with
+    `small_batch_size=None` the rows that need `B_S` keep their placeholders
+    (`regime_config` resolves them from the base config).
 
     Args:
         large_batch_size: `B_L`.
         ghost_batch_size: `B_G`.
+        small_batch_size: `B_S` (optional, see above).
         groups: the groups to keep (default: all).
 
     Returns:
@@ -179,13 +289,16 @@ def study_regimes(*, large_batch_size, ghost_batch_size, groups=GROUPS):
 
     Example:
 
-    >>> rows = study_regimes(large_batch_size=512, ghost_batch_size=32)
+    >>> rows = study_regimes(large_batch_size=512, ghost_batch_size=32, small_batch_size=32)
     >>> [r.name for r in rows if r.group == GHOST]
-    ['LB+GBN (ghost 64)', 'LB+GBN (ghost 128)', 'LB+GBN (ghost 256)']
+    ['LB+LR+GBN (ghost 64)', 'LB+LR+GBN (ghost 128)', 'LB+LR+GBN (ghost 256)']
     >>> dict(rows[1].changes)
     {'batch_size': 512}
+    >>> next(r for r in rows if r.name == "SB (converged)").changes["regime_adaptation"]
+    16.0
     """
-    large, ghost = int(large_batch_size), int(ghost_batch_size)
+    sizes = dict(large=int(large_batch_size), ghost=int(ghost_batch_size),
+                 small=None if small_batch_size is None else int(small_batch_size))
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         raise ValueError(f"Expected groups from {list(GROUPS)}. Received: {unknown}")
@@ -193,14 +306,22 @@ def study_regimes(*, large_batch_size, ghost_batch_size, groups=GROUPS):
     for row in DECLARED:
         if row.group not in groups:
             continue
-        changes = {k: (v.resolve(large=large, ghost=ghost) if isinstance(v, Size) else v)
-                   for k, v in row.changes.items()}
+        changes = {k: _resolve(v, sizes) for k, v in row.changes.items()}
         size = changes.get("ghost_batch_size", 0)
-        if row.group == GHOST and (size >= large or large % size):
+        if row.group == GHOST and (size >= sizes["large"] or sizes["large"] % size):
             continue
         name = row.name.format(ghost=size)
         out.append(dataclasses.replace(row, name=name, changes=changes))
     return tuple(out)
+
+
+def _resolve(value, sizes):
+    if isinstance(value, (Size, Ratio, OfSB)):
+        try:
+            return value.resolve(**sizes)
+        except ValueError:  # B_S not given: resolved later, from the base config
+            return value
+    return value
 
 
 # The MNIST-1D study defaults (see docs/study.md for how they were chosen).
@@ -223,9 +344,18 @@ MNIST1D_DEFAULTS = dict(
     validation_examples=928,
 )
 
-# `--quick`: one seed, a third of the epochs, sharpness on 500 examples (a smoke run, not a
-# result).
-QUICK = dict(seeds=1, ablation_seeds=1, epochs_fraction=1 / 3, sharpness_examples=500)
+# The default command's seeds (see docs/study.md for the budget): every row gets `SEEDS`,
+# but the ablations (`Regime.ablation`) the first `ABLATION_SEEDS` and the rows that train
+# B_L / B_S times longer (`Regime.long`, half of the compute with two seeds) the first
+# `LONG_SEEDS`.
+SEEDS = 5
+ABLATION_SEEDS = 3
+LONG_SEEDS = 2
+
+# `--quick`: one seed, a sixth of the epochs, the minima measured on 250 examples (a smoke
+# run that decides no claim).
+QUICK = dict(seeds=1, ablation_seeds=1, long_seeds=1, epochs_fraction=1 / 6,
+             sharpness_examples=250)
 
 
 def run_dir(output_dir, regime, seed):
@@ -371,12 +501,65 @@ def select(regimes, *, base, large_batch_size, ghost_batch_size):
         return rows
     regimes = list(regimes)
     if all(isinstance(r, Regime) for r in regimes):
-        return tuple(regimes)
+        sizes = dict(large=int(large_batch_size), ghost=int(ghost_batch_size),
+                     small=base.base_batch_size)
+        return tuple(dataclasses.replace(r, changes={k: _resolve(v, sizes)
+                                                     for k, v in r.changes.items()})
+                     for r in regimes)
     known = {r.name: r for r in rows}
     unknown = [n for n in regimes if n not in known]
     if unknown:
         raise ValueError(f"Expected regime names in {list(known)}. Received: {unknown}")
     return tuple(r for r in rows if r.name in set(regimes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """One training of the study and the rows it gives.
+
+    `row` is trained; every row of `derived` has the same config but for the
+    moving-statistics settings (`MOVING_STATISTICS_FIELDS`), so the same
+    training gives it: its moving statistics are kept beside `row`'s.
+    """
+
+    row: Regime
+    derived: tuple = ()
+
+    @property
+    def rows(self):
+        return (self.row, *self.derived)
+
+
+def trainings(rows, configs):
+    """Groups `rows` into the `Training`s that give them, in table order.
+
+    Rows whose configs (`configs[name]`) are equal but for `bn_momentum` and
+    `moving_update`, and that stop alike (`until_converged`), share one
+    training, that of the first of them in table order; no other rows do.
+
+    Example:
+
+    >>> sb = small_batch_config(dataset="mnist1d", model="mlp", model_dir="/tmp/r",
+    ...                         small_batch_size=32, lr=0.03, epochs=20)
+    >>> rows = select(["LB", "LB+GBN", "LB+GBN (averaged)", "LB (bn 0.99)"], base=sb,
+    ...               large_batch_size=512, ghost_batch_size=32)
+    >>> configs = regime_configs(sb, large_batch_size=512, ghost_batch_size=32, regimes=rows)
+    >>> [(t.row.name, [d.name for d in t.derived]) for t in trainings(rows, configs)]
+    [('LB', ['LB (bn 0.99)']), ('LB+GBN', ['LB+GBN (averaged)'])]
+    """
+    groups = {}
+    for row in rows:
+        key = (training_key(configs[row.name]), row.until_converged)
+        groups.setdefault(key, []).append(row)
+    return tuple(Training(first, tuple(rest)) for first, *rest in groups.values())
+
+
+def training_key(config):
+    """What shapes a training: the config without its moving-statistics settings."""
+    values = config.to_dict()
+    for name in MOVING_STATISTICS_FIELDS:
+        values.pop(name)
+    return repr(sorted(values.items()))
 
 
 def _checked_regimes(base, large_batch_size, ghost_batch_size):
@@ -394,11 +577,13 @@ def _checked_regimes(base, large_batch_size, ghost_batch_size):
             f"Expected ghost_batch_size >= 1 dividing large_batch_size={large_batch_size}. "
             f"Received: ghost_batch_size={ghost_batch_size}"
         )
-    return study_regimes(large_batch_size=large_batch_size, ghost_batch_size=ghost_batch_size)
+    return study_regimes(large_batch_size=large_batch_size, ghost_batch_size=ghost_batch_size,
+                         small_batch_size=small)
 
 
 def _config(row, base):
     changes = dict(batch_size=base.base_batch_size, ghost_batch_size=0, lr_scaling="none",
                    regime_adaptation=False)
-    changes.update(row.changes)
+    for key, value in row.changes.items():
+        changes[key] = value.value(base) if isinstance(value, OfSB) else value
     return dataclasses.replace(base, **changes)

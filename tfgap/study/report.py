@@ -2,11 +2,13 @@
 
 Every number comes from the files the runs wrote: the trainer's
 `result.json` (accuracies, steps, wall time, weight distance and its
-log-spaced record) and the study's `study.json` (sharpness, Hessian, the
-convergence stop). Accuracy is reported on the validation split (carved from
-the training split) and on the test split; any choice made with the study
-(`tfgap.study.sweep`) uses the validation numbers, and the test numbers are
-only reported. Per row, over its seeds:
+log-spaced record) and the study's `study.json` (the per-example test
+correctness, the measures of the minimum, the convergence stop, and the
+accuracies of the rows derived from the same training with other BN
+moving-statistics rules). Accuracy is reported on the validation split
+(carved from the training split) and on the test split; any choice made with
+the study (`tfgap.study.sweep`) uses the validation numbers, and the test
+numbers are only reported. Per row, over its seeds:
 
     mean = sum(x_s) / S,   std = sqrt(sum((x_s - mean)**2) / (S - 1))   (0 when S = 1)
 
@@ -37,6 +39,48 @@ from tfgap.training import read_result, write_json
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
+STUDY_RECORD = "study.json"
+
+# The trainer's per-epoch log keys (its `history.json` entries and the logs its callbacks get
+# at `on_epoch_end`), named here and nowhere else in the study.
+_EPOCH_KEYS = {("validation", "loss"): "val_loss",
+               ("validation", "accuracy"): "val_accuracy",
+               ("test", "loss"): "test_loss", ("test", "accuracy"): "test_accuracy",
+               ("train", "loss"): "loss", ("train", "accuracy"): "accuracy",
+               ("train", "learning_rate"): "learning_rate"}
+
+
+def epoch_value(logs, split, metric):
+    """`split`'s `metric` in one epoch's logs (a trainer history entry), or None.
+
+    The one place where the study reads the trainer's per-epoch keys.
+
+    Example:
+
+    >>> epoch_value({"val_accuracy": 0.9, "test_accuracy": 0.8}, "validation", "accuracy")
+    0.9
+    >>> epoch_value({}, "test", "loss") is None
+    True
+    """
+    return (logs or {}).get(_EPOCH_KEYS[(split, metric)])
+
+
+def pack_correct(correct):
+    """Per-example correctness (bools) as a hex string, 8 examples a byte (`unpack_correct`).
+
+    Example:
+
+    >>> pack_correct([True, False, True, True, False, False, False, False, True])
+    'b080'
+    >>> unpack_correct('b080', 9).astype(int).tolist()
+    [1, 0, 1, 1, 0, 0, 0, 0, 1]
+    """
+    return np.packbits(np.asarray(correct, bool)).tobytes().hex()
+
+
+def unpack_correct(text, count):
+    """The `count` booleans `pack_correct` packed into `text`."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), np.uint8))[:int(count)].astype(bool)
 
 # (column, per-run key) of the quantities averaged over seeds.
 _MEASURES = (
@@ -50,14 +94,17 @@ _MEASURES = (
     ("weight_distance", "weight_distance"),
     ("diffusion_slope", "diffusion_slope"),
     ("sharpness", "sharpness"),
-    ("sharpness_subspace", "sharpness_subspace"),
+    ("relative_sharpness", "relative_sharpness"),
     ("hessian_top_eigenvalue", "hessian_top_eigenvalue"),
     ("subset_loss", "subset_loss"),
+    ("weight_norm", "weight_norm"),
+    ("final_learning_rate", "final_learning_rate"),
+    ("stability_bound", "stability_bound"),
 )
 
 CSV_COLUMNS = (
-    "name", "group", "reference", "seeds", "batch_size", "ghost_batch_size", "bn_momentum",
-    "moving_update", "optimizer", "lars_eta", "sam_rho", "lr", "lr_scaling",
+    "name", "group", "reference", "trained_as", "seeds", "batch_size", "ghost_batch_size",
+    "bn_momentum", "moving_update", "optimizer", "lars_eta", "sam_rho", "lr", "lr_scaling",
     "regime_adaptation", "until_converged", "validation_examples",
     *(f"{column}_{stat}" for column, _ in _MEASURES for stat in ("mean", "std")),
 )
@@ -129,39 +176,70 @@ def high_lr_end(config, steps_per_epoch, stretch):
     return int(math.floor(float(boundaries[0]) * float(stretch) * steps_per_epoch + 0.5))
 
 
-def load_run(model_dir):
+def load_run(model_dir, derived=None):
     """One run's record: the trainer's `result.json` merged with `study.json`.
 
+    Args:
+        model_dir: the run's directory.
+        derived: None for the row trained there, or the name of a row derived
+            from the same training (other BN moving-statistics settings): its
+            accuracies and correctness are those `study.json` holds for it, its
+            config the trained one's with its `bn_momentum` and
+            `moving_update`; the training's numbers are shared.
+
     Returns:
-        A dict with `regime`, `seed`, `model_dir`, `validation_accuracy`
-        (None without a validation split), `validation_examples`,
-        `test_accuracy`, `train_accuracy`, `train_loss`, `updates`
-        (optimizer steps), `epochs` (epochs of the data trained),
-        `wall_time`, `weight_distance`, `diffusion` (see `diffusion_fit`),
-        `diffusion_slope`, `high_lr_end`, the measures of `study.json`
-        (`sharpness`, `sharpness_subspace`, `hessian_top_eigenvalue`,
-        `subset_loss`, `subset_accuracy`, `stopped`), `history`,
-        `distance_record` and `config`.
+        A dict with `regime`, `seed`, `model_dir`, `trained_as` (`derived`'s
+        source row, else None), `validation_accuracy` (None without a
+        validation split), `validation_examples`, `test_accuracy`,
+        `test_correct` (`pack_correct` of the per-example test correctness)
+        and `test_examples`, `train_accuracy`, `train_loss`, `updates`
+        (optimizer steps), `epochs` (epochs of the data trained), `wall_time`,
+        `weight_distance`, `diffusion` (see `diffusion_fit`),
+        `diffusion_slope`, `high_lr_end`, `final_learning_rate` (the rate at
+        the end) and `stability_bound` (`2 (1 + momentum) / rate`), the
+        measures of `study.json` (`sharpness`, `relative_sharpness`,
+        `hessian_top_eigenvalue`, `subset_loss`, `subset_accuracy`,
+        `weight_norm`; None when not measured), `stopped`, `history` (the
+        trainer's per-epoch entries; empty for a derived row, whose moving
+        statistics were not evaluated during training), `distance_record` and
+        `config`.
     """
     result = read_result(model_dir)
-    study_path = os.path.join(model_dir, "study.json")
+    study_path = os.path.join(model_dir, STUDY_RECORD)
     study = {}
     if os.path.exists(study_path):
         with open(study_path) as f:
             study = json.load(f)
-    measures = study.get("measures") or {"sharpness": study.get("sharpness")}
-    config = result["config"]
+    measures = study.get("measures") or {}
+    config = dict(result["config"])
+    evaluation = study.get("evaluation") or {}
+    validation = (result.get("validation") or {}).get("accuracy")
+    test = result["test"]["accuracy"]
+    if derived is not None:
+        entry = (study.get("derived") or {}).get(derived)
+        if entry is None:
+            raise ValueError(f"Expected {model_dir}/{STUDY_RECORD} to hold the derived row "
+                             f"{derived!r}. Received rows: {sorted(study.get('derived') or {})}")
+        config.update(bn_momentum=entry["bn_momentum"], moving_update=entry["moving_update"])
+        evaluation = entry["evaluation"]
+        validation, test = evaluation.get("validation_accuracy"), evaluation["test_accuracy"]
+        measures = {}
     record = result.get("distance_record") or []
     t1 = high_lr_end(config, result["steps_per_epoch"], result.get("stretch", 1.0))
     fit = diffusion_fit(record, t1)
+    history = result.get("history") or []
+    rate = epoch_value(history[-1], "train", "learning_rate") if history else None
     return {
-        "regime": study.get("regime"),
+        "regime": derived or study.get("regime"),
         "seed": config["seed"],
         "model_dir": model_dir,
+        "trained_as": study.get("regime") if derived is not None else None,
         "status": result["status"],
-        "validation_accuracy": (result.get("validation") or {}).get("accuracy"),
+        "validation_accuracy": validation,
         "validation_examples": result.get("num_validation_examples"),
-        "test_accuracy": result["test"]["accuracy"],
+        "test_accuracy": test,
+        "test_correct": evaluation.get("test_correct"),
+        "test_examples": evaluation.get("test_examples"),
         "train_accuracy": result["train"]["accuracy"],
         "train_loss": result["train"].get("loss"),
         "updates": result["global_step"],
@@ -173,31 +251,40 @@ def load_run(model_dir):
         "high_lr_end": t1,
         "diffusion": fit,
         "diffusion_slope": None if fit is None else fit["slope"],
+        "final_learning_rate": rate,
+        "stability_bound": (None if not rate else
+                            2.0 * (1.0 + float(config.get("momentum", 0.9))) / float(rate)),
         "sharpness": measures.get("sharpness"),
-        "sharpness_subspace": measures.get("sharpness_subspace"),
+        "relative_sharpness": measures.get("relative_sharpness"),
         "hessian_top_eigenvalue": measures.get("hessian_top_eigenvalue"),
         "subset_loss": measures.get("subset_loss"),
         "subset_accuracy": measures.get("subset_accuracy"),
+        "weight_norm": study.get("weight_norm"),
         "stopped": study.get("stopped"),
-        "history": result.get("history") or [],
+        "history": history if derived is None else [],  # its evaluations are the source's
         "distance_record": record,
         "config": config,
     }
 
 
-def load_runs(output_dir, *, regimes, seeds):
+def load_runs(output_dir, *, regimes, seeds, sources=None):
     """`{regime: [run record per seed]}` from `<output_dir>/runs/<slug>/seed<k>`.
 
     Args:
         output_dir: the study's directory.
         regimes: the row names, in order.
         seeds: the seeds of every row, or `{name: seeds}` per row.
+        sources: `{derived row: trained row}`: a derived row is read from its
+            trained row's directory (see `load_run`).
     """
+    sources = sources or {}
     out = {}
     for name in regimes:
         out[name] = []
         for seed in (seeds[name] if isinstance(seeds, dict) else seeds):
-            record = load_run(run_dir(output_dir, name, seed))
+            source = sources.get(name)
+            record = load_run(run_dir(output_dir, source or name, seed),
+                              derived=name if source else None)
             record["regime"] = name
             out[name].append(record)
     return out
@@ -235,10 +322,13 @@ def summarize(runs, regimes=None):
         `until_converged`, `seeds`, the row's settings (`batch_size`,
         `ghost_batch_size`, `bn_momentum`, `moving_update`, `optimizer`,
         `lars_eta`, `sam_rho`, `lr` (the peak rate after scaling),
-        `lr_scaling`, `regime_adaptation`), `validation_examples`, for every
-        measure `<measure>_mean` and `<measure>_std`, the per-seed values
-        under `per_seed` (also `model_dir`, `diffusion` and `stopped`), and
-        `updates` (the mean, rounded) and `epochs` (the mean).
+        `lr_scaling`, `regime_adaptation`), `trained_as` (the row whose
+        training it shares, None when trained itself), `long`,
+        `validation_examples`, for every measure `<measure>_mean` and
+        `<measure>_std`, the per-seed values under `per_seed` (also
+        `model_dir`, `diffusion`, `stopped`, `test_correct` and
+        `test_examples`), and `updates` (the mean, rounded) and `epochs` (the
+        mean).
     """
     regimes = regimes or {}
     rows = []
@@ -254,6 +344,8 @@ def summarize(runs, regimes=None):
             "group": getattr(regime, "group", None),
             "reference": getattr(regime, "reference", None),
             "until_converged": bool(getattr(regime, "until_converged", False)),
+            "long": bool(getattr(regime, "long", False)),
+            "trained_as": records[0].get("trained_as"),
             "seeds": [r["seed"] for r in records],
             "batch_size": config["batch_size"],
             "ghost_batch_size": config["ghost_batch_size"],
@@ -273,7 +365,8 @@ def summarize(runs, regimes=None):
         row["updates"] = int(round(row["updates_mean"]))
         row["epochs"] = row["epochs_mean"]
         row["per_seed"] = {key: [r.get(key) for r in records] for _, key in _MEASURES}
-        for key in ("model_dir", "diffusion", "stopped", "high_lr_end"):
+        for key in ("model_dir", "diffusion", "stopped", "high_lr_end", "test_correct",
+                    "test_examples"):
             row["per_seed"][key] = [r.get(key) for r in records]
         rows.append(row)
     return {"regimes": rows}
@@ -294,45 +387,53 @@ def write_results(results, output_dir):
 
 # -- text tables ---------------------------------------------------------------------------
 
-_HEADERS = ("regime", "n", "batch", "ghost", "bn", "lr", "updates", "epochs", "val acc %",
-            "test acc %", "train acc %", "time s", "||w-w0||", "slope", "sharpness")
+_HEADERS = ("regime", "n", "batch", "ghost", "bn", "rule", "lr", "updates", "epochs",
+            "val acc %", "test acc %", "train acc %", "time s", "||w-w0||", "slope", "training")
 
 
 def _cells(row):
     """One row's formatted table cells, in `_HEADERS` order."""
+    rule = row.get("moving_update") if row.get("ghost_batch_size") else None
     return (
         row["name"], str(len(row.get("seeds") or ())), str(row["batch_size"]),
         str(row["ghost_batch_size"] or "-"), f"{row.get('bn_momentum') or 0:g}",
-        f"{row['lr']:.4g}", str(row["updates"]), f"{row['epochs']:.1f}",
-        _pm(row.get("validation_accuracy_mean"), row.get("validation_accuracy_std"), 100.0, 1),
-        _pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 1),
-        _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 1),
-        _pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),
-        _pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 1),
-        _pm(row["diffusion_slope_mean"], row["diffusion_slope_std"], 1.0, 2),
-        _pm(row["sharpness_mean"], row["sharpness_std"], 1.0, 2),
+        rule or "-", f"{row['lr']:.4g}", str(row["updates"]), f"{row['epochs']:.1f}",
+        pm(row.get("validation_accuracy_mean"), row.get("validation_accuracy_std"), 100.0, 1),
+        pm(row["test_accuracy_mean"], row["test_accuracy_std"], 100.0, 1),
+        pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 1),
+        pm(row["wall_time_mean"], row["wall_time_std"], 1.0, 0),
+        pm(row["weight_distance_mean"], row["weight_distance_std"], 1.0, 1),
+        pm(row["diffusion_slope_mean"], row["diffusion_slope_std"], 1.0, 2),
+        f"= {row['trained_as']}" if row.get("trained_as") else "own",
     )
 
 
 _KESKAR_HEADERS = ("regime", "n", "epochs", "updates", "stopped", "train acc %",
-                   "subset loss", "sharpness", "sharpness (100-d)", "top Hessian eig.")
+                   "subset loss", "final lr", "2(1+b)/lr", "top Hessian eig.", "sharpness",
+                   "rel. sharpness", "||w||")
 
 
 def _keskar_cells(row):
     reasons = sorted({(s or {}).get("reason", "epochs") for s in row["per_seed"]["stopped"]})
     return (
-        row["name"], str(len(row["seeds"])), _pm(row["epochs_mean"], row["epochs_std"], 1.0, 1),
-        _pm(row["updates_mean"], row["updates_std"], 1.0, 0), "/".join(reasons),
-        _pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
-        _pm(row["subset_loss_mean"], row["subset_loss_std"], 1.0, 4),
-        _pm(row["sharpness_mean"], row["sharpness_std"], 1.0, 3),
-        _pm(row["sharpness_subspace_mean"], row["sharpness_subspace_std"], 1.0, 4),
-        _pm(row["hessian_top_eigenvalue_mean"], row["hessian_top_eigenvalue_std"], 1.0, 2),
+        row["name"], str(len(row["seeds"])), pm(row["epochs_mean"], row["epochs_std"], 1.0, 1),
+        pm(row["updates_mean"], row["updates_std"], 1.0, 0), "/".join(reasons),
+        pm(row["train_accuracy_mean"], row["train_accuracy_std"], 100.0, 2),
+        pm(row["subset_loss_mean"], row["subset_loss_std"], 1.0, 4),
+        _g(row.get("final_learning_rate_mean")), _g(row.get("stability_bound_mean")),
+        pm(row["hessian_top_eigenvalue_mean"], row["hessian_top_eigenvalue_std"], 1.0, 2),
+        pm(row["sharpness_mean"], row["sharpness_std"], 1.0, 2),
+        pm(row.get("relative_sharpness_mean"), row.get("relative_sharpness_std"), 1.0, 3),
+        pm(row.get("weight_norm_mean"), row.get("weight_norm_std"), 1.0, 1),
     )
 
 
+def _g(value):
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def keskar_rows(results):
-    """The rows measured at convergence (those with a Hessian eigenvalue)."""
+    """The rows whose minimum was measured (those with a Hessian eigenvalue)."""
     return [r for r in results["regimes"] if r.get("hessian_top_eigenvalue_mean") is not None]
 
 
@@ -350,8 +451,10 @@ def _fixed_width(headers, lines, left=1):
 def format_table(results):
     """The study's table as fixed-width text (accuracies in percent, mean ± std over seeds).
 
-    Rows are grouped (Table 1, convergence, the ablations) with a blank line
-    between groups. `n` is the number of seeds of the row.
+    Rows are grouped (Table 1, the controls, the ablations) with a blank line
+    between groups. `n` is the number of seeds of the row; `training` says
+    whether the row was trained (`own`) or shares the training of another
+    row (`= LB`: the same weights, other BN moving statistics).
 
     Example:
 
@@ -361,10 +464,9 @@ def format_table(results):
     ...            test_accuracy_mean=0.9, test_accuracy_std=0.01,
     ...            train_accuracy_mean=1.0, train_accuracy_std=0.0, wall_time_mean=3.0,
     ...            wall_time_std=0.1, weight_distance_mean=5.0, weight_distance_std=0.2,
-    ...            diffusion_slope_mean=1.5, diffusion_slope_std=0.1, sharpness_mean=2.0,
-    ...            sharpness_std=0.5)
-    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:14]))
-    SB 2 32 - 0.9 0.05 100 1.0 91.0 ± 2.0 90.0 ± 1.0
+    ...            diffusion_slope_mean=1.5, diffusion_slope_std=0.1)
+    >>> print(" ".join(format_table({"regimes": [row]}).splitlines()[2].split()[:15]))
+    SB 2 32 - 0.9 - 0.05 100 1.0 91.0 ± 2.0 90.0 ± 1.0
     """
     rows = results["regimes"]
     lines = [_cells(row) for row in rows]
@@ -380,7 +482,7 @@ def format_table(results):
 
 
 def format_keskar_table(results):
-    """The convergence comparison (Keskar et al.'s setting) as fixed-width text."""
+    """The measured minima (Keskar et al.'s setting and the rows beside it) as fixed-width text."""
     rows = keskar_rows(results)
     if not rows:
         return ""
@@ -390,54 +492,80 @@ def format_keskar_table(results):
 
 
 def format_claims(claims, width=100):
-    """The claims as text: `held` and the claim on one line, what was measured below it.
+    """The claims as text: the outcome and the claim on one line, then its numbers.
+
+    Each claim shows its paired difference with its interval and test (the
+    rows' test accuracies and what else was measured below it); a conclusion
+    shows the outcomes of the claims it rests on.
 
     Example:
 
-    >>> print(format_claims([{"claim": "A", "measured": "1 > 0", "held": True},
-    ...                      {"claim": "B", "measured": "one seed", "held": None}]))
-    yes        A
-               1 > 0
-    undecided  B
-               one seed
+    >>> print(format_claims([{"claim": "A beats B", "outcome": "held",
+    ...                       "interval": "+4.8 points [3.9, 5.7] (99.6%), Holm p<0.001",
+    ...                       "test": "paired t over 5 seeds", "measured": "A 97, B 92"}]))
+    held       A beats B
+               +4.8 points [3.9, 5.7] (99.6%), Holm p<0.001; paired t over 5 seeds
+               A 97, B 92
     """
     import textwrap  # noqa: PLC0415
 
     out = []
     for c in claims:
-        out.append(f"{_held_text(c['held']):<9}  {c['claim']}")
-        out.extend(textwrap.wrap(c["measured"], width=width, initial_indent=" " * 11,
-                                 subsequent_indent=" " * 13, break_on_hyphens=False))
+        out.append(f"{c['outcome']:<9}  {c['claim']}")
+        numbers = "; ".join(t for t in (c.get("interval"), c.get("test")) if t)
+        for text in (numbers, c.get("measured")):
+            if text:
+                out.extend(textwrap.wrap(text, width=width, initial_indent=" " * 11,
+                                         subsequent_indent=" " * 13, break_on_hyphens=False))
     return "\n".join(out)
 
 
-def _held_text(held):
-    return {True: "yes", False: "no", None: "undecided"}[held]
+def markdown_table(headers, lines):
+    """A Markdown table (`|` in cells escaped) as a list of lines."""
+    def cell(text):
+        return str(text).replace("|", "\\|")
+
+    return (["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(cell(c) for c in cells) + " |" for cells in lines])
+
+
+def claims_markdown(claims):
+    """The claims as a Markdown table: outcome, claim, paired difference and test, measured."""
+    return markdown_table(
+        ("outcome", "claim", "paired difference [interval], test", "measured"),
+        [(f"**{c['outcome']}**", c["claim"],
+          "; ".join(t for t in (c.get("interval"), c.get("test")) if t),
+          c.get("measured") or "") for c in claims])
+
+
+def minima_markdown(results):
+    """The measured minima (`keskar_rows`) as a Markdown table."""
+    return markdown_table(_KESKAR_HEADERS, [_keskar_cells(r) for r in keskar_rows(results)])
 
 
 def format_markdown(results):
     """The study's tables (and claims) as Markdown (`results.md`, docs)."""
-    def table(headers, lines):
-        return (["| " + " | ".join(h.replace("|", "\\|") for h in headers) + " |",
-                 "|" + "---|" * len(headers)]
-                + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-                   for cells in lines])
-
     rows = results["regimes"]
-    out = table(("group",) + _HEADERS, [(r.get("group") or "",) + _cells(r) for r in rows])
-    keskar = keskar_rows(results)
-    if keskar:
-        out += ["", "At convergence (Keskar et al.'s setting):", ""]
-        out += table(_KESKAR_HEADERS, [_keskar_cells(r) for r in keskar])
+    out = markdown_table(("group",) + _HEADERS,
+                         [(r.get("group") or "",) + _cells(r) for r in rows])
+    if keskar_rows(results):
+        out += ["", "Measured minima (Keskar et al.'s setting and the rows beside it):", ""]
+        out += minima_markdown(results)
     claims = results.get("claims")
     if claims:
         out += ["", "Claims:", ""]
-        out += table(("held", "claim", "measured"),
-                     [(_held_text(c["held"]), c["claim"], c["measured"]) for c in claims])
+        out += claims_markdown(claims)
     return "\n".join(out)
 
 
-def _pm(mean, std, scale, digits):
+def pm(mean, std, scale, digits):
+    """`"mean ± std"` of values times `scale` with `digits` decimals (`"n/a"` without a mean).
+
+    Example:
+
+    >>> pm(0.9612, 0.0031, 100.0, 1), pm(None, None, 1.0, 2)
+    ('96.1 ± 0.3', 'n/a')
+    """
     if mean is None:
         return "n/a"
     return f"{mean * scale:.{digits}f} ± {(std or 0.0) * scale:.{digits}f}"

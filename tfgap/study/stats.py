@@ -11,8 +11,12 @@ the per-seed differences `d_i = a_i - b_i`, `i = 1..n`:
 A family of effect claims is corrected by Holm's step-down (Holm 1979,
 Scandinavian Journal of Statistics 6:65-70); an equality claim is decided by
 two one-sided tests (TOST; Schuirmann 1987, J. Pharmacokinetics and
-Biopharmaceutics 15:657-680). Each claim is `"held"`, `"not held"` or
-`"undecided"`; `judge` decides a family of `Comparison`s. NumPy and SciPy only.
+Biopharmaceutics 15:657-680). A claim that needs several differences at once
+("in every row") is one member of the family: its p-value is the largest of
+its parts' (the intersection-union test, Berger 1982, Technometrics
+24:295-300), and `conjunction` combines claims into a conclusion. Each claim
+is `"held"`, `"not held"` or `"undecided"`; `judge` decides a family of
+`Comparison`s. NumPy and SciPy only.
 """
 
 import dataclasses
@@ -293,17 +297,22 @@ class Comparison:
     `kind` is `"effect"` (`direction` +1: a > b, -1: a < b; `margin`, if given,
     lets equivalence decide "not held") or `"equal"` (`margin` required).
     `scale` and `unit` only format the text (e.g. 100, " points").
+
+    `parts` (effect claims only): `((label, a, b), ...)`, a claim that holds
+    only if every part does ("the log law fits better in every row"); `a` and
+    `b` are then ignored. `example_se` applies to single comparisons.
     """
 
     name: str
-    a: Sequence
-    b: Sequence
+    a: Sequence = ()
+    b: Sequence = ()
     kind: str = EFFECT
     direction: int = 1
     margin: float = None
     example_se: float = None
     scale: float = 1.0
     unit: str = ""
+    parts: Sequence = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +330,53 @@ class Verdict:
     p_value: float
     adjusted_p: float
     text: str
+    part: str = None
+
+
+def conjunction(outcomes):
+    """The outcome of a conclusion that needs every one of `outcomes` to hold.
+
+    Held when all are held, not held when any is not held, otherwise
+    undecided. Each part keeps its own test (Holm or TOST), so a conclusion is
+    falsely held no more often than its weakest part.
+
+    Example:
+
+    >>> conjunction(["held", "held"]), conjunction(["held", "undecided", "not held"])
+    ('held', 'not held')
+    >>> conjunction(["held", "undecided"])
+    'undecided'
+    """
+    outcomes = list(outcomes)
+    unknown = [o for o in outcomes if o not in OUTCOMES]
+    if unknown or not outcomes:
+        raise ValueError(f"Expected outcomes from {OUTCOMES}. Received: {outcomes}")
+    if NOT_HELD in outcomes:
+        return NOT_HELD
+    return HELD if all(o == HELD for o in outcomes) else UNDECIDED
+
+
+def _weakest(c):
+    """`(index, differences)` of an all-parts claim: its part with the largest p-value."""
+    diffs = [paired_difference(a, b) for _, a, b in c.parts]
+    return max(range(len(diffs)), key=lambda i: (diffs[i].p_value, -i)), diffs
+
+
+def _decide_parts(c, diffs, level, adjusted_p, alpha):
+    """Held: Holm rejects the largest p and every part has the claimed sign; not held: a
+    part's interval at `level` excludes 0 on the wrong side, or (margin) TOST shows a part
+    smaller than the margin; otherwise undecided."""
+    signs = [c.direction * d.mean > 0 for d in diffs]
+    if adjusted_p <= alpha and all(signs):
+        return HELD
+    for d in diffs:
+        low, high = d.interval(level)
+        if (c.direction > 0 and high < 0) or (c.direction < 0 and low > 0):
+            return NOT_HELD
+    if c.margin is not None and any(equivalence(d, c.margin, alpha=alpha).equivalent
+                                    for d in diffs):
+        return NOT_HELD
+    return UNDECIDED
 
 
 def _p_text(p):
@@ -335,6 +391,8 @@ def judge(comparisons, *, alpha=0.05, digits=1):
     the first rank Holm does not reject, so it excludes 0 exactly when the
     claim is decided by the test. Equality claims: `decide_equivalence`, with
     the `(1 - 2 alpha)` interval and the TOST p-value (`adjusted_p` too).
+    A claim with `parts` is one member of the family with the largest of its
+    parts' p-values; its numbers and `part` are that weakest part's.
 
     `comparisons` are `Comparison`s or dicts of their fields; `alpha` is the
     family-wise level (effect claims) and the TOST level (equality claims).
@@ -354,7 +412,16 @@ def judge(comparisons, *, alpha=0.05, digits=1):
     -0.2 [-0.3, -0.1] (90%), TOST p<0.001 within ±1.0: held
     """
     comps = [c if isinstance(c, Comparison) else Comparison(**c) for c in comparisons]
-    diffs = [paired_difference(c.a, c.b, example_se=c.example_se) for c in comps]
+    diffs, parts = [], {}
+    for i, c in enumerate(comps):
+        if c.parts:
+            if c.kind != EFFECT:
+                raise ValueError(f"Claim {c.name!r}: only effect claims can have parts")
+            weakest, part_diffs = _weakest(c)
+            parts[i] = (weakest, part_diffs)
+            diffs.append(part_diffs[weakest])
+        else:
+            diffs.append(paired_difference(c.a, c.b, example_se=c.example_se))
     effects = [i for i, c in enumerate(comps) if c.kind == EFFECT]
     adjusted = dict(zip(effects, holm([diffs[i].p_value for i in effects])))
     order = sorted(effects, key=lambda i: diffs[i].p_value)
@@ -362,10 +429,16 @@ def judge(comparisons, *, alpha=0.05, digits=1):
     rank = {i: r for r, i in enumerate(order, 1)}
     verdicts = []
     for i, (c, d) in enumerate(zip(comps, diffs)):
+        part = None
         if c.kind == EFFECT:
             level = holm_confidence(min(rank[i], stop), len(order), 1.0 - alpha)
-            outcome = decide_effect(d, direction=c.direction, adjusted_p=adjusted[i],
-                                    alpha=alpha, margin=c.margin)
+            if i in parts:
+                weakest, part_diffs = parts[i]
+                part = c.parts[weakest][0]
+                outcome = _decide_parts(c, part_diffs, level, adjusted[i], alpha)
+            else:
+                outcome = decide_effect(d, direction=c.direction, adjusted_p=adjusted[i],
+                                        alpha=alpha, margin=c.margin)
             p, q, tail = d.p_value, adjusted[i], f"Holm {_p_text(adjusted[i])}"
         elif c.kind == EQUAL:
             if c.margin is None:
@@ -380,6 +453,8 @@ def judge(comparisons, *, alpha=0.05, digits=1):
         s, f = c.scale, f".{digits}f"
         text = (f"{s * d.mean:+{f}}{c.unit} [{s * low:{f}}, {s * high:{f}}] "
                 f"({100 * level:.3g}%), {tail}: {outcome}")
+        if part is not None:
+            text = f"weakest of {len(c.parts)} parts, {part}: {text}"
         verdicts.append(Verdict(c.name, c.kind, outcome, d.mean, low, high, level, d.n, p, q,
-                                text))
+                                text, part))
     return verdicts

@@ -23,8 +23,8 @@ import os
 import sys
 
 from tfgap.study import report
-from tfgap.training import finished_result, write_json
 from tfgap.study.runner import RunProgress, run_study, total_steps
+from tfgap.training import finished_result, write_json
 
 SWEEP_JSON = "lr_sweep.json"
 CHOSEN_BY = "validation_accuracy_mean"
