@@ -89,6 +89,8 @@ def run_paragraph(results):
     if machine.get("cpu_seconds"):
         cpu = f", {duration(machine['cpu_seconds'])} of CPU time"
     command = s.get("command") or "python -m tfgap.recipes.study"
+    commit = machine.get("tfgap_commit")
+    at = f" at commit `{commit}`" if commit else ""
     return (
         f"`{command}` trains a 1-D CNN (`{base['model']}`) on MNIST-1D (generated locally: "
         f"{sizes.get('train', '?'):,} training, {sizes.get('validation', '?'):,} validation "
@@ -99,7 +101,7 @@ def run_paragraph(results):
         f"{_span(s['seeds'])}, the ablations (ghost sizes, LARS, SAM) over seeds "
         f"{_span(s.get('ablation_seeds', s['seeds']))} and the `+RA` rows over seeds "
         f"{_span(s['long_seeds'])}. The real "
-        f"run of that exact command took **{duration(results['wall_time'])}** (wall clock, "
+        f"run of that exact command{at} took **{duration(results['wall_time'])}** (wall clock, "
         f"{s['workers']} worker processes of {s['threads']} TensorFlow thread"
         f"{'s' if s['threads'] > 1 else ''}{cpu}) on {_machine(results)}{load}.")
 

@@ -40,6 +40,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -698,6 +699,26 @@ def _cpu_seconds():
     return round(total, 1)
 
 
+def source_revision():
+    """The git commit of tfgap's checkout (`"<hash>"`, `"<hash>+changes"`), or None.
+
+    None when tfgap is not run from a git checkout (an installed wheel) or git
+    is missing; `+changes` when tracked files differ from that commit.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if changed else "")
+
+
 def machine_description():
     """A short description of this machine (platform, CPU count, load, TensorFlow)."""
     import tensorflow as tf  # noqa: PLC0415
@@ -716,6 +737,7 @@ def machine_description():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "tfgap_commit": source_revision(),
     }
 
 
