@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["advice", "measure", "noise", "tradeoff"]
+MODULES = ["advice", "gradient_statistics", "measure", "noise", "tradeoff"]
 
 
 @pytest.mark.parametrize("name", MODULES)

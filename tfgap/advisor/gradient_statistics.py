@@ -111,7 +111,7 @@ def _positive(name, value):
 # -- moving averages along a run ------------------------------------------------------------
 
 
-_STATE_KEYS = ("decay", "count", "norm_sq", "trace", "norm_sq_sq", "trace_sq", "cross",
+STATE_KEYS = ("decay", "count", "norm_sq", "trace", "norm_sq_sq", "trace_sq", "cross",
                "small_batch", "big_batch")
 
 
@@ -227,9 +227,15 @@ class NoiseStatistics:
         return math.sqrt(variance * sum_w2) / self.norm_sq
 
     def values(self):
-        """`{"grad_norm_sq", "trace_sigma", "b_simple", "b_simple_stderr"}` (logs' names)."""
-        return {"grad_norm_sq": self.norm_sq, "trace_sigma": self.trace,
-                "b_simple": self.b_simple, "b_simple_stderr": self.b_simple_stderr}
+        """`{"grad_norm_sq", "trace_sigma", "b_simple", "b_simple_stderr"}` (logs' names).
+
+        A value that is not defined yet (before any step; `b_simple` while the
+        `|G|^2` average is not positive; the error below two steps) is `None`,
+        so the logs stay valid JSON.
+        """
+        values = {"grad_norm_sq": self.norm_sq, "trace_sigma": self.trace,
+                  "b_simple": self.b_simple, "b_simple_stderr": self.b_simple_stderr}
+        return {k: v if v is not None and math.isfinite(v) else None for k, v in values.items()}
 
     def state(self):
         """The whole state as a dict of floats (`from_state` inverts it exactly)."""
@@ -238,10 +244,10 @@ class NoiseStatistics:
 
     def load_state(self, state):
         """Sets the state from `state()` output (same batches and decay, or an error)."""
-        missing = sorted(set(_STATE_KEYS) - set(state))
+        missing = sorted(set(STATE_KEYS) - set(state))
         if missing:
             raise GradientStatisticsError(
-                f"Expected a NoiseStatistics state with keys {list(_STATE_KEYS)}. Received "
+                f"Expected a NoiseStatistics state with keys {list(STATE_KEYS)}. Received "
                 f"one without {missing}.")
         for key in ("decay", "small_batch", "big_batch"):
             if float(state[key]) != getattr(self, key):

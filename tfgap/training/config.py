@@ -453,6 +453,18 @@ class TrainConfig:
         "Start from step 0 when `model_dir` holds checkpoint files but none is intact (they "
         "are moved to checkpoints/damaged/, not deleted); without it such a run is refused.",
         "checkpoints", "bool", default=False, may_change_on_resume=True)
+    noise_statistics: bool = setting(
+        "Measure the gradient noise scale B_simple = tr(Sigma) / |G|^2 from the training "
+        "gradients themselves (McCandlish et al. 2018): the per-replica gradients against the "
+        "all-reduced one (one extra all-reduce per step), or on one replica the gradients of "
+        "the two half batches whose sum is the step's gradient (ghost_batch_size must divide "
+        "batch_size / 2; with plain Batch Normalization each half is normalized on its own). "
+        "Moving averages of |G|^2 and tr(Sigma) are checkpointed and logged per epoch as "
+        "grad_norm_sq, trace_sigma, b_simple and b_simple_stderr (history.json, TensorBoard).",
+        "output", "bool", default=False)
+    noise_statistics_decay: float = setting(
+        "Decay of the moving averages of noise_statistics (bias-corrected; 0.99 averages about "
+        "the last 200 steps).", "output", "float", default=0.99, minimum=0.0, below=1.0)
     verbose: int = setting("0 silent, 1 progress bar on a terminal and lines otherwise, 2 one "
                            "line per epoch.", "output", "int", default=1, minimum=0, maximum=2,
                            may_change_on_resume=True)
@@ -518,6 +530,31 @@ class TrainConfig:
             raise ConfigError(
                 f"Expected ghost_batch_size to divide {where}. Received: ghost_batch_size={ghost}")
         return per_replica
+
+    def noise_statistics_batches(self, num_replicas):
+        """`(b, B)`: the small and big batch of `noise_statistics` over `num_replicas`.
+
+        Several replicas: `b` is the per-replica batch. One replica: the
+        batch is split in two halves, `b = batch_size / 2`.
+
+        Raises:
+            ConfigError: on one replica, an odd `batch_size`, or a ghost batch
+                that does not divide the half batch.
+        """
+        per_replica = self.per_replica_batch_size(num_replicas)
+        if num_replicas > 1:
+            return per_replica, self.batch_size
+        half, ghost = self.batch_size // 2, self.ghost_batch_size
+        if self.batch_size % 2 or half == 0:
+            raise ConfigError(
+                "Expected an even batch_size >= 2 with noise_statistics on one replica (the "
+                f"batch is split into two halves). Received: batch_size={self.batch_size}")
+        if ghost and half % ghost:
+            raise ConfigError(
+                f"Expected ghost_batch_size to divide the half batch of {half} with "
+                "noise_statistics on one replica (each half is a forward pass of its own). "
+                f"Received: ghost_batch_size={ghost}, batch_size={self.batch_size}")
+        return half, self.batch_size
 
     @property
     def decay_epochs(self):

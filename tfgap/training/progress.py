@@ -7,7 +7,9 @@ import keras
 
 # The order an epoch's line lists its logs in (any other key follows).
 _ORDER = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-          "learning_rate", "weight_distance")
+          "learning_rate", "weight_distance", "b_simple")
+# Logged (history.json, TensorBoard) but left off the line: `b_simple` stands for them.
+_NOT_PRINTED = ("grad_norm_sq", "trace_sigma", "b_simple_stderr")
 
 
 class ProgressLogger(keras.callbacks.Callback):
@@ -58,10 +60,18 @@ class ProgressLogger(keras.callbacks.Callback):
         if self._bar is not None:
             self._bar.update(self._steps, finalize=True)
             self._bar = None
-        keys = [k for k in _ORDER if k in logs] + [k for k in logs if k not in _ORDER]
+        keys = [k for k in _ORDER if k in logs] + [
+            k for k in logs if k not in _ORDER and k not in _NOT_PRINTED]
         parts = [f"{self._done}/{self._steps}", f"{time.time() - self._start:.0f}s"]
-        parts += [f"{k}: {_format(logs[k])}" for k in keys if logs[k] is not None]
+        parts += [f"{k}: {_format(logs[k])}" + _error(k, logs) for k in keys
+                  if logs[k] is not None]
         print(" - ".join(parts), file=self.stream, flush=True)
+
+
+def _error(key, logs):
+    """` +- stderr` after `b_simple` when the log has one."""
+    stderr = logs.get(f"{key}_stderr") if key == "b_simple" else None
+    return f" +- {_format(stderr)}" if isinstance(stderr, float) and stderr == stderr else ""
 
 
 def _format(value):

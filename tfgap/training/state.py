@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfgap.training import build, checkpointing, rundir
 from tfgap.training.config import ConfigError
 from tfgap.training.epoch_metrics import EpochMetrics
+from tfgap.training.noise_statistics import CheckpointedNoiseStatistics
 
 
 @dataclasses.dataclass
@@ -32,6 +33,9 @@ class RunState:
         checkpointer: the run's `Checkpointer`.
         restored: what `Checkpointer.restore` found (`None`: a fresh run).
         changes: settings changed on resume, `{name: (old, new)}`.
+        noise: the `CheckpointedNoiseStatistics` with `config.noise_statistics`,
+            else `None`.
+        notes: lines to print about the restore (e.g. noise averages restarted).
     """
 
     model: keras.Model
@@ -44,11 +48,15 @@ class RunState:
     checkpointer: checkpointing.Checkpointer
     restored: checkpointing.Restored | None
     changes: dict
+    noise: CheckpointedNoiseStatistics | None = None
+    notes: tuple = ()
 
     def save(self, plan):
         """Writes a checkpoint at `step` (every worker takes part)."""
         self.counters["epoch"].assign(self.step // plan.steps_per_epoch)
         self.metrics.stash()
+        if self.noise is not None:
+            self.noise.stash()
         self.checkpointer.save(self.step)
 
 
@@ -61,6 +69,8 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         CheckpointError: checkpoint files there, none intact (without
             `start_over_if_damaged`).
     """
+    noise_batches = (config.noise_statistics_batches(strategy.num_replicas_in_sync)
+                     if config.noise_statistics else None)
     with strategy.scope():
         model = build.build_model(config, policy)
         optimizer = build.build_optimizer(config, plan, policy)
@@ -75,6 +85,8 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         initial_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name="w0")
                            for v in model.trainable_variables]
         metrics = EpochMetrics()
+        noise = (CheckpointedNoiseStatistics(*noise_batches, config.noise_statistics_decay)
+                 if noise_batches else None)
     checkpoint_dir = rundir.path(config.model_dir, rundir.CHECKPOINTS)
     # Nothing is written to model_dir before the run there is known to fit this config.
     changes = rundir.resume_changes(config,
@@ -83,15 +95,18 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         checkpoint_dir, is_chief=is_chief, task_id=task_id, max_to_keep=config.keep_checkpoints,
         model=model, optimizer=optimizer, step=counters["step"], epoch=counters["epoch"],
         initial_weights=initial_weights, epoch_metrics=metrics,
-        num_validation_examples=counters["num_validation_examples"])
+        num_validation_examples=counters["num_validation_examples"],
+        **({"noise_statistics": noise} if noise is not None else {}))
     restored = checkpointer.restore(start_over=config.start_over_if_damaged)
     if restored is not None and not config.resume_with_changes:
         _check_validation_split(restored, counters["num_validation_examples"], num_validation)
     counters["num_validation_examples"].assign(num_validation)
     step = int(counters["step"].numpy()) if restored else 0
+    note = noise.unstash() if restored and noise is not None else None
     return RunState(model=model, optimizer=optimizer, step=step, resumed_from_step=step,
                     counters=counters, initial_weights=initial_weights, metrics=metrics,
-                    checkpointer=checkpointer, restored=restored, changes=changes)
+                    checkpointer=checkpointer, restored=restored, changes=changes, noise=noise,
+                    notes=(note,) if note else ())
 
 
 def _check_validation_split(restored, variable, num_validation):

@@ -29,7 +29,8 @@ from tfgap import sam
 
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False,
-                    sam_rho=0.0, sam_adaptive=False, label_smoothing=0.0):
+                    sam_rho=0.0, sam_adaptive=False, label_smoothing=0.0,
+                    noise_statistics=False):
     """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
@@ -55,6 +56,33 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         sam_adaptive: ASAM's scale-invariant perturbation (Kwon et al. 2021).
         label_smoothing: `s` in [0, 1), the label smoothing of the training
             loss (the loss row reports the smoothed loss).
+        noise_statistics: also return, per step, the squared norms that
+            `tfgap.advisor.NoiseStatistics` needs (columns 6 and 7, see
+            below). Off (the default), the step is the plain one: the same
+            Python functions and the same graph, 5 columns.
+
+    **Noise statistics.** Two squared norms per step, from the gradients the
+    step computes anyway, in training mode (the run's augmentation, dropout
+    and normalization):
+
+    - `|G_b|^2`, the mean over the step's small gradients of their squared
+      norms, each the gradient of its own mean loss (plus regularization);
+    - `|G_B|^2`, the squared norm of the step's gradient (their mean).
+
+    Over `R > 1` replicas the small gradients are the replicas': replica
+    `r`'s gradient `g_r` is of `sum CE / B + reg / R`, so its own mean-loss
+    gradient is `R g_r` (`b = B / R`); the step's gradient is the all-reduced
+    `sum_r g_r`, for which the step runs one extra all-reduce of the
+    gradients (the optimizer still gets `g_r` and reduces them as always, so
+    the update is bitwise the one without statistics). On one replica the
+    batch is split into two halves of `b = B / 2`, each run forward and
+    backward on its own (`sum CE_half / B + reg / 2`), and the step applies
+    the sum of the two half gradients. With no batch statistics, or Ghost
+    Batch Normalization whose ghost batch divides `B / 2` (moving averages
+    updated ghost by ghost in the same order), the forward is the plain
+    step's; the update differs only by rounding. With plain Batch
+    Normalization each half is normalized with its own statistics (as ghost
+    batches of `B / 2`). Under loss scaling the norms are unscaled.
 
     Returns:
         The step function. Row `i` of its output is step `i`'s
@@ -65,7 +93,8 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         schedule at its own iteration count (under a `LossScaleOptimizer` the
         count does not advance on a skipped step, and neither does the rate). It
         has `num_steps` rows, or fewer when a step was not finite (the last row
-        is then that step).
+        is then that step). With `noise_statistics`, two more columns:
+        `|G_b|^2` and `|G_B|^2` (see above).
     """
     num_replicas = strategy.num_replicas_in_sync
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -110,17 +139,25 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         grad_sq = tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads])
         return loss, correct, count, grad_sq
 
+    width = 5
+    if noise_statistics:
+        replica_step = _measured_replica_step(
+            model, optimizer, num_replicas=num_replicas, global_batch=global_batch,
+            scale_loss=scale_loss, jit_compile=jit_compile, losses=losses,
+            forward_backward=forward_backward, sam_rho=sam_rho, sam_adaptive=sam_adaptive,
+            label_smoothing=label_smoothing)
+        width = 7
+
     @tf.function
     def train_steps(iterator, num_steps):
         rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True,
-                              element_shape=tf.TensorShape([5]))
+                              element_shape=tf.TensorShape([width]))
         for i in tf.range(num_steps):
             x, y = next(iterator)
             learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
             outputs = strategy.run(replica_step, args=(x, y))
-            reduced = tf.stack(
-                [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
-                + [learning_rate])
+            sums = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
+            reduced = tf.stack(sums[:4] + [learning_rate] + sums[4:])
             step_var.assign_add(1)
             rows = rows.write(i, reduced)
             # The reduced numbers are the same on every worker: all stop together.
@@ -129,6 +166,85 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         return rows.stack()
 
     return train_steps
+
+
+def _squared_norm(tensors):
+    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(t, tf.float32))) for t in tensors])
+
+
+def _measured_replica_step(model, optimizer, *, num_replicas, global_batch, scale_loss,
+                           jit_compile, losses, forward_backward, sam_rho, sam_adaptive,
+                           label_smoothing):
+    """The replica step with `noise_statistics` (see `make_train_step`).
+
+    Returns `(loss, correct, count, grad_sq, small_sq, big_sq)` per replica,
+    each to be summed over replicas: `small_sq` sums to `|G_b|^2` and
+    `big_sq` to `|G_B|^2`.
+    """
+    variables = model.trainable_variables
+
+    def half_losses(x, y):
+        logits = tf.cast(model(x, training=True), tf.float32)
+        if label_smoothing:
+            per_example = keras.losses.categorical_crossentropy(
+                tf.one_hot(y, tf.shape(logits)[-1]), logits, from_logits=True,
+                label_smoothing=label_smoothing)
+        else:
+            per_example = keras.losses.sparse_categorical_crossentropy(y, logits,
+                                                                       from_logits=True)
+        loss = tf.reduce_sum(per_example) / global_batch
+        if model.losses:  # one replica, two halves: half the regularization each
+            loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / 2.0
+        return loss, logits, optimizer.scale_loss(loss) if scale_loss else loss
+
+    def half_forward_backward(x, y):
+        with tf.GradientTape() as tape:
+            loss, logits, scaled = half_losses(x, y)
+        grads = tape.gradient(scaled, variables)
+        return loss, logits, [tf.zeros_like(v) if g is None else g
+                              for g, v in zip(grads, variables)]
+
+    if jit_compile:
+        half_forward_backward = tf.function(half_forward_backward, jit_compile=True)
+
+    def unscale(value):
+        if not scale_loss:
+            return value
+        scale = tf.cast(optimizer.dynamic_scale, tf.float32)
+        return value / (scale * scale)
+
+    def replica_step(x, y):
+        y = tf.cast(y, tf.int32)
+        if num_replicas == 1:
+            half = tf.shape(y)[0] // 2
+            first = tf.nest.map_structure(lambda t: t[:half], x)
+            second = tf.nest.map_structure(lambda t: t[half:], x)
+            loss_a, logits_a, grads_a = half_forward_backward(first, y[:half])
+            loss_b, logits_b, grads_b = half_forward_backward(second, y[half:])
+            loss, logits = loss_a + loss_b, tf.concat([logits_a, logits_b], axis=0)
+            grads = [a + b for a, b in zip(grads_a, grads_b)]
+            # The two half-batch mean-loss gradients are 2 g_a and 2 g_b.
+            small_sq = unscale(2.0 * (_squared_norm(grads_a) + _squared_norm(grads_b)))
+            big_sq = unscale(_squared_norm(grads))
+        else:
+            loss, logits, grads = forward_backward(x, y)
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+            reduced = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, grads)
+            # Summed over replicas: mean_r |R g_r|^2 = R sum_r |g_r|^2, and |sum_r g_r|^2.
+            small_sq = unscale(num_replicas * _squared_norm(grads))
+            big_sq = unscale(_squared_norm(reduced)) / num_replicas
+        if sam_rho:
+            grads = sam.sharpness_aware_gradients(lambda: losses(x, y)[2], variables, grads,
+                                                  sam_rho, sam_adaptive)
+        optimizer.apply_gradients(zip(grads, variables))
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y), tf.float32)
+        )
+        count = tf.cast(tf.shape(y)[0], tf.float32)
+        return loss, correct, count, _squared_norm(grads), small_sq, big_sq
+
+    return replica_step
 
 
 def make_eval_step(strategy, model):

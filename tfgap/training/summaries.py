@@ -1,4 +1,4 @@
-"""TensorBoard scalars of a run: loss, accuracy, learning rate, weight distance.
+"""TensorBoard scalars of a run: loss, accuracy, learning rate, weight distance, noise scale.
 
 Only the chief writes (`<model_dir>/logs/train` and `<model_dir>/logs/test`);
 other workers get no-op writers, so several processes never collide on one
@@ -17,7 +17,10 @@ from tfgap.training import rundir
 # The epoch's scalars, by TensorBoard run: {run: {scalar name: log key}}.
 _EPOCH_SCALARS = {
     "train": {"loss": "loss", "accuracy": "accuracy", "learning_rate": "learning_rate",
-              "weight_distance": "weight_distance"},
+              "weight_distance": "weight_distance",
+              # with noise_statistics (absent otherwise: nothing written)
+              "grad_norm_sq": "grad_norm_sq", "trace_sigma": "trace_sigma",
+              "b_simple": "b_simple"},
     "validation": {"loss": "val_loss", "accuracy": "val_accuracy"},
     "test": {"loss": "test_loss", "accuracy": "test_accuracy"},
 }
@@ -89,7 +92,8 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
     Per step (`train` run): `step_loss`, the loss of that step, and
     `learning_rate`. Per epoch: `loss`, `accuracy`, `learning_rate` and
-    `weight_distance` (`train`), `loss` and `accuracy` of `validation` and
+    `weight_distance` (`train`; with `noise_statistics` also `grad_norm_sq`,
+    `trace_sigma` and `b_simple`, the moving averages at the epoch's end), `loss` and `accuracy` of `validation` and
     `test` when evaluated. Only the chief writes.
 
     Args:

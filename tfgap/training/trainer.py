@@ -190,8 +190,9 @@ def _start(config, strategy, user_callbacks, stream, start_time):
     state = build_state(config, strategy, plan, policy=build.policy_name(config),
                         num_validation=splits.num_validation, is_chief=is_chief, task_id=task_id)
     line = state.restored.describe() if state.restored else state.checkpointer.note
-    if line and is_chief and config.verbose:
-        print(line, file=stream or sys.stdout, flush=True)
+    for line in (line, *state.notes):
+        if line and is_chief and config.verbose:
+            print(line, file=stream or sys.stdout, flush=True)
 
     os.makedirs(config.model_dir, exist_ok=True)
     history, distance_record, changes = rundir.read_history(config.model_dir, state.step)
@@ -213,7 +214,7 @@ def _start(config, strategy, user_callbacks, stream, start_time):
         strategy, state.model, state.optimizer, state.counters["step"],
         global_batch_size=config.batch_size, jit_compile=config.jit_compile,
         sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
-        label_smoothing=config.label_smoothing)
+        label_smoothing=config.label_smoothing, noise_statistics=config.noise_statistics)
     weights = state.model.trainable_variables
     distance = tf.function(lambda: weight_distance(weights, state.initial_weights))
 
@@ -274,6 +275,8 @@ def _train_epochs(run):
         logs = dict(state.metrics.values(), **(_evaluate(run) if evaluate else {}))
         logs["learning_rate"] = build.current_learning_rate(state.optimizer)
         logs["weight_distance"] = float(run.facts["distance"]())
+        if state.noise is not None:
+            logs.update(state.noise.stats.values())
         run.callbacks.on_epoch_end(epoch, logs)
         if end_of_run:
             break  # `_finish` saves
@@ -290,7 +293,10 @@ def _train_epoch(run, epoch, skip):
     while state.step < epoch_end and not state.model.stop_training:
         num_steps = run.pacer.call_end(state.step, epoch_end) - state.step
         rows = run.pacer.timed(_call, run.train_steps, iterator, num_steps)
-        for loss, correct, count, grad_sq, learning_rate in rows:
+        for row in rows:
+            loss, correct, count, grad_sq, learning_rate = row[:5]
+            if state.noise is not None:  # |G_b|^2, |G_B|^2
+                state.noise.stats.update(row[5], row[6])
             state.step += 1
             _check_finite(run, loss, grad_sq, epoch)
             state.metrics.add(loss=loss, correct=correct, count=count)
