@@ -26,6 +26,13 @@ adaptation that trains the predicted steps, and one recommendation.
   `TrainConfig` through `tfgap.training.train`.
 - `predicted_steps`, `predicted_examples`, `min_steps`, `fit_tradeoff`: the
   trade-off and its least-squares fit to measured steps.
+- Statistics from the training gradients (`tfgap.advisor.gradient_statistics`,
+  NumPy): `two_batch_estimates`, `NoiseStatistics` (moving averages of
+  `|G|^2` and `tr(Sigma)` along a run: the trainer's `noise_statistics`),
+  `curvature_draw` / `noise_scales` / `estimate_noise_scales` (`B_noise =
+  tr(H Sigma) / G^T H G` beside `B_simple`, with standard errors), `eps_opt`;
+  `GradientStatisticsModel(model)` (TensorFlow backend): the same statistics
+  in `model.fit`.
 
 The command: `python -m tfgap.recipes.advise` (docs/advisor.md).
 """
@@ -36,6 +43,17 @@ from tfgap.advisor.advice import (
     advise,
     candidate_batch_sizes,
     ghost_batch_size_for,
+)
+from tfgap.advisor.gradient_statistics import (
+    CurvatureDraw,
+    GradientStatisticsError,
+    NoiseScales,
+    NoiseStatistics,
+    curvature_draw,
+    eps_opt,
+    estimate_noise_scales,
+    noise_scales,
+    two_batch_estimates,
 )
 from tfgap.advisor.measure import Measurement, measure_run, measure_step_times
 from tfgap.advisor.noise import (
@@ -58,7 +76,12 @@ from tfgap.advisor.tradeoff import (
 __all__ = [
     "Advice",
     "Candidate",
+    "CurvatureDraw",
+    "GradientStatisticsError",
+    "GradientStatisticsModel",
     "Measurement",
+    "NoiseScales",
+    "NoiseStatistics",
     "NoiseScaleError",
     "NoiseScaleEstimate",
     "NoiseScaleTracker",
@@ -67,6 +90,9 @@ __all__ = [
     "advise",
     "candidate_batch_sizes",
     "combine_chunks",
+    "curvature_draw",
+    "eps_opt",
+    "estimate_noise_scales",
     "fit_tradeoff",
     "ghost_batch_size_for",
     "measure_noise_scale",
@@ -76,4 +102,17 @@ __all__ = [
     "pool_estimates",
     "predicted_examples",
     "predicted_steps",
+    "two_batch_estimates",
 ]
+
+# TensorFlow-backend only (tf.GradientTape, tf.distribute): imported on first use, so that
+# importing tfgap.advisor imports no TensorFlow under JAX or PyTorch.
+_LAZY = {"GradientStatisticsModel": "tfgap.advisor.fit_statistics"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tfgap.advisor' has no attribute {name!r}")
