@@ -230,7 +230,10 @@ def test_rows_differ_only_in_what_their_names_say(study):
     configs = {name: _run_result(study, name)["config"] for name in ROWS
                if name not in _sources(study)}
     rows = {r["name"]: r for r in study["results"]["regimes"]}
-    per_run = {"model_dir", "export_dir", "eval_every_epochs"}
+    per_run = {"model_dir", "export_dir", "eval_every_epochs", "jit_compile"}
+    # How a run is computed, not what it is: XLA exactly for the long (+RA) rows.
+    assert {n for n in configs if configs[n]["jit_compile"]} == {
+        n for n in configs if n.endswith("+RA")}
 
     def differ(a, b):
         return {k for k in configs[a] if configs[a][k] != configs[b][k]} - per_run

@@ -387,11 +387,16 @@ def _run_config(config, row, seed, output_dir, export_dir):
     every = max(1, int(round(stretch))) * config.eval_every_epochs
     if not row.curves:
         every = max(every, int(math.ceil(config.epochs * stretch)))
+    # The long rows (+RA: B_L / B_S times SB's epochs at B_L) are XLA-compiled: 1.6x
+    # faster there on this study's CPU machine, whereas on short runs the compile costs more
+    # than it saves (docs/study.md, "parallel runs"). Like the thread count, it changes how
+    # a row is computed, not what it is: sums in another order, the last bits.
     return config.replace(
         model_dir=run_dir(output_dir, row.name, seed),
         seed=seed,
         export_dir=export_dir,
         eval_every_epochs=every,
+        jit_compile=config.jit_compile or row.long,
         verbose=0,
     )
 
