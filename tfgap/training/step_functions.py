@@ -100,8 +100,8 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     global_batch = float(global_batch_size)
 
-    def losses(x, y):
-        """`(loss, logits, scaled loss)` of this replica's share of the batch."""
+    def losses(x, y, shares=num_replicas):
+        """`(loss, logits, scaled loss)` of this share of the batch (one of `shares`)."""
         logits = tf.cast(model(x, training=True), tf.float32)
         if label_smoothing:
             per_example = keras.losses.categorical_crossentropy(
@@ -112,12 +112,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
                                                                        from_logits=True)
         loss = tf.reduce_sum(per_example) / global_batch
         if model.losses:
-            loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas
+            loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / shares
         return loss, logits, optimizer.scale_loss(loss) if scale_loss else loss
 
-    def forward_backward(x, y):
+    def forward_backward(x, y, shares=num_replicas):
         with tf.GradientTape() as tape:
-            loss, logits, scaled = losses(x, y)
+            loss, logits, scaled = losses(x, y, shares)
         grads = tape.gradient(scaled, model.trainable_variables)
         return loss, logits, grads
 
@@ -142,10 +142,8 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     width = 5
     if noise_statistics:
         replica_step = _measured_replica_step(
-            model, optimizer, num_replicas=num_replicas, global_batch=global_batch,
-            scale_loss=scale_loss, jit_compile=jit_compile, losses=losses,
-            forward_backward=forward_backward, sam_rho=sam_rho, sam_adaptive=sam_adaptive,
-            label_smoothing=label_smoothing)
+            model, optimizer, num_replicas=num_replicas, scale_loss=scale_loss, losses=losses,
+            forward_backward=forward_backward, sam_rho=sam_rho, sam_adaptive=sam_adaptive)
         width = 7
 
     @tf.function
@@ -172,40 +170,24 @@ def _squared_norm(tensors):
     return tf.add_n([tf.reduce_sum(tf.square(tf.cast(t, tf.float32))) for t in tensors])
 
 
-def _measured_replica_step(model, optimizer, *, num_replicas, global_batch, scale_loss,
-                           jit_compile, losses, forward_backward, sam_rho, sam_adaptive,
-                           label_smoothing):
+def _measured_replica_step(model, optimizer, *, num_replicas, scale_loss, losses,
+                           forward_backward, sam_rho, sam_adaptive):
     """The replica step with `noise_statistics` (see `make_train_step`).
 
+    `losses` and `forward_backward` are the plain step's, with the number of
+    shares the regularization is split into (two halves on one replica).
     Returns `(loss, correct, count, grad_sq, small_sq, big_sq)` per replica,
     each to be summed over replicas: `small_sq` sums to `|G_b|^2` and
     `big_sq` to `|G_B|^2`.
     """
     variables = model.trainable_variables
 
-    def half_losses(x, y):
-        logits = tf.cast(model(x, training=True), tf.float32)
-        if label_smoothing:
-            per_example = keras.losses.categorical_crossentropy(
-                tf.one_hot(y, tf.shape(logits)[-1]), logits, from_logits=True,
-                label_smoothing=label_smoothing)
-        else:
-            per_example = keras.losses.sparse_categorical_crossentropy(y, logits,
-                                                                       from_logits=True)
-        loss = tf.reduce_sum(per_example) / global_batch
-        if model.losses:  # one replica, two halves: half the regularization each
-            loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / 2.0
-        return loss, logits, optimizer.scale_loss(loss) if scale_loss else loss
+    def dense(grads):
+        return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
 
     def half_forward_backward(x, y):
-        with tf.GradientTape() as tape:
-            loss, logits, scaled = half_losses(x, y)
-        grads = tape.gradient(scaled, variables)
-        return loss, logits, [tf.zeros_like(v) if g is None else g
-                              for g, v in zip(grads, variables)]
-
-    if jit_compile:
-        half_forward_backward = tf.function(half_forward_backward, jit_compile=True)
+        loss, logits, grads = forward_backward(x, y, 2)  # half the regularization each
+        return loss, logits, dense(grads)
 
     def unscale(value):
         if not scale_loss:
@@ -228,7 +210,7 @@ def _measured_replica_step(model, optimizer, *, num_replicas, global_batch, scal
             big_sq = unscale(_squared_norm(grads))
         else:
             loss, logits, grads = forward_backward(x, y)
-            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+            grads = dense(grads)
             reduced = tf.distribute.get_replica_context().all_reduce(
                 tf.distribute.ReduceOp.SUM, grads)
             # Summed over replicas: mean_r |R g_r|^2 = R sum_r |g_r|^2, and |sum_r g_r|^2.
