@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["advice", "fit_statistics", "gradient_statistics", "measure", "noise", "tradeoff"]
+MODULES = ["advice", "curvature", "fit_statistics", "gradient_statistics", "measure", "noise", "tradeoff"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,12 +1,9 @@
 """The two-batch estimators against closed forms: linear and softmax regression in NumPy.
 
-A finite population of `n` examples sampled with replacement makes every
-statistic exact: the per-example gradients `g_i` give `G = mean g_i`,
-`Sigma = mean (g_i - G)(g_i - G)^T` (the 1/n covariance: a batch of `b` draws
-with replacement has covariance exactly `Sigma / b`) and the Hessian `H` the
-mean per-example Hessian. The inputs have spread scales, so `H` is far from a
-multiple of the identity and `B_noise = tr(H Sigma) / G^T H G` differs from
-`B_simple = tr(Sigma) / |G|^2` by a factor the closed forms give.
+The problems and their exact statistics are in `closed_forms` (shared with the
+tests of `measure_noise_scales`): per-example gradients of a finite
+population sampled with replacement, where `H` is far from a multiple of the
+identity and `B_noise` differs from `B_simple` by a known factor.
 """
 
 import math
@@ -14,63 +11,19 @@ import math
 import numpy as np
 import pytest
 
+from tests.advisor.closed_forms import (
+    closed_forms,
+    draws_of,
+    linear_regression,
+    softmax_regression,
+    within,
+)
 from tfgap.advisor import gradient_statistics as gs
-
-SCALES = np.array([3.0, 1.0, 0.3, 0.1])
-
-
-def linear_regression(seed=0, n=400):
-    """Per-example gradients `[n, d]`, per-example Hessians `[n, d, d]`, and `w`."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)) * SCALES
-    y = x @ np.array([1.0, -2.0, 3.0, 0.5]) + rng.normal(size=n)
-    # Away from the optimum along flat directions (G = H (w - w*) lies where H is small)
-    # while the noise follows the sharp ones: B_noise = 4.3 B_simple.
-    w = np.array([1.0, -2.0, 3.0, 0.5]) + np.array([0.0, 0.5, 0.0, 2.0])
-    residual = x @ w - y                  # loss_i = residual_i^2 / 2
-    return x * residual[:, None], x[:, :, None] * x[:, None, :]
-
-
-def softmax_regression(seed=0, n=300, classes=3):
-    """The same for softmax regression with weights `[d, C]` (flattened row-major)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)) * SCALES
-    y = rng.integers(0, classes, size=n)
-    w = rng.normal(size=(4, classes)) * 0.5
-    logits = x @ w
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    delta = p - np.eye(classes)[y]
-    grads = (x[:, :, None] * delta[:, None, :]).reshape(n, -1)
-    curvature = p[:, :, None] * np.eye(classes) - p[:, :, None] * p[:, None, :]  # [n, C, C]
-    hessians = np.einsum("ni,nj,nab->niajb", x, x, curvature).reshape(n, 4 * classes,
-                                                                       4 * classes)
-    return grads, hessians
-
-
-def closed_forms(grads, hessians):
-    G = grads.mean(axis=0)
-    centred = grads - G
-    sigma = centred.T @ centred / len(grads)
-    H = hessians.mean(axis=0)
-    return dict(norm_sq=G @ G, trace=np.trace(sigma), curvature=G @ H @ G,
-                trace_curvature=np.trace(H @ sigma), G=G, H=H, sigma=sigma)
-
-
-def draws_of(grads, rng, *, num_draws, k, b):
-    """`[num_draws, k, d]` small-batch mean gradients (draws with replacement)."""
-    index = rng.integers(0, len(grads), size=(num_draws, k, b))
-    return grads[index].mean(axis=2)
-
-
-def within(mean, sd, count, expected, sigmas=4.0):
-    stderr = sd / math.sqrt(count)
-    assert abs(mean - expected) <= sigmas * stderr, (mean, expected, stderr)
 
 
 @pytest.mark.parametrize("problem", [linear_regression, softmax_regression])
 def test_two_batch_estimates_are_unbiased(problem):
-    grads, hessians = problem()
+    grads, hessians = problem()[:2]
     exact = closed_forms(grads, hessians)
     rng = np.random.default_rng(1)
     k, b, count = 4, 8, 20000
@@ -87,7 +40,7 @@ def test_two_batch_estimates_are_unbiased(problem):
 @pytest.mark.parametrize("problem", [linear_regression, softmax_regression])
 def test_hessian_weighted_estimates_are_unbiased_and_b_noise_differs_by_the_known_factor(
         problem):
-    grads, hessians = problem()
+    grads, hessians = problem()[:2]
     exact = closed_forms(grads, hessians)
     b_simple = exact["trace"] / exact["norm_sq"]
     b_noise = exact["trace_curvature"] / exact["curvature"]
@@ -114,7 +67,7 @@ def test_hessian_weighted_estimates_are_unbiased_and_b_noise_differs_by_the_know
 
 
 def test_the_standard_errors_match_the_spread_of_repeated_measurements():
-    grads, hessians = linear_regression()
+    grads, hessians = linear_regression()[:2]
     rng = np.random.default_rng(3)
     results = []
     for _ in range(200):
@@ -149,7 +102,7 @@ def test_eps_opt_is_the_best_step_of_the_quadratic():
     compares it with `eps_opt` from the closed-form statistics and from the
     estimated ones.
     """
-    grads, hessians = linear_regression()
+    grads, hessians = linear_regression()[:2]
     exact = closed_forms(grads, hessians)
     G, H = exact["G"], exact["H"]
     eps_max = exact["norm_sq"] / exact["curvature"]
@@ -207,7 +160,7 @@ def test_moving_averages_are_bias_corrected_and_resume_exactly():
 
 
 def test_the_moving_average_error_matches_the_spread_of_independent_runs():
-    grads, _ = linear_regression()
+    grads = linear_regression().grads
     exact = closed_forms(grads, np.zeros((1, 4, 4)))
     rng = np.random.default_rng(6)
     finals, errors = [], []

@@ -44,6 +44,7 @@ from tfgap.advisor.advice import (
     candidate_batch_sizes,
     ghost_batch_size_for,
 )
+from tfgap.advisor.curvature import measure_noise_scales
 from tfgap.advisor.gradient_statistics import (
     CurvatureDraw,
     GradientStatisticsError,
@@ -96,6 +97,7 @@ __all__ = [
     "fit_tradeoff",
     "ghost_batch_size_for",
     "measure_noise_scale",
+    "measure_noise_scales",
     "measure_run",
     "measure_step_times",
     "min_steps",

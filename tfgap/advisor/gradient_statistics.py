@@ -466,10 +466,14 @@ def estimate_noise_scales(draw_gradients, hvp, *, small_batch, gauss_newton=None
     Args:
         draw_gradients: a sequence of `[k, n]` arrays, one per independent
             draw (see `curvature_draw`).
-        hvp: `v -> H v` (the Hessian on an independent batch).
+        hvp: `v -> H v` (the Hessian on an independent batch), or a
+            sequence of them, one per draw (each on its own independent
+            batch: then the draws are independent, curvature included, and
+            the standard errors count the Hessian batches' spread too).
         small_batch: `b`.
         gauss_newton: optional `v -> GN v` (the Gauss-Newton product on the
-            same independent batch). Used instead of `hvp` when the mean
+            same independent batch; a sequence for a sequence of `hvp`).
+            Used instead of `hvp` when the mean
             estimate of `G^T H G` is not positive (curvature along `G`
             negative or too small to measure), where `eps_max` and `B_noise`
             are not defined; the result's `product` says which was used.
@@ -491,7 +495,9 @@ def estimate_noise_scales(draw_gradients, hvp, *, small_batch, gauss_newton=None
     draw_gradients = list(draw_gradients)
     if not draw_gradients:
         raise GradientStatisticsError("Expected at least one draw of gradients. Received none.")
-    draws = [curvature_draw(g, hvp, small_batch=small_batch) for g in draw_gradients]
+    products = _per_draw("hvp", hvp, len(draw_gradients))
+    draws = [curvature_draw(g, h, small_batch=small_batch)
+             for g, h in zip(draw_gradients, products)]
     scales = noise_scales(draws, product="hessian")
     if scales.curvature > 0:
         return scales
@@ -500,8 +506,22 @@ def estimate_noise_scales(draw_gradients, hvp, *, small_batch, gauss_newton=None
             f"The curvature along the gradient G^T H G came out {scales.curvature:.3g} (not "
             "positive): B_noise and eps_max are undefined there. Expected a positive value; "
             "pass `gauss_newton=` (a positive semi-definite product) to fall back to it.")
-    draws = [curvature_draw(g, gauss_newton, small_batch=small_batch) for g in draw_gradients]
+    products = _per_draw("gauss_newton", gauss_newton, len(draw_gradients))
+    draws = [curvature_draw(g, h, small_batch=small_batch)
+             for g, h in zip(draw_gradients, products)]
     return noise_scales(draws, product="gauss_newton")
+
+
+def _per_draw(name, product, count):
+    """`product` repeated `count` times, or the sequence itself when it has one per draw."""
+    if callable(product):
+        return [product] * count
+    products = list(product)
+    if len(products) != count or not all(callable(p) for p in products):
+        raise GradientStatisticsError(
+            f"Expected `{name}` to be a function or a sequence of {count} functions (one per "
+            f"draw). Received {len(products)} items.")
+    return products
 
 
 # -- the learning rate -----------------------------------------------------------------------
