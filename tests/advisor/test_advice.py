@@ -1,5 +1,6 @@
 """advise(): candidates, rates, ghosts, remedies and the recommendation, worked by hand."""
 
+import dataclasses
 import json
 import math
 
@@ -8,6 +9,7 @@ import pytest
 from tfgap.advisor import (
     Advice,
     NoiseScaleError,
+    NoiseScales,
     advise,
     candidate_batch_sizes,
     combine_chunks,
@@ -56,8 +58,8 @@ def test_candidates_worked_by_hand():
     assert b1600.warmup_epochs == pytest.approx(2.5)
     assert b1600.regime_adapted_steps == 640
 
-    # Constant step times: the largest batch <= B_simple.
-    assert a.recommended == b400
+    # The candidate closest to B_crit = B_simple = 400 (no B_noise measured).
+    assert a.recommended == b400 and a.b_crit == 400.0 and a.b_crit_source == "b_simple"
     assert a.flags() == {"batch_size": 400, "base_batch_size": 50, "lr_scaling": "sqrt",
                          "warmup_epochs": 0.8888, "ghost_batch_size": 50,
                          "regime_adaptation": 1.7778}
@@ -67,14 +69,15 @@ def test_candidates_worked_by_hand():
     assert len(table) == 7 and table[4].startswith("*") and "LR,warmup,GBN,RA" in table[4]
 
 
-def test_measured_step_times_move_the_recommendation():
+def test_measured_step_times_fill_the_wall_time_column_but_do_not_move_the_recommendation():
     times = {50: 1.0, 100: 1.0, 200: 1.0, 400: 3.0}
     a = advise(400.0, step_times=times, **dict(BASE, max_batch_size=400))
     c = by_batch(a)
     # Steps 720, 400, 240, 160; wall = steps x time: 720, 400, 240, 480.
     assert [c[b].relative_wall_time for b in (100, 200, 400)] == pytest.approx(
         [400 / 720, 240 / 720, 480 / 720])
-    assert a.recommended.batch_size == 200
+    # The rule is the trade-off's (closest to B_crit = 400), not the least wall time (200).
+    assert a.recommended.batch_size == 400
     with pytest.raises(ValueError, match="missing"):
         advise(400.0, step_times={50: 1.0}, **BASE)
 
@@ -86,7 +89,7 @@ def test_warmup_ends_by_the_first_stretched_boundary():
 
 def test_small_batch_already_past_critical():
     a = advise(20.0, **BASE)
-    assert a.recommended.batch_size == 50
+    assert a.recommended.batch_size == 50  # the closest candidate to 20
     assert all(c.beyond_critical for c in a.candidates)
     assert any("below the small batch" in w for w in a.warnings)
 
@@ -164,3 +167,125 @@ def test_the_small_batch_row_is_the_trusted_regime_itself():
     small = a.candidates[0]
     assert small.batch_size == 50 and small.regime_adaptation == 1.0 and small.remedies == ()
     assert small.predicted_steps == pytest.approx(640.0)
+
+
+def test_the_recommendation_is_the_candidate_closest_to_b_crit_in_log_distance():
+    # 560 / 400 = 1.40 < 800 / 560 = 1.43: 400. 580 / 400 = 1.45 > 800 / 580 = 1.38: 800
+    # (the largest doubling below B_crit would still say 400).
+    assert advise(560.0, **BASE).recommended.batch_size == 400
+    assert advise(580.0, **BASE).recommended.batch_size == 800
+    # The geometric midpoint 400 sqrt(2) is a tie: the smaller batch.
+    assert advise(400 * math.sqrt(2), **BASE).recommended.batch_size == 400
+    beyond = advise(10_000.0, **BASE)
+    assert beyond.recommended.batch_size == 1600
+    assert any("above twice the largest candidate 1600" in w for w in beyond.warnings)
+
+
+def test_each_candidate_states_its_cost_relative_to_the_minimum():
+    a = advise(400.0, b_simple_stderr=40.0, **BASE)
+    c = by_batch(a)
+    # B = 200: S/S_min = 1 + 400/200 = 3 in (1 + 360/200, 1 + 440/200) = (2.8, 3.2);
+    # E/E_min = 1 + 200/400 = 1.5 in (1 + 200/440, 1 + 200/360).
+    assert c[200].relative_steps == pytest.approx(3.0)
+    assert c[200].relative_steps_interval == pytest.approx((2.8, 3.2))
+    assert c[200].relative_examples == pytest.approx(1.5)
+    assert c[200].relative_examples_interval == pytest.approx((1 + 200 / 440, 1 + 200 / 360))
+    # The steps and examples columns agree with the relative ones.
+    for b, cand in c.items():
+        assert cand.predicted_steps == pytest.approx(a.s_min * cand.relative_steps)
+        assert cand.predicted_examples == pytest.approx(a.e_min * cand.relative_examples)
+    assert c[400].relative_steps == c[400].relative_examples == pytest.approx(2.0)
+    # A standard error as large as B_crit: the examples' interval is unbounded above.
+    wide = by_batch(advise(400.0, b_simple_stderr=400.0, **BASE))
+    assert wide[200].relative_examples_interval[1] == math.inf
+    assert wide[200].relative_steps_interval[0] == pytest.approx(1.0)
+    text = a.format_table()
+    assert "S/S_min" in text and "3 (2.8-3.2)" in text and "lr eps_opt" not in text
+    assert "2x the fewest steps" in a.recommendation() or "2 (1.9-2.1)x" in a.recommendation()
+
+
+SCALES = NoiseScales(
+    b_simple=400.0, b_noise=800.0, ratio=2.0, eps_max=0.5, b_simple_stderr=40.0,
+    b_noise_stderr=80.0, ratio_stderr=0.2, eps_max_stderr=0.05, norm_sq=1.0, trace=400.0,
+    curvature=2.0, trace_curvature=1600.0, product="hessian", num_draws=16, small_batch=50,
+    big_batch=200)
+
+
+def test_measured_b_noise_sets_b_crit_and_the_eps_opt_rate():
+    a = advise(400.0, b_simple_stderr=40.0, noise_scales=SCALES, momentum=0.9, **BASE)
+    c = by_batch(a)
+    assert (a.b_crit, a.b_crit_stderr, a.b_crit_source) == (800.0, 80.0, "b_noise")
+    assert (a.b_noise, a.ratio, a.eps_max, a.momentum) == (800.0, 2.0, 0.5, 0.9)
+    # S_min = 720 / (1 + 800 / 50) = 720 / 17; the closest candidate to 800 is 800.
+    assert a.s_min == pytest.approx(720 / 17) and a.e_min == pytest.approx(720 / 17 * 800)
+    assert a.recommended.batch_size == 800
+    assert c[800].relative_steps_interval == pytest.approx((1.9, 2.1))
+    # eps_opt(B) = (1 - 0.9) * 0.5 / (1 + 800 / B): 0.025 at 800, 0.05 / 17 at 50.
+    assert c[800].learning_rate_eps_opt == pytest.approx(0.025)
+    assert c[50].learning_rate_eps_opt == pytest.approx(0.05 / 17)
+    assert a.learning_rate_rule == "eps_opt" and a.learning_rate_of() == pytest.approx(0.025)
+    assert a.flags()["lr_scaling"] == "none"
+    assert a.flags()["lr_multiplier"] == pytest.approx(0.025 / 0.02)
+    assert "lr 0.025 (eps_opt rule" in a.recommendation()
+    assert "B_crit = B_noise = 800" in a.recommendation()
+    text = "\n".join(a.explanation())
+    assert "B_noise = 800 +- 80" in text and "B_noise / B_simple = 2 +- 0.2" in text
+    assert "closest to B_crit" in text and "measured curvature" in text
+    assert "lr eps_opt" in a.format_table()
+    # What model.fit needs: 3600 // 800 = 4 steps per epoch, regime adaptation
+    # S(800) / (10 epochs x 4) = (2 x 720 / 17) / 40, so the schedule plans S(800) steps.
+    fit = a.fit_arguments()
+    schedule = fit["learning_rate"]
+    assert fit["batch_size"] == 800 and schedule.steps_per_epoch == 4
+    assert schedule.total_steps == round(2 * 720 / 17)
+    assert fit["epochs"] == math.ceil(schedule.total_steps / 4)
+    assert float(schedule(schedule.total_steps - 1)) == pytest.approx(0.025)
+
+
+def test_without_b_noise_the_advice_says_it_uses_the_sqrt_rule():
+    a = advise(400.0, **BASE)
+    assert a.learning_rate_rule == "sqrt" and a.b_noise is None
+    assert all(c.learning_rate_eps_opt is None for c in a.candidates)
+    assert "not measured" in a.learning_rate_reason
+    assert "Learning rate: sqrt rule. B_noise and eps_max were not measured" in "\n".join(
+        a.explanation())
+    assert "lr_multiplier" not in a.flags()
+    schedule = a.schedule()
+    # sqrt rule at 400: 0.02 sqrt(8), planned over S(400) = 160 steps (9 per epoch).
+    assert float(schedule(159)) == pytest.approx(0.02 * math.sqrt(8), rel=1e-6)
+    assert schedule.total_steps == 160
+
+
+def test_unusable_b_noise_falls_back_with_a_warning():
+    bad = dataclasses.replace(SCALES, b_noise=float("nan"))
+    a = advise(400.0, noise_scales=bad, **BASE)
+    assert a.b_crit_source == "b_simple" and a.learning_rate_rule == "sqrt"
+    assert any("falls back to B_simple" in w for w in a.warnings)
+    with pytest.raises(ValueError, match="NoiseScales.*Received dict"):
+        advise(400.0, noise_scales={"b_noise": 3}, **BASE)
+
+
+def test_advice_files_without_the_new_fields_still_load():
+    a = advise(400.0, b_simple_stderr=40.0, noise_scales=SCALES, **BASE)
+    new = {"b_crit", "b_crit_stderr", "b_crit_source", "b_noise", "b_noise_stderr", "ratio",
+           "ratio_stderr", "eps_max", "eps_max_stderr", "momentum", "learning_rate_rule",
+           "learning_rate_reason"}
+    new_candidate = {"learning_rate_eps_opt", "relative_steps", "relative_steps_interval",
+                     "relative_examples", "relative_examples_interval"}
+    old = {k: v for k, v in advise(400.0, b_simple_stderr=40.0, **BASE).to_dict().items()
+           if k not in new}
+    for key in ("candidates",):
+        old[key] = [{k: v for k, v in c.items() if k not in new_candidate} for c in old[key]]
+    old["recommended"] = {k: v for k, v in old["recommended"].items() if k not in new_candidate}
+    back = Advice.from_json(json.dumps(old))
+    assert back.b_crit == 400.0 and back.b_crit_stderr == 40.0
+    assert back.learning_rate_rule == "sqrt" and back.recommended.relative_steps is None
+    assert back.flags()["batch_size"] == 400 and "Recommended: batch 400" in back.recommendation()
+    assert "S/S_min" not in back.format_table()
+    # The new file round-trips, strict JSON even with a non-finite error.
+    odd = advise(400.0, noise_scales=dataclasses.replace(SCALES, b_noise_stderr=float("nan")),
+                 **dict(BASE, max_batch_size=3200))
+    text = json.dumps(odd.to_dict(), allow_nan=False)
+    back = Advice.from_json(text)
+    assert math.isnan(back.b_noise_stderr) and back.recommended == odd.recommended
+    assert Advice.from_json(a.to_json()) == a

@@ -1,4 +1,20 @@
-"""From a measured noise scale to candidate batch sizes, rates, ghosts and one recommendation."""
+"""From measured noise scales to candidate batch sizes, rates, costs and one recommendation.
+
+The recommendation rule: the candidate closest to the critical batch `B_crit`
+itself (in `|log(B / B_crit)|`; a tie goes to the smaller batch). McCandlish
+et al. 2018 (arXiv 1812.06162, eqs. 2.11-2.12) give, at batch `B = r B_crit`,
+
+```
+S / S_min = 1 + 1 / r        E / E_min = 1 + r
+```
+
+so `r = 1` costs twice the fewest steps and twice the fewest examples, and
+the candidate closest to `B_crit` in log distance is the one with the least
+worse of the two overheads, `max(S / S_min, E / E_min)`: a smaller batch pays
+in steps (time), a larger one in examples (compute) by the same factors.
+`B_crit` is `B_noise` when it was measured (`tfgap.advisor.measure_noise_scales`),
+else `B_simple`.
+"""
 
 import dataclasses
 import json
@@ -7,9 +23,11 @@ import numbers
 
 from tfgap import schedules
 from tfgap.advisor import tradeoff
-from tfgap.advisor.noise import NoiseScaleError, NoiseScaleEstimate
+from tfgap.advisor.gradient_statistics import eps_opt
+from tfgap.advisor.noise import NoiseScaleError, NoiseScaleEstimate, _json_float
 
 SCALINGS = ("sqrt", "linear")
+RATE_RULES = ("eps_opt", *SCALINGS)
 REMEDIES = ("LR", "warmup", "GBN", "RA")
 # A relative standard error of B_simple above this is reported as a warning.
 UNCERTAIN_RELATIVE_ERROR = 0.5
@@ -22,7 +40,7 @@ class Candidate:
     Attributes:
         batch_size: the global batch `B`.
         per_replica_batch_size: `B / num_replicas`.
-        predicted_steps: `S(B) = S_min (1 + B_simple / B)`.
+        predicted_steps: `S(B) = S_min (1 + B_crit / B)`.
         predicted_examples: `E(B) = B S(B)`.
         predicted_epochs: `E(B) / num_train_examples`.
         relative_wall_time: `S(B) t(B) / (S(B_0) t(B_0))`, `t` the time of one
@@ -37,7 +55,14 @@ class Candidate:
         ghost_batch_size: the ghost batch (dividing the per-replica batch); 0
             for plain normalization.
         remedies: which of `"LR"`, `"warmup"`, `"GBN"`, `"RA"` to apply.
-        beyond_critical: `B > B_simple`: more than twice the fewest examples.
+        beyond_critical: `B > B_crit`: more than twice the fewest examples.
+        learning_rate_eps_opt: `eps_opt(B) = (1 - momentum) eps_max /
+            (1 + B_noise / B)` (McCandlish et al. 2018, section 2.2), `None`
+            when `B_noise` and `eps_max` were not measured.
+        relative_steps, relative_examples: `S / S_min = 1 + B_crit / B` and
+            `E / E_min = 1 + B / B_crit`.
+        relative_steps_interval, relative_examples_interval: their 68%
+            intervals, the images of `B_crit +- stderr` (`tradeoff.relative_cost`).
     """
 
     batch_size: int
@@ -54,16 +79,28 @@ class Candidate:
     ghost_batch_size: int
     remedies: tuple
     beyond_critical: bool
+    learning_rate_eps_opt: float | None = None
+    relative_steps: float | None = None
+    relative_steps_interval: tuple | None = None
+    relative_examples: float | None = None
+    relative_examples_interval: tuple | None = None
 
     def to_dict(self):
         out = dataclasses.asdict(self)
         out["remedies"] = list(self.remedies)
+        for key in ("relative_steps_interval", "relative_examples_interval"):
+            if out[key] is not None:
+                out[key] = [_json_float(v) for v in out[key]]
         return out
 
     @classmethod
     def from_dict(cls, values):
+        """The inverse of `to_dict`; files written before the cost fields still load."""
         values = dict(values)
         values["remedies"] = tuple(values["remedies"])
+        for key in ("relative_steps_interval", "relative_examples_interval"):
+            if values.get(key) is not None:
+                values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
 
 
@@ -72,16 +109,17 @@ class Advice:
     """The advisor's output: the noise scale, the candidates and the recommendation.
 
     Attributes:
-        b_simple: the gradient noise scale the advice uses (`B_crit ~ B_simple`).
+        b_simple: the simple gradient noise scale `tr(Sigma) / |G|^2`.
         b_simple_stderr: its standard error.
         small_batch_size: `B_small`, the batch of the trusted regime.
         epochs: the trusted regime's length in epochs at `B_small`.
         num_train_examples: the training examples per epoch.
         small_steps: `S_small`, the trusted regime's length in steps.
         learning_rate: the small-batch learning rate that the rules scale.
-        scaling: the rule of the recommendation, `"sqrt"` or `"linear"`.
-        s_min: `S_small / (1 + B_simple / B_small)`.
-        e_min: `S_min * B_simple`.
+        scaling: the scaling rule used when `eps_opt` is not (`"sqrt"` or
+            `"linear"`; the table shows both).
+        s_min: `S_small / (1 + B_crit / B_small)`.
+        e_min: `S_min * B_crit`.
         num_replicas: replicas the global batch is split over.
         max_batch_size: the largest batch considered.
         candidates: the `Candidate`s, by increasing batch size.
@@ -89,6 +127,18 @@ class Advice:
         warnings: what the user should know (uncertain or extreme values).
         measurements: the `NoiseScaleEstimate`s of the measurement run.
         settings: free-form JSON-ready facts (dataset, model, recipe, ...).
+        b_crit: the critical batch the candidates use: `b_noise` when
+            measured, else `b_simple` (files without it load with `b_simple`).
+        b_crit_stderr: its standard error.
+        b_crit_source: `"b_noise"` or `"b_simple"`.
+        b_noise, b_noise_stderr, ratio, ratio_stderr, eps_max,
+            eps_max_stderr: `tfgap.advisor.NoiseScales`' values (`None`
+            when not measured); `ratio = b_noise / b_simple` of that
+            measurement.
+        momentum: the SGD momentum `eps_opt` is corrected for.
+        learning_rate_rule: the recommended rate's rule: `"eps_opt"` when
+            `B_noise` and `eps_max` were measured, else `scaling`.
+        learning_rate_reason: why, in one sentence.
     """
 
     b_simple: float
@@ -108,6 +158,18 @@ class Advice:
     warnings: tuple = ()
     measurements: tuple = ()
     settings: dict = dataclasses.field(default_factory=dict)
+    b_crit: float | None = None
+    b_crit_stderr: float | None = None
+    b_crit_source: str = "b_simple"
+    b_noise: float | None = None
+    b_noise_stderr: float | None = None
+    ratio: float | None = None
+    ratio_stderr: float | None = None
+    eps_max: float | None = None
+    eps_max_stderr: float | None = None
+    momentum: float = 0.0
+    learning_rate_rule: str | None = None
+    learning_rate_reason: str = ""
 
     # -- serialization ------------------------------------------------------
     def to_dict(self):
@@ -118,6 +180,8 @@ class Advice:
         out["warnings"] = list(self.warnings)
         out["measurements"] = [m.to_dict() for m in self.measurements]
         out["settings"] = dict(self.settings)
+        for key in ("b_noise_stderr", "ratio_stderr", "eps_max_stderr", "b_crit_stderr"):
+            out[key] = _json_float(out[key])
         return out
 
     @classmethod
@@ -133,6 +197,13 @@ class Advice:
         values["warnings"] = tuple(values.get("warnings", ()))
         values["measurements"] = tuple(
             NoiseScaleEstimate.from_dict(m) for m in values.get("measurements", ()))
+        for key in ("b_noise_stderr", "ratio_stderr", "eps_max_stderr", "b_crit_stderr"):
+            if isinstance(values.get(key), str):
+                values[key] = float(values[key])
+        # Files written before B_noise: the critical batch was B_simple, the rate `scaling`.
+        values.setdefault("b_crit", values["b_simple"])
+        values.setdefault("b_crit_stderr", values.get("b_simple_stderr", 0.0))
+        values.setdefault("learning_rate_rule", values.get("scaling", "sqrt"))
         return cls(**values)
 
     def to_json(self):
@@ -153,52 +224,148 @@ class Advice:
             return cls.from_json(f.read())
 
     # -- presentation -------------------------------------------------------
+    def learning_rate_of(self, candidate=None):
+        """The recommended rate of `candidate` (default: the recommendation) by `learning_rate_rule`."""
+        c = self.recommended if candidate is None else candidate
+        rule = self.learning_rate_rule or self.scaling
+        return {"eps_opt": c.learning_rate_eps_opt, "sqrt": c.learning_rate_sqrt,
+                "linear": c.learning_rate_linear}[rule]
+
     def flags(self, candidate=None):
         """The training flags that run `candidate` (default: the recommendation).
 
         Returns an ordered dict of `TrainConfig` field -> value: `batch_size`,
         `base_batch_size`, `lr_scaling`, `warmup_epochs`, `ghost_batch_size`,
-        `regime_adaptation`. The regime itself (rates, boundaries, epochs) is
-        the trusted one and stays as it is.
+        `regime_adaptation`; with the `eps_opt` rule also `lr_multiplier`,
+        `eps_opt(B) / learning_rate` with `lr_scaling="none"` (every rate of
+        the trusted regime times that factor, for a regime whose own
+        `lr_multiplier` is 1). The regime itself (rates, boundaries, epochs)
+        is the trusted one and stays as it is.
         """
         c = self.recommended if candidate is None else candidate
-        return {
+        rule = self.learning_rate_rule or self.scaling
+        flags = {
             "batch_size": c.batch_size,
             "base_batch_size": self.small_batch_size,
-            "lr_scaling": self.scaling if c.batch_size != self.small_batch_size else "none",
+            "lr_scaling": (rule if c.batch_size != self.small_batch_size and rule != "eps_opt"
+                           else "none"),
             # Rounded down: the warm-up must still end by the first breakpoint.
             "warmup_epochs": math.floor(c.warmup_epochs * 1e4) / 1e4,
             "ghost_batch_size": c.ghost_batch_size,
             "regime_adaptation": (round(c.regime_adaptation, 4) if c.regime_adaptation > 1
                                   else False),
         }
+        if rule == "eps_opt":
+            flags["lr_multiplier"] = round(c.learning_rate_eps_opt / self.learning_rate, 6)
+        return flags
+
+    def schedule(self, candidate=None, *, boundaries=(), values=None):
+        """The `tfgap.LargeBatchSchedule` that trains `candidate` in `model.fit`.
+
+        The trusted regime (`values` at `boundaries`, default: the constant
+        `learning_rate`, over `epochs`) at the candidate's batch, stretched by
+        its regime-adaptation factor (so it plans `predicted_steps` steps),
+        with its warm-up. Rule `eps_opt`: every rate times
+        `eps_opt(B) / values[0]`, no further scaling, the warm-up rising from
+        0; rule `sqrt` / `linear`: `LargeBatchSchedule`'s scaling, the warm-up
+        rising from the unscaled rate. Pass `epochs=schedule.fit_epochs` to
+        `model.fit`.
+        """
+        from tfgap.schedules import LargeBatchSchedule  # noqa: PLC0415
+
+        c = self.recommended if candidate is None else candidate
+        rule = self.learning_rate_rule or self.scaling
+        values = [float(v) for v in (values if values is not None else [self.learning_rate])]
+        scaling, start = rule, "base"
+        if rule == "eps_opt":
+            factor = c.learning_rate_eps_opt / values[0]
+            values, scaling, start = [v * factor for v in values], "none", "zero"
+        return LargeBatchSchedule(
+            boundaries=list(boundaries), values=values, base_batch_size=self.small_batch_size,
+            batch_size=c.batch_size, steps_per_epoch=self.num_train_examples // c.batch_size,
+            scaling=scaling, regime_adaptation=(c.regime_adaptation if c.regime_adaptation > 1
+                                                else False),
+            warmup_epochs=math.floor(c.warmup_epochs * 1e4) / 1e4, warmup_start=start,
+            epochs=self.epochs)
+
+    def fit_arguments(self, candidate=None, **schedule_arguments):
+        """`{"batch_size", "epochs", "learning_rate"}`: what `model.fit` and the optimizer need.
+
+        `learning_rate` is `schedule(candidate, **schedule_arguments)` (give
+        it to the optimizer), `epochs` its `fit_epochs`.
+        """
+        c = self.recommended if candidate is None else candidate
+        schedule = self.schedule(c, **schedule_arguments)
+        return {"batch_size": c.batch_size, "epochs": schedule.fit_epochs,
+                "learning_rate": schedule}
+
+    def explanation(self):
+        """The measured scales, the critical batch used, and both rules with their reasons."""
+        crit = self.b_crit if self.b_crit is not None else self.b_simple
+        crit_err = self.b_crit_stderr if self.b_crit_stderr is not None else self.b_simple_stderr
+        lines = [f"B_simple = {self.b_simple:.4g} +- {self.b_simple_stderr:.2g}"]
+        if self.b_noise is not None:
+            lines[0] += (f"; B_noise = {self.b_noise:.4g} +- {self.b_noise_stderr:.2g}; "
+                         f"B_noise / B_simple = {self.ratio:.3g} +- {self.ratio_stderr:.2g}; "
+                         f"eps_max = {self.eps_max:.4g} +- {self.eps_max_stderr:.2g}")
+        source = ("B_noise (measured: the Hessian-weighted noise scale McCandlish et al. "
+                  "predict B_crit by)" if self.b_crit_source == "b_noise" else
+                  "B_simple (B_noise was not measured; B_simple = B_noise only when the "
+                  "Hessian is a multiple of the identity, and is usually below it)")
+        lines.append(f"B_crit = {crit:.4g} +- {crit_err:.2g}, from {source}.")
+        lines.append(
+            "Rule: recommend the candidate closest to B_crit (in log2(B / B_crit)): at "
+            "B = r B_crit, S/S_min = 1 + 1/r and E/E_min = 1 + r, so the closest candidate "
+            "has the least worse overhead max(S/S_min, E/E_min) (both 2x at B_crit). "
+            "Intervals: B_crit +- one standard error mapped through these formulas.")
+        lines.append(f"Learning rate: {self.learning_rate_rule or self.scaling} rule. "
+                     f"{self.learning_rate_reason}".rstrip())
+        return lines
 
     def recommendation(self):
         """The recommendation in one line."""
         c = self.recommended
-        rate = c.learning_rate_sqrt if self.scaling == "sqrt" else c.learning_rate_linear
-        parts = [f"batch {c.batch_size}", f"lr {rate:.4g} ({self.scaling} rule"
+        rule = self.learning_rate_rule or self.scaling
+        rate = self.learning_rate_of(c)
+        parts = [f"batch {c.batch_size}", f"lr {rate:.4g} ({rule} rule"
                  + (f", {c.warmup_epochs:.3g} warm-up epochs)" if c.warmup_epochs else ")")]
         if c.ghost_batch_size:
             parts.append(f"ghost batch {c.ghost_batch_size}")
         if c.regime_adaptation > 1:
             parts.append(f"regime adaptation x{c.regime_adaptation:.3g}")
+        crit = self.b_crit if self.b_crit is not None else self.b_simple
+        crit_err = self.b_crit_stderr if self.b_crit_stderr is not None else self.b_simple_stderr
+        name = "B_noise" if self.b_crit_source == "b_noise" else "B_simple"
+        cost = ""
+        if c.relative_steps is not None:
+            cost = (f", {_with_interval(c.relative_steps, c.relative_steps_interval)}x the "
+                    f"fewest steps and {_with_interval(c.relative_examples, c.relative_examples_interval)}"
+                    "x the fewest examples")
         return (f"Recommended: {', '.join(parts)}: {c.predicted_steps:.0f} steps "
-                f"({c.predicted_epochs:.3g} epochs), {c.relative_wall_time:.3g}x the wall time "
-                f"of batch {self.candidates[0].batch_size} (B_simple = {self.b_simple:.4g} "
-                f"+- {self.b_simple_stderr:.2g}).")
+                f"({c.predicted_epochs:.3g} epochs){cost}, {c.relative_wall_time:.3g}x the wall "
+                f"time of batch {self.candidates[0].batch_size} (the candidate closest to "
+                f"B_crit = {name} = {crit:.4g} +- {crit_err:.2g}).")
 
     def format_table(self):
         """The candidates as a fixed-width text table (`*`: recommended)."""
-        header = ("", "batch", "per rep", "steps", "epochs", "examples", "rel wall",
-                  "lr sqrt", "lr linear", "warm-up", "RA steps", "RA x", "ghost", "remedies")
+        eps = any(c.learning_rate_eps_opt is not None for c in self.candidates)
+        cost = any(c.relative_steps is not None for c in self.candidates)
+        header = ("", "batch", "per rep", "steps", "epochs", "examples",
+                  *(("S/S_min", "E/E_min") if cost else ()), "rel wall",
+                  *(("lr eps_opt",) if eps else ()), "lr sqrt", "lr linear", "warm-up",
+                  "RA steps", "RA x", "ghost", "remedies")
         rows = [header]
         for c in self.candidates:
             rows.append((
                 "*" if c == self.recommended else "",
                 str(c.batch_size), str(c.per_replica_batch_size), f"{c.predicted_steps:.0f}",
                 f"{c.predicted_epochs:.3g}", f"{c.predicted_examples:,.0f}",
-                f"{c.relative_wall_time:.3g}", f"{c.learning_rate_sqrt:.4g}",
+                *((_with_interval(c.relative_steps, c.relative_steps_interval),
+                   _with_interval(c.relative_examples, c.relative_examples_interval))
+                  if cost else ()),
+                f"{c.relative_wall_time:.3g}",
+                *((f"{c.learning_rate_eps_opt:.4g}",) if eps else ()),
+                f"{c.learning_rate_sqrt:.4g}",
                 f"{c.learning_rate_linear:.4g}", f"{c.warmup_epochs:.3g}",
                 str(c.regime_adapted_steps), f"{c.regime_adaptation:.3g}",
                 str(c.ghost_batch_size) if c.ghost_batch_size else "-",
@@ -207,6 +374,15 @@ class Advice:
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join(lines)
+
+
+def _with_interval(value, interval):
+    if value is None:
+        return "-"
+    if interval is None:
+        return f"{value:.3g}"
+    low, high = interval
+    return f"{value:.3g} ({low:.3g}-{high:.3g})"
 
 
 def candidate_batch_sizes(small_batch_size, max_batch_size, *, num_replicas=1,
@@ -290,29 +466,44 @@ def advise(
     step_times=None,
     measurements=(),
     settings=None,
+    noise_scales=None,
+    momentum=0.0,
 ):
-    """Advises batch sizes from the gradient noise scale (McCandlish et al. 2018).
+    """Advises batch sizes from the noise scales (McCandlish et al. 2018).
 
-    With `B_crit ~ B_simple` and the trusted small-batch regime (`epochs` at
-    `B_small`, i.e. `S_small = round(epochs * floor(N / B_small))` steps,
-    assumed to be the steps it takes to reach the target), every candidate
-    batch `B` (doublings of `B_small` up to `max_batch_size`) gets:
+    The critical batch `B_crit` is `B_noise = tr(H Sigma) / (G^T H G)` when
+    `noise_scales` (a `tfgap.advisor.NoiseScales`, e.g. from
+    `measure_noise_scales`) gives it, else `b_simple`. With the trusted
+    small-batch regime (`epochs` at `B_small`, i.e. `S_small = round(epochs *
+    floor(N / B_small))` steps, assumed to be the steps it takes to reach the
+    target), every candidate batch `B` (doublings of `B_small` up to
+    `max_batch_size`) gets:
 
     ```
-    S_min      = S_small / (1 + B_simple / B_small)
-    steps      = S_min (1 + B_simple / B)                 examples = B * steps
+    S_min      = S_small / (1 + B_crit / B_small)
+    steps      = S_min (1 + B_crit / B)                   examples = B * steps
+    S / S_min  = 1 + B_crit / B,   E / E_min = 1 + B / B_crit   (68% intervals from
+                 B_crit +- stderr, mapped exactly: `tradeoff.relative_cost`)
     rel. wall  = steps * t(B) / (steps_0 * t(B_0))        (t: time per step)
     lr         = lr_small * sqrt(B / B_small)  or  lr_small * B / B_small
+    lr eps_opt = (1 - momentum) eps_max / (1 + B_noise / B)   (when measured)
     warm-up    = warmup_fraction * steps (none at B_small), in epochs at B
     RA factor  = steps / (epochs * floor(N / B))  (>= 1: trains `steps` steps)
     ghost      = B_small, dividing the per-replica batch (0 without BN)
     ```
 
-    and the recommendation is the candidate of least predicted wall time
-    among those with `B <= B_simple` (at most twice the fewest examples,
-    `E_min`); with constant step times, the largest batch `<= B_simple`.
-    Without per-step times every step costs the same (perfect data
-    parallelism over enough devices).
+    **The recommendation** is the candidate closest to `B_crit` in
+    `|log(B / B_crit)|` (a tie: the smaller). At `B = r B_crit` training
+    takes `S / S_min = 1 + 1 / r` and `E / E_min = 1 + r`: a batch `r` times
+    too small costs as many extra steps as one `r` times too large costs
+    extra examples, so the closest candidate minimizes the worse overhead,
+    `max(S / S_min, E / E_min)`, which is 2 at `B_crit` itself. Step times
+    only fill the wall-time column; they do not move the recommendation.
+
+    **The learning rate** recommended is `eps_opt(B)` when `B_noise` and
+    `eps_max` were measured: the step that most reduces the loss to second
+    order at that batch (section 2.2), from the same measurement; otherwise
+    the `scaling` rule (default `sqrt`), and the advice says why.
 
     Paper: McCandlish, Kaplan, Amodei & OpenAI Dota Team, "An Empirical Model
     of Large-Batch Training", 2018 (arXiv 1812.06162); the rules, ghost batch
@@ -337,6 +528,10 @@ def advise(
             every candidate's per-replica batch.
         measurements: `NoiseScaleEstimate`s to record in the advice.
         settings: JSON-ready facts to record (dataset, model, ...).
+        noise_scales: an optional `tfgap.advisor.NoiseScales`: `B_crit =
+            B_noise` and the `eps_opt` rate.
+        momentum: the SGD momentum of the training run (`eps_opt` is
+            `(1 - momentum)` times the plain SGD step).
 
     Returns:
         An `Advice`.
@@ -353,6 +548,10 @@ def advise(
     ([50, 100, 200, 400, 800, 1600], 400)
     >>> round(a.s_min, 3), round(a.recommended.predicted_steps, 3)
     (88.889, 177.778)
+    >>> a.recommended.relative_steps, a.recommended.relative_steps_interval
+    (2.0, (1.9, 2.1))
+    >>> a.learning_rate_rule, round(a.learning_rate_of(), 4)     # no B_noise: sqrt rule
+    ('sqrt', 0.0566)
     """
     try:
         b_simple = float(b_simple)
@@ -390,19 +589,43 @@ def advise(
     if replicas > 1 and sizes[0] != small:
         warnings.append(f"Batches below {sizes[0]} do not split over {replicas} replicas "
                         "and were left out.")
-    if stderr > UNCERTAIN_RELATIVE_ERROR * b_simple:
+    momentum = float(momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"Expected momentum in [0, 1); received {momentum!r}.")
+    scales = _scales_fields(noise_scales)
+    if scales is not None and _usable(scales["b_noise"]) and _usable(scales["eps_max"]):
+        crit, crit_err, source = scales["b_noise"], scales["b_noise_stderr"], "b_noise"
+        rule = "eps_opt"
+        reason = ("eps_opt(B) = (1 - momentum) eps_max / (1 + B_noise / B) comes from the "
+                  "measured curvature at this batch (the best step of the local quadratic); "
+                  "the sqrt and linear rules only rescale a rate tuned at the small batch.")
+    else:
+        crit, crit_err, source, rule = b_simple, stderr, "b_simple", scaling
+        reason = (f"B_noise and eps_max were not measured, so eps_opt is unknown: the {scaling}"
+                  " rule scales the trusted small-batch rate.")
+        if scales is not None:
+            warnings.append(
+                f"B_noise = {scales['b_noise']!r}, eps_max = {scales['eps_max']!r} are not "
+                "positive and finite: the advice falls back to B_simple and the "
+                f"{scaling} rule.")
+    name = "B_noise" if source == "b_noise" else "B_simple"
+    if math.isfinite(crit_err) and crit_err > UNCERTAIN_RELATIVE_ERROR * crit:
         warnings.append(
-            f"B_simple = {b_simple:.4g} +- {stderr:.2g} is uncertain (relative error "
-            f"{stderr / b_simple:.0%}): measure on more examples before trusting the table.")
-    if b_simple < small:
+            f"{name} = {crit:.4g} +- {crit_err:.2g} is uncertain (relative error "
+            f"{crit_err / crit:.0%}): measure on more examples before trusting the table.")
+    if crit < small:
         warnings.append(
-            f"B_simple = {b_simple:.4g} is below the small batch {small}: the small batch is "
+            f"B_crit = {name} = {crit:.4g} is below the small batch {small}: the small batch is "
             "already past the critical batch size, larger batches mostly spend more examples.")
+    if crit > 2 * sizes[-1]:
+        warnings.append(
+            f"B_crit = {name} = {crit:.4g} is above twice the largest candidate {sizes[-1]}: "
+            "raise max_batch_size to train closer to it.")
 
     small_steps = _round_half_up(epochs * (n // small))
     if small_steps < 1:
         raise ValueError(f"Expected a regime of at least one step; received epochs={epochs}.")
-    s_min = tradeoff.min_steps(small_steps, small, b_noise=b_simple)
+    s_min = tradeoff.min_steps(small_steps, small, b_noise=crit)
     if step_times is not None:
         missing = sorted({b // replicas for b in sizes} - {int(k) for k in step_times})
         if missing:
@@ -413,7 +636,9 @@ def advise(
     candidates = []
     base_cost = None
     for b in sizes:
-        steps = tradeoff.predicted_steps(b, b_noise=b_simple, s_min=s_min)
+        steps = tradeoff.predicted_steps(b, b_noise=crit, s_min=s_min)
+        rel_steps, steps_interval, rel_examples, examples_interval = tradeoff.relative_cost(
+            b, b_crit=crit, b_crit_stderr=crit_err)
         per_epoch = n // b
         stretch = steps / (epochs * per_epoch)
         stretch = 1.0 if stretch <= 1.0 + 1e-9 else stretch  # round-off at B_small
@@ -443,21 +668,47 @@ def advise(
             regime_adaptation=stretch,
             ghost_batch_size=ghost,
             remedies=tuple(remedies),
-            beyond_critical=b > b_simple,
+            beyond_critical=b > crit,
+            learning_rate_eps_opt=(eps_opt(b, scales["eps_max"], scales["b_noise"],
+                                           momentum=momentum) if rule == "eps_opt" else None),
+            relative_steps=rel_steps, relative_steps_interval=steps_interval,
+            relative_examples=rel_examples, relative_examples_interval=examples_interval,
         ))
-    within = [c for c in candidates if not c.beyond_critical]
-    if within:
-        recommended = min(within, key=lambda c: (c.relative_wall_time, -c.batch_size))
-    else:
-        recommended = candidates[0]
+    # Rounded so that a geometric midpoint is a tie (the smaller batch) despite round-off.
+    recommended = min(candidates, key=lambda c: (round(abs(math.log(c.batch_size / crit)), 9),
+                                                 c.batch_size))
+    scales = scales or {}
     return Advice(
         b_simple=b_simple, b_simple_stderr=stderr, small_batch_size=small, epochs=epochs,
         num_train_examples=n, small_steps=small_steps, learning_rate=learning_rate,
-        scaling=scaling, s_min=s_min, e_min=s_min * b_simple, num_replicas=replicas,
+        scaling=scaling, s_min=s_min, e_min=s_min * crit, num_replicas=replicas,
         max_batch_size=int(max_batch_size), candidates=tuple(candidates),
         recommended=recommended, warnings=tuple(warnings),
         measurements=tuple(measurements), settings=dict(settings or {}),
+        b_crit=crit, b_crit_stderr=crit_err, b_crit_source=source,
+        momentum=momentum, learning_rate_rule=rule, learning_rate_reason=reason,
+        **{key: scales.get(key) for key in _SCALES_FIELDS},
     )
+
+
+_SCALES_FIELDS = ("b_noise", "b_noise_stderr", "ratio", "ratio_stderr", "eps_max",
+                  "eps_max_stderr")
+
+
+def _scales_fields(noise_scales):
+    """The `NoiseScales` values the advice records (floats), or `None`."""
+    if noise_scales is None:
+        return None
+    missing = [k for k in _SCALES_FIELDS if not hasattr(noise_scales, k)]
+    if missing:
+        raise ValueError(
+            "Expected `noise_scales` to be a tfgap.advisor.NoiseScales (from "
+            f"measure_noise_scales). Received {type(noise_scales).__name__} without {missing}.")
+    return {k: float(getattr(noise_scales, k)) for k in _SCALES_FIELDS}
+
+
+def _usable(value):
+    return math.isfinite(value) and value > 0
 
 
 def _positive_int(name, value):

@@ -130,3 +130,40 @@ def fit_tradeoff(batch_sizes, steps):
     b_crit = e_min / s_min if s_min > 0 else math.inf
     return TradeoffFit(s_min=float(s_min), e_min=float(e_min), b_crit=float(b_crit),
                        rms_relative_error=rms)
+
+
+def relative_cost(batch_size, *, b_crit, b_crit_stderr=0.0):
+    """Steps and examples at batch `B` relative to their minima, with 68% intervals.
+
+    ```
+    S / S_min = 1 + B_crit / B        E / E_min = 1 + B / B_crit
+    ```
+
+    Both are monotone in `B_crit`, so the interval of each is the image of
+    the interval `B_crit +- stderr` (its endpoints mapped exactly, not the
+    delta method's linearization; a lower end at or below 0 gives an
+    unbounded `E / E_min`). At `B = B_crit` both are 2.
+
+    Args:
+        batch_size: `B` (> 0).
+        b_crit: the critical batch (> 0).
+        b_crit_stderr: its standard error (>= 0; `nan` counts as unknown: 0).
+
+    Returns:
+        `(steps, (steps_low, steps_high), examples, (examples_low, examples_high))`.
+
+    Example:
+
+    >>> relative_cost(100, b_crit=100, b_crit_stderr=20)
+    (2.0, (1.8, 2.2), 2.0, (1.8333333333333335, 2.25))
+    """
+    b = _positive("batch_size", batch_size)
+    crit = _positive("b_crit", b_crit)
+    stderr = float(b_crit_stderr)
+    stderr = 0.0 if not math.isfinite(stderr) else abs(stderr)
+    low, high = crit - stderr, crit + stderr
+    steps = 1.0 + crit / b
+    examples = 1.0 + b / crit
+    steps_interval = (1.0 + max(low, 0.0) / b, 1.0 + high / b)
+    examples_interval = (1.0 + b / high, 1.0 + b / low if low > 0 else math.inf)
+    return steps, steps_interval, examples, examples_interval

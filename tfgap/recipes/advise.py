@@ -241,12 +241,14 @@ def _report(fv, config, advice, started):
     os.makedirs(out_dir, exist_ok=True)
     print()
     print(f"B_simple = {advice.b_simple:.4g} +- {advice.b_simple_stderr:.2g} (steps "
-          f"{list(advice.settings['pooled_steps'])}); S_small = {advice.small_steps} steps at "
+          f"{list(advice.settings.get('pooled_steps', []))}); S_small = {advice.small_steps} steps at "
           f"batch {advice.small_batch_size}, S_min = {advice.s_min:.4g}, E_min = "
           f"{advice.e_min:.4g} examples.")
-    print("Predicted: S(B) = S_min (1 + B_simple / B), E(B) = B S(B) (McCandlish et al. 2018); "
+    for line in advice.explanation():
+        print(line)
+    print("Predicted: S(B) = S_min (1 + B_crit / B), E(B) = B S(B) (McCandlish et al. 2018); "
           "rel wall = S(B) t(B) / (S t at the first row)"
-          + (" with measured step times." if advice.settings["step_times"] else
+          + (" with measured step times." if advice.settings.get("step_times") else
              " with equal step times."))
     print(advice.format_table())
     for w in advice.warnings:
