@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["advice", "curvature", "fit_statistics", "gradient_statistics", "measure", "noise", "tradeoff"]
+MODULES = ["advice", "curvature", "fit_statistics", "gradient_statistics", "measure", "noise",
+           "tradeoff", "user_model"]
 
 
 @pytest.mark.parametrize("name", MODULES)

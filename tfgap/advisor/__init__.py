@@ -34,6 +34,11 @@ adaptation that trains the predicted steps, and one recommendation.
   `GradientStatisticsModel(model)` (TensorFlow backend): the same statistics
   in `model.fit`.
 
+- `measure_noise_scales(model, x, y, batch_size=...)`: `B_simple`, `B_noise`
+  and `eps_max` of a Keras model (`tfgap.advisor.curvature`).
+- `advise_model(model, x, y, batch_size=..., max_batch_size=..., epochs=...)`
+  (TensorFlow backend): the advice for your own compiled model in one call.
+
 The command: `python -m tfgap.recipes.advise` (docs/advisor.md).
 """
 
@@ -89,6 +94,7 @@ __all__ = [
     "PooledNoiseScale",
     "TradeoffFit",
     "advise",
+    "advise_model",
     "candidate_batch_sizes",
     "combine_chunks",
     "curvature_draw",
@@ -109,7 +115,8 @@ __all__ = [
 
 # TensorFlow-backend only (tf.GradientTape, tf.distribute): imported on first use, so that
 # importing tfgap.advisor imports no TensorFlow under JAX or PyTorch.
-_LAZY = {"GradientStatisticsModel": "tfgap.advisor.fit_statistics"}
+_LAZY = {"GradientStatisticsModel": "tfgap.advisor.fit_statistics",
+         "advise_model": "tfgap.advisor.user_model"}
 
 
 def __getattr__(name):

@@ -310,8 +310,10 @@ class Advice:
                          f"eps_max = {self.eps_max:.4g} +- {self.eps_max_stderr:.2g}")
         source = ("B_noise (measured: the Hessian-weighted noise scale McCandlish et al. "
                   "predict B_crit by)" if self.b_crit_source == "b_noise" else
-                  "B_simple (B_noise was not measured; B_simple = B_noise only when the "
-                  "Hessian is a multiple of the identity, and is usually below it)")
+                  "B_simple (B_noise was " + ("not measured" if self.b_noise is None else
+                                              "not usable: not positive and finite")
+                  + "; B_simple = B_noise only when the Hessian is a multiple of the "
+                  "identity, and is usually below it)")
         lines.append(f"B_crit = {crit:.4g} +- {crit_err:.2g}, from {source}.")
         lines.append(
             "Rule: recommend the candidate closest to B_crit (in log2(B / B_crit)): at "
@@ -531,7 +533,8 @@ def advise(
         noise_scales: an optional `tfgap.advisor.NoiseScales`: `B_crit =
             B_noise` and the `eps_opt` rate.
         momentum: the SGD momentum of the training run (`eps_opt` is
-            `(1 - momentum)` times the plain SGD step).
+            `(1 - momentum)` times the plain SGD step); `None`: the optimizer
+            is not SGD, and the rate is the `scaling` rule's.
 
     Returns:
         An `Advice`.
@@ -589,11 +592,19 @@ def advise(
     if replicas > 1 and sizes[0] != small:
         warnings.append(f"Batches below {sizes[0]} do not split over {replicas} replicas "
                         "and were left out.")
-    momentum = float(momentum)
+    sgd = momentum is not None
+    momentum = float(momentum) if sgd else 0.0
     if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"Expected momentum in [0, 1); received {momentum!r}.")
+        raise ValueError(f"Expected momentum in [0, 1) or None; received {momentum!r}.")
     scales = _scales_fields(noise_scales)
-    if scales is not None and _usable(scales["b_noise"]) and _usable(scales["eps_max"]):
+    if scales is not None and _usable(scales["b_noise"]) and _usable(scales["eps_max"]) \
+            and not sgd:
+        crit, crit_err, source, rule = scales["b_noise"], scales["b_noise_stderr"], "b_noise", \
+            scaling
+        reason = (f"The optimizer is not SGD: eps_opt is the step of plain or momentum SGD, "
+                  f"and an adaptive optimizer rescales the gradient, so the {scaling} rule "
+                  "scales the trusted small-batch rate.")
+    elif scales is not None and _usable(scales["b_noise"]) and _usable(scales["eps_max"]):
         crit, crit_err, source = scales["b_noise"], scales["b_noise_stderr"], "b_noise"
         rule = "eps_opt"
         reason = ("eps_opt(B) = (1 - momentum) eps_max / (1 + B_noise / B) comes from the "
@@ -601,8 +612,9 @@ def advise(
                   "the sqrt and linear rules only rescale a rate tuned at the small batch.")
     else:
         crit, crit_err, source, rule = b_simple, stderr, "b_simple", scaling
-        reason = (f"B_noise and eps_max were not measured, so eps_opt is unknown: the {scaling}"
-                  " rule scales the trusted small-batch rate.")
+        reason = (f"B_noise and eps_max were not {'measured' if scales is None else 'usable'}, "
+                  f"so eps_opt is unknown: the {scaling} rule scales the trusted small-batch "
+                  "rate.")
         if scales is not None:
             warnings.append(
                 f"B_noise = {scales['b_noise']!r}, eps_max = {scales['eps_max']!r} are not "

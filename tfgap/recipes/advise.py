@@ -21,13 +21,22 @@ regime (a 3 x 128 BN MLP at batch 50, generated data; `docs/study.md`).
 `--model`, and the small-batch regime: `--batch_size`, `--lr_values`,
 `--epochs`, ...).
 
+`--model_fn=module:function` advises for your own compiled Keras model
+instead: the function returns `(compiled_model, x, y)` or `(compiled_model,
+dataset)`, and `tfgap.advisor.advise_model` measures it (`B_simple` along a
+short `model.fit`, `B_noise` and `eps_max` at its end) and writes
+`advice.json`; the printed lines say what `model.fit` needs.
+
 Example:
 
     python -m tfgap.recipes.advise                                 # MNIST-1D, under a minute
+    PYTHONPATH=. python -m tfgap.recipes.advise --model_fn=my_project.models:build \\
+        --batch_size=32 --epochs=20 --max_batch_size=4096
     python -m tfgap.recipes.advise --recipe=cifar10 --model=c1 --max_batch_size=8192 \\
         --data_dir=~/tensorflow_datasets
 """
 
+import dataclasses
 import json
 import os
 import shlex
@@ -44,7 +53,7 @@ PROG = "python -m tfgap.recipes.advise"
 ADVICE_FILE = "advice.json"
 FLAGS_FILE = "advice.flags"
 CONFIG_FILE = "train_config.json"
-_ADVICE_FLAGS = ("recipe", "output_dir", "max_batch_size", "num_replicas",
+_ADVICE_FLAGS = ("recipe", "model_fn", "output_dir", "max_batch_size", "num_replicas",
                  "max_per_replica_batch_size", "measure_fraction", "measure_steps",
                  "max_measure_steps", "measure_points", "noise_examples", "noise_chunks",
                  "scaling", "warmup_fraction", "time_steps")
@@ -60,6 +69,13 @@ def define(fv, argv):
     f = flags
     f.DEFINE_enum("recipe", DEFAULT_RECIPE, available_recipes(), "Advise for this recipe, "
                   "with its flags (mnist1d: the study's MNIST-1D MLP).", flag_values=fv)
+    f.DEFINE_string("model_fn", None, "Advise for your own model: 'module:function', a "
+                    "function of no arguments returning (compiled_model, x, y) or "
+                    "(compiled_model, dataset) (a batched tf.data.Dataset of (x, y) at "
+                    "--batch_size); the module must be importable (PYTHONPATH). Uses "
+                    "--batch_size, --epochs (how long you would train at it), --max_batch_size "
+                    "and --measure_steps (0: tfgap.advisor.user_model.measurement_steps).",
+                    flag_values=fv)
     f.DEFINE_string("output_dir", None, "Where advice.json, advice.flags and "
                     "train_config.json go (default: runs/advise/<dataset>_<model>_b<batch>).",
                     flag_values=fv)
@@ -118,9 +134,80 @@ def trusted_config(fv):
     return config
 
 
+def load_model_fn(reference):
+    """`(model, x, y)` from `--model_fn='module:function'` (`UsageError` if unusable)."""
+    import importlib  # noqa: PLC0415
+
+    module_name, _, function_name = (reference or "").partition(":")
+    if not module_name or not function_name.isidentifier():
+        raise cli.UsageError(f"Expected --model_fn as 'module:function'. Received: "
+                             f"{reference!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise cli.UsageError(f"Expected --model_fn's module {module_name!r} to be importable "
+                             f"(on PYTHONPATH). Received: {reference!r} ({e})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise cli.UsageError(f"Expected a function {function_name!r} in module {module_name!r}."
+                             f" Received: --model_fn={reference!r}")
+    result = function()
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise cli.UsageError(
+            f"Expected --model_fn={reference!r} to return (compiled_model, x, y) or "
+            f"(compiled_model, dataset). Received a {type(result).__name__}"
+            + (f" of {len(result)} items." if isinstance(result, tuple) else "."))
+    return result if len(result) == 3 else (result[0], result[1], None)
+
+
+def run_model_fn(fv):
+    """`--model_fn`: `tfgap.advisor.advise_model` on the user's model; prints, writes advice.json."""
+    from tfgap import advisor  # noqa: PLC0415
+
+    started = time.time()
+    model, x, y = load_model_fn(fv.model_fn)
+    max_batch = fv.max_batch_size or fv.num_replicas * fv.max_per_replica_batch_size
+    print(f"Measuring B_simple and B_noise of {fv.model_fn} at batch {fv.batch_size}...",
+          flush=True)
+    try:
+        advice = advisor.advise_model(model, x, y, batch_size=fv.batch_size,
+                                      max_batch_size=max_batch, epochs=fv.epochs,
+                                      steps=fv.measure_steps or None)
+    except advisor.NoiseScaleError as e:
+        raise cli.CommandFailed(str(e)) from None
+    except ValueError as e:
+        raise cli.UsageError(f"{e} (--model_fn={fv.model_fn})") from None
+    advice = dataclasses.replace(advice, settings=dict(
+        advice.settings, model_fn=fv.model_fn,
+        command=" ".join([PROG] + [shlex.quote(a) for a in sys.argv[1:]])))
+    out_dir = fv.output_dir or os.path.join(
+        "runs", "advise", fv.model_fn.replace(":", "_").replace(".", "_"))
+    os.makedirs(out_dir, exist_ok=True)
+    print()
+    for line in advice.explanation():
+        print(line)
+    print(advice.format_table())
+    for w in advice.warnings:
+        print(f"Warning: {w}")
+    print(advice.recommendation())
+    fit = advice.fit_arguments()
+    schedule = fit["learning_rate"]
+    print(f"In model.fit: batch_size={fit['batch_size']}, epochs={fit['epochs']}, optimizer "
+          f"learning_rate=advice.schedule() (tfgap.LargeBatchSchedule: {schedule.total_steps} "
+          f"steps, peak {float(schedule(schedule.total_steps - 1)):.4g}, "
+          f"{schedule.warmup_steps} warm-up steps).")
+    path = os.path.join(out_dir, ADVICE_FILE)
+    advice.save(path)
+    print(f"Advice in {time.time() - started:.0f}s.")
+    return [("advice", path)]
+
+
 def run(fv):
     """Measures, advises, prints; returns the artifacts."""
     from tfgap import advisor  # noqa: PLC0415
+
+    if fv.model_fn is not None:
+        return run_model_fn(fv)
     from tfgap.advisor.measure import measure_run, num_train_examples  # noqa: PLC0415
 
     started = time.time()
