@@ -60,6 +60,13 @@ def softmax(logits):
     return p / p.sum(axis=1, keepdims=True)
 
 
+def softmax_l2_gradient(w, b, x, y, l2):
+    """Gradient of mean CE(softmax(x w + b), y) + l2 |w|^2, flattened (w then b)."""
+    p = softmax(x @ w + b)
+    p[np.arange(len(y)), y] -= 1.0
+    return np.concatenate([(x.T @ p / len(y) + 2 * l2 * w).ravel(), p.mean(axis=0)])
+
+
 def output_hessians(p):
     """`diag(p) - p p^T` per example: the cross-entropy's Hessian in the logits."""
     return p[:, :, None] * np.eye(p.shape[1]) - p[:, :, None] * p[:, None, :]

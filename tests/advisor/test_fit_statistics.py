@@ -8,16 +8,13 @@ import pytest
 import tensorflow as tf
 
 from tfgap.advisor import GradientStatisticsModel, gradient_statistics as gs
+from tests.advisor.closed_forms import softmax_l2_gradient
 
 L2 = 0.01
 
 
 def numpy_gradient(w, b, x, y):
-    logits = x @ w + b
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(len(y)), y] -= 1.0
-    return np.concatenate([(x.T @ p / len(y) + 2 * L2 * w).ravel(), p.mean(axis=0)])
+    return softmax_l2_gradient(w, b, x, y, L2)
 
 
 def compiled(decay=0.5):

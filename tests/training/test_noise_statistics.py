@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfgap.advisor import gradient_statistics as gs
 from tfgap.training import ConfigError, TrainConfig, step_functions, train
+from tests.advisor.closed_forms import softmax_l2_gradient
 
 L2 = 0.01
 
@@ -27,12 +28,7 @@ def softmax_regression(strategy):
 
 
 def numpy_gradient(w, b, x, y):
-    """Gradient of mean CE(softmax(x w + b), y) + L2 |w|^2, flattened (w then b)."""
-    logits = x @ w + b
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(len(y)), y] -= 1.0
-    return np.concatenate([(x.T @ p / len(y) + 2 * L2 * w).ravel(), p.mean(axis=0)])
+    return softmax_l2_gradient(w, b, x, y, L2)
 
 
 def batch(seed=0, n=8):
