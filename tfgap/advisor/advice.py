@@ -21,6 +21,8 @@ import json
 import math
 import numbers
 
+import numpy as np
+
 from tfgap import schedules
 from tfgap.advisor import tradeoff
 from tfgap.advisor.gradient_statistics import eps_opt
@@ -231,19 +233,51 @@ class Advice:
         return {"eps_opt": c.learning_rate_eps_opt, "sqrt": c.learning_rate_sqrt,
                 "linear": c.learning_rate_linear}[rule]
 
-    def flags(self, candidate=None):
+    def flags(self, candidate=None, *, lr_multiplier=1.0):
         """The training flags that run `candidate` (default: the recommendation).
 
         Returns an ordered dict of `TrainConfig` field -> value: `batch_size`,
         `base_batch_size`, `lr_scaling`, `warmup_epochs`, `ghost_batch_size`,
-        `regime_adaptation`; with the `eps_opt` rule also `lr_multiplier`,
-        `eps_opt(B) / learning_rate` with `lr_scaling="none"` (every rate of
-        the trusted regime times that factor, for a regime whose own
-        `lr_multiplier` is 1). The regime itself (rates, boundaries, epochs)
-        is the trusted one and stays as it is.
+        `regime_adaptation`. The regime itself (rates, boundaries, epochs) is
+        the trusted one and stays as it is.
+
+        With the `eps_opt` rule also `lr_multiplier` and `warmup_start`: the
+        trainer's first rate is `lr_values[0] * lr_multiplier`, and the
+        trusted regime's is `learning_rate = lr_values[0] * m` with `m` its
+        own `lr_multiplier` (pass it; default 1), so the flags set
+
+        ```
+        lr_multiplier = m * eps_opt(B) / learning_rate      (lr_scaling="none")
+        ```
+
+        which makes the first rate `eps_opt(B)` and every later one the
+        trusted regime's times the same factor; the warm-up rises from 0
+        (`warmup_start="zero"`: from the unscaled rate it would be no
+        warm-up).
+
+        Example:
+
+        >>> from tfgap.advisor import NoiseScales   # eps_opt(400) = 0.1 * 2 / (1 + 400 / 400)
+        >>> a = advise(400.0, small_batch_size=50, epochs=10, num_train_examples=4000,
+        ...            learning_rate=0.02, max_batch_size=1600, momentum=0.9,
+        ...            noise_scales=NoiseScales(
+        ...                b_simple=400.0, b_noise=400.0, ratio=1.0, eps_max=2.0,
+        ...                b_simple_stderr=0.0, b_noise_stderr=0.0, ratio_stderr=0.0,
+        ...                eps_max_stderr=0.0, norm_sq=1.0, trace=400.0, curvature=0.5,
+        ...                trace_curvature=200.0, product="hessian", num_draws=8,
+        ...                small_batch=50.0, big_batch=200.0))
+        >>> a.recommended.batch_size, round(a.recommended.learning_rate_eps_opt, 12)
+        (400, 0.1)
+        >>> f = a.flags(lr_multiplier=0.5)    # lr_values[0] = 0.02 / 0.5 = 0.04
+        >>> f["lr_multiplier"], f["lr_scaling"], f["warmup_start"]   # eps_opt / 0.04
+        (2.5, 'none', 'zero')
         """
         c = self.recommended if candidate is None else candidate
         rule = self.learning_rate_rule or self.scaling
+        if isinstance(lr_multiplier, bool) or not isinstance(lr_multiplier, numbers.Real) \
+                or not (math.isfinite(lr_multiplier) and lr_multiplier > 0):
+            raise ValueError(f"Expected lr_multiplier (the trusted regime's) to be a positive "
+                             f"finite number. Received: lr_multiplier={lr_multiplier!r}")
         flags = {
             "batch_size": c.batch_size,
             "base_batch_size": self.small_batch_size,
@@ -256,7 +290,10 @@ class Advice:
                                   else False),
         }
         if rule == "eps_opt":
-            flags["lr_multiplier"] = round(c.learning_rate_eps_opt / self.learning_rate, 6)
+            flags["lr_multiplier"] = float(np.format_float_positional(
+                lr_multiplier * c.learning_rate_eps_opt / self.learning_rate, precision=6,
+                fractional=False))
+            flags["warmup_start"] = "zero"
         return flags
 
     def schedule(self, candidate=None, *, boundaries=(), values=None):
