@@ -2,8 +2,8 @@
 
 import io
 import json
+import math
 
-import numpy as np
 import pytest
 
 from tfgap.advisor import Advice
@@ -11,7 +11,7 @@ from tfgap.recipes import advise, cli
 from tfgap.recipes import recipe_flags
 from tfgap.training import TrainConfig
 
-TINY = ["--batch_size=16", "--epochs=1", "--measure_points=2", "--noise_chunks=4",
+TINY = ["--batch_size=16", "--epochs=1", "--noise_draws=4",
         "--max_batch_size=256", "--model_options=mlp_width=16,mlp_depth=1", "--verbose=0",
         "--mock_data", "--mock_examples=512", "--strategy=one_device"]
 
@@ -46,11 +46,27 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
     # no rate drop within it, so the measurement runs the whole regime.
     assert advice.num_train_examples == 461 and advice.small_steps == 28
     assert advice.settings["measure_steps"] == 28
-    assert [m.step for m in advice.measurements] == [14, 28]
-    # The pooled B_simple: the mean of the usable measurements in the run's second half.
-    steps = advice.settings["measure_steps"]
-    late = [m.b_simple for m in advice.measurements if m.step >= steps / 2 and m.usable]
-    assert advice.b_simple == pytest.approx(np.mean(late))
+    # B_simple: the trainer's moving averages at the end of the run (one epoch), decay
+    # (28 - 2) / (28 + 2) so that they span about the run's second half.
+    (last,) = advice.settings["b_simple_by_epoch"]
+    assert (last["epoch"], last["step"]) == (1, 28)
+    assert advice.b_simple == last["b_simple"] and advice.b_simple_stderr == last[
+        "b_simple_stderr"]
+    assert last["b_simple"] == pytest.approx(last["trace_sigma"] / last["grad_norm_sq"])
+    assert advice.settings["statistics_decay"] == pytest.approx(26 / 30)
+    assert advice.measurements == ()
+    # B_noise and eps_max measured on the trained model: B_crit = B_noise, the eps_opt rate,
+    # the recommendation the candidate closest to it.
+    assert advice.settings["noise_draws"] == 4
+    assert advice.b_crit_source == "b_noise" and advice.b_crit == advice.b_noise
+    assert advice.learning_rate_rule == "eps_opt"
+    closest = min(advice.candidates, key=lambda c: (abs(math.log(c.batch_size / advice.b_noise)),
+                                                    c.batch_size))
+    assert advice.recommended == closest
+    # eps_opt(B) = (1 - momentum) eps_max / (1 + B_noise / B), momentum 0.9 (the default).
+    for c in advice.candidates:
+        assert c.learning_rate_eps_opt == pytest.approx(
+            0.1 * advice.eps_max / (1 + advice.b_noise / c.batch_size))
     assert "Recommended: batch" in printed and advice.format_table() in printed
 
     config = TrainConfig.from_dict(json.loads(paths["train_config.json"].read_text()))
@@ -59,6 +75,10 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
                                                                      "mlp_depth": 1}
     flagfile = paths["advice.flags"].read_text().splitlines()
     assert f"--batch_size={config.batch_size}" in flagfile
+    # The flagfile trains at eps_opt: the first rate lr_values[0] * lr_multiplier, unscaled.
+    assert config.lr_scaling == "none" and config.warmup_start == "zero"
+    assert config.lr_values[0] * config.lr_multiplier == pytest.approx(
+        advice.recommended.learning_rate_eps_opt, rel=1e-5)
     # The default flagfile runs with the mnist1d recipe: the same run as train_config.json.
     assert flagfile[0] == (f"# Run: python -m tfgap.recipes.mnist1d "
                            f"--flagfile={paths['advice.flags']}")
@@ -68,18 +88,26 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
 
 
 def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):
-    status, out, err = execute(["--recipe=mnist", "--model=mlp", f"--output_dir={tmp_path}",
-                                "--lr_values=0.05", "--lr_boundaries=", "--time_steps"] + TINY
-                               + ["--mock_examples=640"])
+    # Synthetic MNIST (one random batch, repeated): a measurable gradient within 60 steps.
+    status, _, err = execute([
+        "--recipe=mnist", "--model=mlp", f"--output_dir={tmp_path}", "--lr_values=0.05",
+        "--lr_multiplier=0.5", "--lr_boundaries=", "--time_steps", "--batch_size=256",
+        "--epochs=1", "--measure_steps=60", "--noise_draws=4", "--max_batch_size=4096",
+        "--model_options=mlp_width=16,mlp_depth=1", "--verbose=0", "--synthetic",
+        "--strategy=one_device"])
     assert status == 0, err
     advice = Advice.load(tmp_path / "advice.json")
     config = recipe_flags.parse(["mnist", f"--flagfile={tmp_path / 'advice.flags'}"], "mnist")
     rec = advice.recommended
     assert (config.dataset, config.model, config.batch_size) == ("mnist", "mlp", rec.batch_size)
-    assert config.base_batch_size == 16 and config.ghost_batch_size == rec.ghost_batch_size
+    assert config.base_batch_size == 256 and config.ghost_batch_size == rec.ghost_batch_size
     expected_ra = rec.regime_adaptation if rec.regime_adaptation > 1 else False
     assert config.regime_adaptation == pytest.approx(expected_ra, rel=1e-3)
     assert config.lr_values == (0.05,)
+    # The trusted rate is 0.05 x 0.5; the flagfile's first rate is eps_opt at the batch.
+    assert advice.learning_rate == pytest.approx(0.025)
+    assert advice.learning_rate_rule == "eps_opt" and config.lr_scaling == "none"
+    assert 0.05 * config.lr_multiplier == pytest.approx(rec.learning_rate_eps_opt, rel=1e-5)
     # --time_steps: each row's wall time is its steps times its measured step time,
     # relative to the first row's.
     times = {int(k): v for k, v in advice.settings["step_times"].items()}
@@ -93,7 +121,7 @@ def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):
 
 
 def test_max_batch_below_the_small_batch_is_a_usage_error(tmp_path):
-    status, out, err = execute(TINY + ["--max_batch_size=8", f"--output_dir={tmp_path}"])
+    status, _, err = execute(TINY + ["--max_batch_size=8", f"--output_dir={tmp_path}"])
     assert status == 2
     assert err.count("\n") == 1 and "usage error" in err
     assert "Expected --max_batch_size >= the small batch size 16; received --max_batch_size=8. " \
@@ -102,11 +130,63 @@ def test_max_batch_below_the_small_batch_is_a_usage_error(tmp_path):
 
 
 def test_too_few_noise_examples_is_a_usage_error(tmp_path):
-    status, _, err = execute(TINY + ["--noise_examples=100", f"--output_dir={tmp_path}"])
+    status, _, err = execute(TINY + ["--noise_examples=20", f"--output_dir={tmp_path}"])
     assert status == 2 and err.count("\n") == 1
-    assert "--noise_chunks" in err and "128 examples" in err
+    assert "Expected at least 2 x --batch_size = 32 examples for the B_noise draws; received " \
+           "20 (--noise_examples=20, 461 training examples)" in err
+
+
+def test_an_undefined_b_simple_fails_and_says_what_to_change(tmp_path):
+    # Mock MNIST has random labels: at batch 16 the noise hides the gradient (B_simple in
+    # the hundreds; each step's |G|^2 estimate from two half batches of 8 is mostly noise).
+    status, _, err = execute(["--recipe=mnist", "--model=mlp", "--lr_values=0.025",
+                                "--lr_boundaries=", f"--output_dir={tmp_path}"] + TINY
+                               + ["--mock_examples=640"])
+    assert status == 1 and err.count("\n") == 1
+    assert "B_simple is not defined at the end of the 36-step measurement" in err
+    assert "lengthen it (--measure_steps) or raise --batch_size" in err
+    assert not (tmp_path / "advice.json").exists()
+
+
+def test_an_odd_batch_is_a_usage_error_before_training(tmp_path):
+    # The trainer's noise_statistics splits the batch into two halves on one replica.
+    status, _, err = execute(TINY + ["--batch_size=15", f"--output_dir={tmp_path}"])
+    assert status == 2 and "Expected an even batch_size >= 2 with noise_statistics" in err
+    assert not (tmp_path / "advice.json").exists()
 
 
 def test_base_batch_must_be_the_small_batch(tmp_path):
     status, _, err = execute(TINY + ["--base_batch_size=32", f"--output_dir={tmp_path}"])
     assert status == 2 and "--base_batch_size equal to --batch_size" in err
+
+
+def test_the_flagfile_trains_at_eps_opt_for_any_trusted_lr_multiplier():
+    from tests.advisor.test_advice import SCALES  # noqa: PLC0415
+    from tfgap.advisor import advise as advise_fn  # noqa: PLC0415
+    from tfgap.training import plan_steps  # noqa: PLC0415
+    from tfgap.training.build import build_schedule  # noqa: PLC0415
+
+    # The trusted regime: rates (0.08, 0.008) with lr_multiplier 0.25, i.e. 0.02 then 0.002,
+    # at batch 50 for 10 epochs of 3600 examples, the drop at epoch 7.
+    trusted = TrainConfig(dataset="mnist1d", model="mlp", batch_size=50, base_batch_size=50,
+                          lr_values=(0.08, 0.008), lr_boundaries=(7.0,), lr_multiplier=0.25,
+                          epochs=10.0, model_dir="/tmp/unused")
+    advice = advise_fn(400.0, small_batch_size=50, epochs=10, num_train_examples=3600,
+                       learning_rate=0.02, max_batch_size=1600, lr_boundaries=(7.0,),
+                       noise_scales=SCALES, momentum=0.9)
+    # B_crit = 800: batch 800, eps_opt = (1 - 0.9) 0.5 / (1 + 800 / 800) = 0.025, so the
+    # multiplier is 0.25 x 0.025 / 0.02 = 0.3125 (the rates 0.08 and 0.008 become 0.025
+    # and 0.0025).
+    assert advice.recommended.batch_size == 800
+    config = advise.recommended_config(trusted, advice)
+    assert config.lr_values == (0.08, 0.008) and config.lr_multiplier == 0.3125
+    assert (config.lr_scaling, config.warmup_start) == ("none", "zero")
+    # The trainer's own schedule: 3600 // 800 = 4 steps per epoch, regime adaptation to
+    # S(800) = 2 x 720 / 17 = 84.7 steps (stretch 84.7 / 40), the drop at 7 x 4 x stretch.
+    plan = plan_steps(config, num_train_examples=3600)
+    schedule = build_schedule(config, plan)
+    stretch = 2 * 720 / 17 / 40
+    drop = 7 * 4 * stretch
+    assert float(schedule(0)) < 0.025 / 2                              # warm-up from 0
+    assert float(schedule(round(drop) - 2)) == pytest.approx(0.025)    # eps_opt(800)
+    assert float(schedule(plan.total_steps - 1)) == pytest.approx(0.0025)

@@ -2,28 +2,36 @@
 
 McCandlish et al. 2018 ("An Empirical Model of Large-Batch Training", arXiv
 1812.06162) predict the steps `S` and examples `E` that training to a target
-takes at batch `B` from one number, the critical batch size, which the
-gradient noise scale `B_simple = tr(Sigma) / |G|^2` estimates:
+takes at batch `B` from one number, the critical batch size `B_crit`, which
+the noise scale `B_noise = tr(H Sigma) / (G^T H G)` estimates (and
+`B_simple = tr(Sigma) / |G|^2` when the Hessian is a multiple of the
+identity):
 
 ```
-S(B) = S_min (1 + B_simple / B)        E(B) = E_min (1 + B / B_simple)
+S(B) = S_min (1 + B_crit / B)        E(B) = E_min (1 + B / B_crit)
 ```
 
-The advisor measures `B_simple` (with its standard error) during a short run
-at the small batch you trust, and turns it into a table of candidate batch
-sizes with the learning rate by the square-root (Hoffer et al. 2017) and the
-linear (Goyal et al. 2017) rule, a warm-up, the ghost batch, the regime
-adaptation that trains the predicted steps, and one recommendation.
+The advisor measures `B_simple` from the training gradients of a short run
+at the small batch you trust, `B_noise` and `eps_max` at its end, and turns
+them into a table of candidate batch sizes with their cost relative to the
+minimum, the learning rate `eps_opt(B)` beside the square-root (Hoffer et
+al. 2017) and linear (Goyal et al. 2017) rules, a warm-up, the ghost batch,
+the regime adaptation that trains the predicted steps, and one
+recommendation (the candidate closest to `B_crit`).
 
 - `advise(b_simple, ...) -> Advice`: the arithmetic (no TensorFlow);
   `Advice.to_json` / `from_json` / `save` / `load`, `Advice.flags()`,
   `Advice.format_table()`, `Advice.recommendation()`.
 - `measure_noise_scale(model, x, y, batch_size=...)`: `B_simple` with a
-  standard error (wraps `tfgap.diagnostics.gradient_noise_scale`);
-  `NoiseScaleTracker`: the same at chosen steps of a run (a Keras callback);
-  `pool_estimates`: one value from the later points of a run.
+  standard error in inference mode on fixed examples (wraps
+  `tfgap.diagnostics.gradient_noise_scale`); `NoiseScaleTracker`: the same
+  at chosen steps of a run (a Keras callback); `pool_estimates`: one value
+  from the later points of a run (the estimator of the validation benchmark
+  before issue 23).
 - `measure_run(config, steps=...)`: the short measurement run of a
-  `TrainConfig` through `tfgap.training.train`.
+  `TrainConfig` through `tfgap.training.train` (`B_simple` from the
+  trainer's `noise_statistics`, then `B_noise` and `eps_max` of the trained
+  model): what `python -m tfgap.recipes.advise` acts on.
 - `predicted_steps`, `predicted_examples`, `min_steps`, `fit_tradeoff`: the
   trade-off and its least-squares fit to measured steps.
 - Statistics from the training gradients (`tfgap.advisor.gradient_statistics`,

@@ -1,4 +1,4 @@
-"""The short measurement run: the noise scale along a few hundred small-batch steps."""
+"""The short measurement run: `B_simple` from its training gradients, `B_noise` at its end."""
 
 import dataclasses
 import os
@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from tfgap.advisor.noise import DEFAULT_NUM_CHUNKS, NoiseScaleTracker
+DEFAULT_NOISE_EXAMPLES = 4096
+DEFAULT_NUM_DRAWS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,20 +17,51 @@ class Measurement:
     """What the short run measured.
 
     Attributes:
-        estimates: the `NoiseScaleEstimate`s, by step.
+        b_simple: `B_simple = tr(Sigma) / |G|^2` at the end of the run: the
+            ratio of the trainer's moving averages (`noise_statistics`), from
+            the training gradients themselves; `None` if not defined.
+        b_simple_stderr: its standard error (`None` below two steps).
+        grad_norm_sq, trace_sigma: the moving averages of `|G|^2` and
+            `tr(Sigma)` at the end of the run.
+        by_epoch: the same four values at each epoch's end (`history.json`'s
+            `epoch`, `step`, `grad_norm_sq`, `trace_sigma`, `b_simple`,
+            `b_simple_stderr`), a tuple of dicts.
+        statistics_decay: the moving averages' decay.
+        noise_scales: `tfgap.advisor.NoiseScales` of `measure_noise_scales` on
+            the trained model (`B_noise`, `eps_max`), or `None` when both the
+            Hessian and the Gauss-Newton curvature along `G` came out not
+            positive (`noise_scales_error` says so).
+        noise_scales_error: that message, or `None`.
+        curvature_batch_size: the small batch of the curvature draws.
+        noise_examples: the training examples the draws sample from.
         steps: the optimizer steps of the run.
         num_train_examples: the training examples of one epoch.
-        seconds: the wall time of the run (training and measurements).
+        seconds: the wall time of the run and the measurements.
     """
 
-    estimates: tuple
+    b_simple: float | None
+    b_simple_stderr: float | None
+    grad_norm_sq: float | None
+    trace_sigma: float | None
+    by_epoch: tuple
+    statistics_decay: float
+    noise_scales: object
+    noise_scales_error: str | None
+    curvature_batch_size: int
+    noise_examples: int
     steps: int
     num_train_examples: int
     seconds: float
 
 
+_LOGGED = ("grad_norm_sq", "trace_sigma", "b_simple", "b_simple_stderr")
+
+
 def measurement_steps(steps, num_points):
     """`num_points` steps spread evenly over a run of `steps` steps, ending at `steps`.
+
+    The measurement points of `benchmarks/advisor_validation.py` (the
+    inference-mode `NoiseScaleTracker` measurement it compares).
 
     Example:
 
@@ -50,62 +82,148 @@ def num_train_examples(config):
     return inputs.num_examples(config, "train")
 
 
-def measure_run(config, *, steps, num_points=4, noise_examples=4096,
-                num_chunks=DEFAULT_NUM_CHUNKS, stream=None):
-    """Trains `config` for `steps` steps and measures `B_simple` along the way.
+def training_loss(config):
+    """The trainer's per-example training loss of `config`: cross-entropy of the logits.
 
-    The run is `config` (the trusted small-batch regime: its data, model,
-    rates and batch `config.batch_size`) cut to `steps` optimizer steps,
-    trained by `tfgap.training.train` in a temporary directory that is
-    removed afterwards (no checkpoint, no export). At `num_points` evenly
-    spaced steps (the last at `steps`) `measure_noise_scale` runs on the first
-    `noise_examples` training examples (evaluation preprocessing, the same
-    examples each time), with the run's batch as the estimator's small batch.
+    With `config.label_smoothing = s`, against `(1 - s) one-hot + s / classes`
+    (as `tfgap.training.make_train_step`); `model.losses` (weight decay) are
+    added by `measure_noise_scales`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from tfgap.training import TrainConfig
+    >>> config = TrainConfig(dataset="mnist1d", model="mlp", model_dir="/tmp/unused", epochs=1.0,
+    ...                      batch_size=50, label_smoothing=0.1)
+    >>> loss = training_loss(config)
+    >>> logits = np.log(np.array([[0.5, 0.25, 0.25]], "float32"))
+    >>> want = -(0.9 * np.log(0.5) + 0.1 / 3 * np.log([0.5, 0.25, 0.25]).sum())
+    >>> bool(np.isclose(float(loss(np.array([0]), logits)[0]), want))
+    True
+    """
+    import keras  # noqa: PLC0415
+
+    smoothing = float(config.label_smoothing)
+    if not smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def smoothed(y, logits):
+        targets = keras.ops.one_hot(keras.ops.cast(y, "int32"), keras.ops.shape(logits)[-1])
+        return keras.losses.categorical_crossentropy(targets, logits, from_logits=True,
+                                                     label_smoothing=smoothing)
+
+    return smoothed
+
+
+def measure_run(config, *, steps, decay=None, noise_examples=DEFAULT_NOISE_EXAMPLES,
+                num_draws=DEFAULT_NUM_DRAWS, model_dir=None, stream=None):
+    """Trains `config` for `steps` steps; `B_simple` from its gradients, `B_noise` at its end.
+
+    1. **The run**: `config` (the trusted small-batch regime: its data,
+       augmentation, model, rates and batch `config.batch_size`) cut to
+       `steps` optimizer steps, trained by `tfgap.training.train` with
+       `noise_statistics=True`: each step's own training-mode gradients
+       (the run's augmentation, dropout and batch normalization) give
+       `|G_b|^2` and `|G_B|^2` (two half batches on one replica, replicas
+       against their all-reduced sum on several), folded into moving averages
+       of `|G|^2` and `tr(Sigma)` with decay `decay` (default
+       `tfgap.advisor.user_model.statistics_decay(steps)`: about the run's
+       second half). `B_simple` and its standard error are their values at
+       the end of the run (the last entry of `history.json`).
+    2. **`B_noise` and `eps_max`** of the trained model,
+       `tfgap.advisor.measure_noise_scales`: `num_draws` draws of training-mode
+       gradients and Hessian-vector products on independent batches sampled
+       from the first `noise_examples` training examples
+       (`tfgap.data.fixed_examples`, evaluation preprocessing), at the
+       doubling of the batch nearest `B_simple`
+       (`tfgap.advisor.user_model.curvature_batch_size`).
+
+    The run goes to `model_dir` (kept), or to a temporary directory that is
+    removed afterwards; no export.
 
     Args:
         config: a `tfgap.training.TrainConfig`.
-        steps: optimizer steps of the short run (>= 1).
-        num_points: measurements along the run.
-        noise_examples: examples of each measurement (at most the training
-            split); at least `2 * num_chunks` small batches.
-        num_chunks: disjoint chunks per measurement (for the error bar).
+        steps: optimizer steps of the short run (>= 2, for the standard error).
+        decay: the moving averages' decay (default: `statistics_decay(steps)`).
+        noise_examples: training examples the curvature draws sample from
+            (at most the training split).
+        num_draws: independent draws of `measure_noise_scales` (>= 2).
+        model_dir: where the run is written (default: a temporary directory).
         stream: where the trainer prints (default: nothing is printed).
 
     Returns:
         A `Measurement`.
-    """
-    import keras  # noqa: PLC0415
 
+    Raises:
+        ValueError: `steps < 2`, a batch larger than the training split, or
+            `num_draws < 2`.
+        tfgap.training.ConfigError: settings `noise_statistics` cannot use
+            (e.g. an odd batch on one replica).
+
+    Example:
+
+    ```python
+    from tfgap.advisor import measure_run
+    from tfgap.training import TrainConfig
+    config = TrainConfig(dataset="mnist1d", model="mlp", model_dir="/tmp/unused",
+                         batch_size=50, base_batch_size=50, lr_values=(0.04,), epochs=10.0)
+    m = measure_run(config, steps=400)
+    print(m.b_simple, m.b_simple_stderr, m.noise_scales.b_noise, m.noise_scales.eps_max)
+    ```
+    """
+    from tfgap.advisor.curvature import measure_noise_scales  # noqa: PLC0415
+    from tfgap.advisor.gradient_statistics import GradientStatisticsError  # noqa: PLC0415
+    from tfgap.advisor.user_model import curvature_batch_size, statistics_decay  # noqa: PLC0415
     from tfgap.data import fixed_examples  # noqa: PLC0415
     from tfgap.training import train  # noqa: PLC0415
 
     start = time.time()
+    steps = int(steps)
+    if steps < 2:
+        raise ValueError(f"Expected steps >= 2 (the standard error of B_simple needs two "
+                         f"steps). Received: steps={steps}")
+    if int(num_draws) < 2:
+        raise ValueError(f"Expected num_draws >= 2. Received: num_draws={num_draws}")
     n = num_train_examples(config)
     per_epoch = n // config.batch_size
     if per_epoch < 1:
         raise ValueError(f"Expected batch_size <= the {n} training examples; received "
                          f"{config.batch_size}.")
-    at_steps = measurement_steps(steps, num_points)
+    decay = statistics_decay(steps) if decay is None else float(decay)
+    short = config.replace(
+        epochs=steps / per_epoch, noise_statistics=True, noise_statistics_decay=decay,
+        export_dir=None, steps_per_execution=1, preemption=False,
+        verbose=0 if stream is None else config.verbose, eval_every_epochs=10**6,
+        checkpoint_every_seconds=10**9)
+    temporary = model_dir is None
+    model_dir = tempfile.mkdtemp(prefix="tfgap_advise_") if temporary else model_dir
+    try:
+        with open(os.devnull, "w") as null:
+            result = train(short.replace(model_dir=model_dir), stream=stream or null)
+    finally:
+        if temporary:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    by_epoch = tuple({"epoch": h["epoch"], "step": h["step"],
+                      **{k: h.get(k) for k in _LOGGED}} for h in result.history)
+    last = by_epoch[-1]
     noise_examples = min(int(noise_examples), n)
     x, y = fixed_examples(config.dataset, "train", noise_examples, data_dir=config.data_dir,
                           mock_data=config.mock_data, mock_examples=config.mock_examples,
                           synthetic=config.synthetic,
                           validation_examples=config.validation_examples)
-    tracker = NoiseScaleTracker(
-        x, y, batch_size=config.batch_size, at_steps=at_steps, num_chunks=num_chunks,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model_dir = tempfile.mkdtemp(prefix="tfgap_advise_")
+    b = curvature_batch_size(config.batch_size, last["b_simple"], noise_examples)
     try:
-        short = config.replace(
-            model_dir=model_dir, export_dir=None, epochs=int(steps) / per_epoch,
-            steps_per_execution=1, preemption=False, verbose=0 if stream is None else
-            config.verbose, eval_every_epochs=10**6, checkpoint_every_seconds=10**9)
-        with open(os.devnull, "w") as null:
-            train(short, callbacks=[tracker], stream=stream or null)
-    finally:
-        shutil.rmtree(model_dir, ignore_errors=True)
-    return Measurement(estimates=tuple(tracker.estimates), steps=int(steps),
-                       num_train_examples=n, seconds=time.time() - start)
+        scales, error = measure_noise_scales(
+            result.model, x, y, batch_size=b, num_draws=int(num_draws), seed=config.seed,
+            loss=training_loss(config)), None
+    except GradientStatisticsError as e:
+        scales, error = None, str(e)
+    return Measurement(
+        b_simple=last["b_simple"], b_simple_stderr=last["b_simple_stderr"],
+        grad_norm_sq=last["grad_norm_sq"], trace_sigma=last["trace_sigma"], by_epoch=by_epoch,
+        statistics_decay=decay, noise_scales=scales, noise_scales_error=error,
+        curvature_batch_size=b, noise_examples=noise_examples, steps=steps,
+        num_train_examples=n, seconds=time.time() - start)
 
 
 def measure_step_times(config, per_replica_batch_sizes, *, steps=3):

@@ -44,6 +44,21 @@ def measurement_steps(steps_per_epoch):
     return int(min(max(2 * steps_per_epoch, MIN_STEPS), MAX_STEPS))
 
 
+def statistics_decay(steps):
+    """The moving averages' decay for a measurement run of `steps` steps: `(s - 2) / (s + 2)`.
+
+    Its horizon `(1 + d) / (1 - d) = s / 2` steps: `B_simple` at the end of
+    the run averages about its second half (clipped to [0.5, 0.999]).
+
+    Example:
+
+    >>> statistics_decay(98), round(statistics_decay(448), 4), statistics_decay(2)
+    (0.96, 0.9911, 0.5)
+    """
+    steps = _positive_int("steps", steps)
+    return min(max((steps - 2) / (steps + 2), 0.5), 0.999)
+
+
 def curvature_batch_size(batch_size, b_simple, num_examples, small_batches=4):
     """The small batch of the curvature draws: the doubling of `batch_size` nearest `B_simple`.
 
@@ -148,7 +163,7 @@ def advise_model(model, x, y=None, *, batch_size, max_batch_size, epochs, steps=
         raise ValueError(f"Expected batch_size <= the {n} training examples. Received: "
                          f"batch_size={batch_size}")
     steps = measurement_steps(per_epoch) if steps is None else _positive_int("steps", steps)
-    decay = min(max((steps - 2) / (steps + 2), 0.5), 0.999)
+    decay = statistics_decay(steps)
 
     optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
     momentum = (float(getattr(optimizer, "momentum", 0.0))

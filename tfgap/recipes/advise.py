@@ -2,18 +2,22 @@
 
 Trains the small-batch regime you trust for a short while (by default its
 first constant-rate phase, up to the first learning-rate drop, at most
-`--max_measure_steps` steps), measures McCandlish et al.'s gradient noise
-scale `B_simple` with its standard error at `--measure_points` steps (pooled
-over the second half of the run: it grows as the loss falls), and
-predicts from it, for every candidate batch (doublings of the small batch up
-to `--max_batch_size`), the steps, examples and relative wall time to reach
-what the regime reaches, the learning rate by the sqrt and the linear rule
-(with warm-up), the regime-adapted steps, the ghost batch and the remedies.
-It prints the table and one recommended line, and writes into `--output_dir`
-`advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the flagfile of the
-recipe that runs the recommendation: `python -m tfgap.recipes.<recipe>
---flagfile=advice.flags`) and `train_config.json` (the same run as a
-`tfgap.training.TrainConfig`).
+`--max_measure_steps` steps) with the trainer's `noise_statistics`: McCandlish
+et al.'s gradient noise scale `B_simple` (with its standard error) from the
+training gradients themselves, moving averages over about the run's second
+half. On the trained model it then measures `B_noise` and `eps_max`
+(`tfgap.advisor.measure_noise_scales`: training-mode gradients and
+Hessian-vector products on independent batches of training examples), and
+predicts from `B_crit = B_noise`, for every candidate batch (doublings of the
+small batch up to `--max_batch_size`), the steps and examples relative to the
+fewest, the relative wall time, the learning rate (`eps_opt(B)` from the same
+measurement, beside the sqrt and linear rules; with warm-up), the
+regime-adapted steps, the ghost batch and the remedies. It prints the table
+and one recommendation (the candidate closest to `B_crit`), and writes into
+`--output_dir` `advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the
+flagfile of the recipe that runs the recommendation: `python -m
+tfgap.recipes.<recipe> --flagfile=advice.flags`) and `train_config.json`
+(the same run as a `tfgap.training.TrainConfig`).
 
 Default: `--recipe=mnist1d`, the study's MNIST-1D MLP and its small-batch
 regime (a 3 x 128 BN MLP at batch 50, generated data; `docs/study.md`).
@@ -55,8 +59,8 @@ FLAGS_FILE = "advice.flags"
 CONFIG_FILE = "train_config.json"
 _ADVICE_FLAGS = ("recipe", "model_fn", "output_dir", "max_batch_size", "num_replicas",
                  "max_per_replica_batch_size", "measure_fraction", "measure_steps",
-                 "max_measure_steps", "measure_points", "noise_examples", "noise_chunks",
-                 "scaling", "warmup_fraction", "time_steps")
+                 "max_measure_steps", "noise_examples", "noise_draws", "scaling",
+                 "warmup_fraction", "time_steps")
 DEFAULT_RECIPE = "mnist1d"  # the study's MNIST-1D MLP regime: a measurement in under a minute
 
 
@@ -95,14 +99,16 @@ def define(fv, argv):
                      lower_bound=0, flag_values=fv)
     f.DEFINE_integer("max_measure_steps", 2000, "Cap of the default measurement length.",
                      lower_bound=1, flag_values=fv)
-    f.DEFINE_integer("measure_points", 8, "Noise-scale measurements along the run (pooled "
-                     "over its second half).", lower_bound=1, flag_values=fv)
-    f.DEFINE_integer("noise_examples", 4096, "Training examples of each measurement (at "
-                     "most the training split).", lower_bound=1, flag_values=fv)
-    f.DEFINE_integer("noise_chunks", 8, "Disjoint chunks of each measurement (for its "
-                     "standard error).", lower_bound=2, flag_values=fv)
+    f.DEFINE_integer("noise_examples", 4096, "Training examples (the first ones, evaluation "
+                     "preprocessing) that the B_noise and eps_max draws sample from, at most "
+                     "the training split.", lower_bound=1, flag_values=fv)
+    f.DEFINE_integer("noise_draws", 32, "Independent draws of the B_noise and eps_max "
+                     "measurement on the trained model (each: 4 gradients and 4 Hessian-vector "
+                     "products at the doubling of --batch_size nearest B_simple).",
+                     lower_bound=2, flag_values=fv)
     f.DEFINE_enum("scaling", "sqrt", ["sqrt", "linear"], "Learning-rate rule of the "
-                  "recommended run (the table shows both).", flag_values=fv)
+                  "recommended run when eps_opt is not available (B_noise not measured, or "
+                  "--optimizer other than sgd); the table shows both.", flag_values=fv)
     f.DEFINE_float("warmup_fraction", 0.05, "Warm-up as a fraction of the predicted steps "
                    "(0: none).", lower_bound=0.0, upper_bound=0.99, flag_values=fv)
     f.DEFINE_boolean("time_steps", False, "Time one training step at each candidate's "
@@ -209,6 +215,7 @@ def run(fv):
     if fv.model_fn is not None:
         return run_model_fn(fv)
     from tfgap.advisor.measure import measure_run, num_train_examples  # noqa: PLC0415
+    from tfgap.advisor.user_model import statistics_decay  # noqa: PLC0415
 
     started = time.time()
     config = trusted_config(fv)
@@ -229,32 +236,35 @@ def run(fv):
     first_drop = [b for b in config.lr_boundaries if b < config.epochs][:1]
     phase = round(first_drop[0] * per_epoch) if first_drop else small_steps
     steps = fv.measure_steps or min(fv.max_measure_steps,
-                                    max(fv.measure_points, round(fv.measure_fraction * phase)))
-    if steps < fv.measure_points:
-        raise cli.UsageError(f"Expected --measure_steps >= --measure_points={fv.measure_points}."
-                             f" Received: --measure_steps={steps}")
+                                    max(2, round(fv.measure_fraction * phase)))
+    if steps < 2:
+        raise cli.UsageError(f"Expected --measure_steps >= 2 (the standard error of B_simple "
+                             f"needs two steps). Received: --measure_steps={steps}")
     noise_examples = min(fv.noise_examples, n)
-    needed = 2 * small * fv.noise_chunks
-    if noise_examples < needed:
+    if noise_examples < 2 * small:
         raise cli.UsageError(
-            f"Expected at least {needed} examples per noise-scale measurement (--noise_chunks="
-            f"{fv.noise_chunks} chunks of two batches of {small}); received {noise_examples} "
-            f"(--noise_examples={fv.noise_examples}, {n} training examples). Lower "
-            "--noise_chunks or --batch_size, or give more examples.")
+            f"Expected at least 2 x --batch_size = {2 * small} examples for the B_noise draws; "
+            f"received {noise_examples} (--noise_examples={fv.noise_examples}, {n} training "
+            "examples). Raise --noise_examples or lower --batch_size.")
+    decay = (fv.noise_statistics_decay if fv["noise_statistics_decay"].present else
+             statistics_decay(steps))
+    rate = config.lr_values[0] * config.lr_multiplier
+    momentum = config.momentum if config.optimizer == "sgd" else None
     print(f"Measuring B_simple: {steps} steps of {config.model} on {config.dataset} at batch "
-          f"{small} (lr {config.lr_values[0] * config.lr_multiplier:g}), at "
-          f"{fv.measure_points} points on {noise_examples} training examples...", flush=True)
-    measurement = measure_run(config, steps=steps, num_points=fv.measure_points,
-                              noise_examples=noise_examples, num_chunks=fv.noise_chunks)
-    for e in measurement.estimates:
-        print(f"  step {e.step:6d}: B_simple = {e.b_simple:10.4g} +- {e.b_simple_stderr:.3g}"
-              + ("" if e.usable else "  (unusable: negative or not finite)"))
-    try:
-        pooled = advisor.pool_estimates(measurement.estimates, min_step=steps / 2)
-    except advisor.NoiseScaleError as e:
-        raise cli.CommandFailed(
-            f"{e} (--noise_examples={fv.noise_examples}, --noise_chunks={fv.noise_chunks}, "
-            f"--measure_steps={steps}).") from None
+          f"{small} (lr {rate:g}), from the training gradients (moving averages, decay "
+          f"{decay:.4g})...", flush=True)
+    measurement = measure_run(config, steps=steps, decay=decay, noise_examples=noise_examples,
+                              num_draws=fv.noise_draws)
+    for e in measurement.by_epoch:
+        print(f"  epoch {e['epoch']:3d} (step {e['step']:6d}): B_simple = "
+              f"{_number(e['b_simple'], '10.4g')} +- {_number(e['b_simple_stderr'], '.3g')}")
+    scales = measurement.noise_scales
+    print(f"Measuring B_noise and eps_max on the trained model: {fv.noise_draws} draws of 4 "
+          f"batches of {measurement.curvature_batch_size} and one for the curvature, from "
+          f"{noise_examples} training examples"
+          + (f" ({scales.product} products; B_simple of the same draws = "
+             f"{scales.b_simple:.4g} +- {scales.b_simple_stderr:.2g})." if scales is not None
+             else f": {measurement.noise_scales_error}"), flush=True)
     step_times = None
     if fv.time_steps:
         from tfgap.advisor.measure import measure_step_times  # noqa: PLC0415
@@ -265,26 +275,39 @@ def run(fv):
     settings = {
         "recipe": fv.recipe, "dataset": config.dataset, "model": config.model,
         "model_options": config.model_options, "measure_steps": steps,
-        "measure_points": fv.measure_points, "noise_examples": noise_examples,
-        "noise_chunks": fv.noise_chunks, "pooled_steps": list(pooled.steps),
+        "statistics_decay": decay, "b_simple_by_epoch": list(measurement.by_epoch),
+        "noise_examples": noise_examples, "noise_draws": fv.noise_draws,
+        "curvature_batch_size": measurement.curvature_batch_size,
+        "curvature_product": None if scales is None else scales.product,
         "step_times": step_times, "measurement_seconds": round(measurement.seconds, 1),
         "command": " ".join([PROG] + [shlex.quote(a) for a in sys.argv[1:]]),
     }
+    b_simple = measurement.b_simple
+    if b_simple is None:
+        raise cli.CommandFailed(
+            f"B_simple is not defined at the end of the {steps}-step measurement: the moving "
+            f"average of the |G|^2 estimates is {_number(measurement.grad_norm_sq, '.3g')} "
+            f"(tr(Sigma): {_number(measurement.trace_sigma, '.3g')}); expected a positive "
+            f"one. At batch {small} the gradient noise hides the gradient over this run: "
+            "lengthen it (--measure_steps) or raise --batch_size.")
     try:
         advice = advisor.advise(
-            pooled.b_simple, b_simple_stderr=pooled.b_simple_stderr, small_batch_size=small,
-            epochs=config.epochs, num_train_examples=n,
-            learning_rate=config.lr_values[0] * config.lr_multiplier, max_batch_size=max_batch,
-            num_replicas=fv.num_replicas, batch_norm=_has_batch_norm(config),
-            lr_boundaries=config.lr_boundaries, scaling=fv.scaling,
-            warmup_fraction=fv.warmup_fraction, step_times=step_times,
-            measurements=measurement.estimates, settings=settings)
+            b_simple, b_simple_stderr=measurement.b_simple_stderr or 0.0, small_batch_size=small,
+            epochs=config.epochs, num_train_examples=n, learning_rate=rate,
+            max_batch_size=max_batch, num_replicas=fv.num_replicas,
+            batch_norm=_has_batch_norm(config), lr_boundaries=config.lr_boundaries,
+            scaling=fv.scaling, warmup_fraction=fv.warmup_fraction, step_times=step_times,
+            settings=settings, noise_scales=scales, momentum=momentum)
     except advisor.NoiseScaleError as e:
-        raise cli.CommandFailed(str(e)) from None
-    if pooled.skipped:
-        advice = _with_warning(advice, f"Unusable measurements at steps {list(pooled.skipped)} "
-                                       "were left out (give more --noise_examples).")
+        raise cli.CommandFailed(f"{e} (--measure_steps={steps}).") from None
+    if scales is None:
+        advice = _with_warning(advice, f"B_noise not measured: {measurement.noise_scales_error}")
     return _report(fv, config, advice, started)
+
+
+def _number(value, spec):
+    """`value` formatted by `spec`, or `-` for a value not defined (`None`)."""
+    return "-".rjust(len(format(0.0, spec))) if value is None else format(value, spec)
 
 
 def _has_batch_norm(config):
@@ -310,7 +333,7 @@ def _with_warning(advice, message):
 
 def recommended_config(config, advice):
     """The trusted `config` changed to run the recommendation (a validated `TrainConfig`)."""
-    changes = dict(advice.flags())
+    changes = dict(advice.flags(lr_multiplier=config.lr_multiplier))
     if changes["batch_size"] == config.batch_size:
         changes["ghost_batch_size"] = config.ghost_batch_size  # the regime as trusted
     fields = dict(config.to_dict(), **changes)
@@ -327,10 +350,8 @@ def _report(fv, config, advice, started):
         "runs", "advise", f"{config.dataset}_{config.model}_b{config.batch_size}")
     os.makedirs(out_dir, exist_ok=True)
     print()
-    print(f"B_simple = {advice.b_simple:.4g} +- {advice.b_simple_stderr:.2g} (steps "
-          f"{list(advice.settings.get('pooled_steps', []))}); S_small = {advice.small_steps} steps at "
-          f"batch {advice.small_batch_size}, S_min = {advice.s_min:.4g}, E_min = "
-          f"{advice.e_min:.4g} examples.")
+    print(f"S_small = {advice.small_steps} steps at batch {advice.small_batch_size}, S_min = "
+          f"{advice.s_min:.4g}, E_min = {advice.e_min:.4g} examples.")
     for line in advice.explanation():
         print(line)
     print("Predicted: S(B) = S_min (1 + B_crit / B), E(B) = B S(B) (McCandlish et al. 2018); "
@@ -349,11 +370,13 @@ def _report(fv, config, advice, started):
         json.dump(target.to_dict(), f, indent=2, sort_keys=True)
         f.write("\n")
     flags_path = os.path.join(out_dir, FLAGS_FILE)
-    header = [f"Advised by {PROG}: B_simple = {advice.b_simple:.4g} +- "
-              f"{advice.b_simple_stderr:.2g} at batch {advice.small_batch_size}; predicted "
-              f"{c.predicted_steps:.0f} steps ({c.predicted_epochs:.3g} epochs), "
-              f"{c.relative_wall_time:.3g}x the wall time of batch "
-              f"{advice.candidates[0].batch_size}."]
+    name = "B_noise" if advice.b_crit_source == "b_noise" else "B_simple"
+    header = [(f"Advised by {PROG}: B_crit = {name} = {advice.b_crit:.4g} +- "
+              f"{advice.b_crit_stderr:.2g} (B_simple = {advice.b_simple:.4g}) at batch "
+              f"{advice.small_batch_size}; lr {advice.learning_rate_of(c):.4g} "
+              f"({advice.learning_rate_rule} rule); predicted {c.predicted_steps:.0f} steps "
+              f"({c.predicted_epochs:.3g} epochs), {c.relative_wall_time:.3g}x the wall time "
+              f"of batch {advice.candidates[0].batch_size}.")]
     command = recipe_flags.write_flagfile(flags_path, target, fv.recipe, header=header)
     print(f"Run it: {command}")
     print(f"Advice in {time.time() - started:.0f}s.")
