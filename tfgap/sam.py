@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from tfgap import backend
+from tfgap._wrapped_model import from_wrapper_config, wrapper_config
 
 backend.require_tensorflow("tfgap.sam")  # before TensorFlow: one clear ImportError
 
@@ -285,17 +286,9 @@ class SAM(keras.Model):
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({
-            "model": keras.saving.serialize_keras_object(self.inner_model),
-            "rho": self.rho,
-            "adaptive": self.adaptive,
-        })
-        return config
+        return wrapper_config(super().get_config(), self.inner_model, rho=self.rho,
+                              adaptive=self.adaptive)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(config.pop("model"),
-                                                      custom_objects=custom_objects)
-        return cls(model, **config)
+        return from_wrapper_config(cls, config, custom_objects)

@@ -314,3 +314,19 @@ def test_docstring_examples():
     result = doctest.testmod(sam_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_a_wrapper_saves_and_reloads_its_inner_model(tmp_path):
+    from tfgap import _wrapped_model
+
+    result = doctest.testmod(_wrapped_model, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model = tfgap.SAM(inner, rho=0.07, adaptive=True)
+    model.compile(optimizer="sgd", loss="mse")
+    path = str(tmp_path / "sam.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert (loaded.rho, loaded.adaptive) == (0.07, True)
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_array_equal(loaded(x), model(x))

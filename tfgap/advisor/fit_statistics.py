@@ -8,6 +8,7 @@ does for its second pass). TensorFlow backend only.
 import keras
 
 from tfgap import backend
+from tfgap._wrapped_model import from_wrapper_config, wrapper_config
 from tfgap.advisor.gradient_statistics import DEFAULT_DECAY, STATE_KEYS, NoiseStatistics
 
 backend.require_tensorflow("tfgap.advisor.GradientStatisticsModel")
@@ -185,17 +186,11 @@ class GradientStatisticsModel(keras.Model):
         return NoiseStatistics.from_state({key: state[key] for key in STATE_KEYS})
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"model": keras.saving.serialize_keras_object(self.inner_model),
-                       "decay": self.decay})
-        return config
+        return wrapper_config(super().get_config(), self.inner_model, decay=self.decay)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(config.pop("model"),
-                                                      custom_objects=custom_objects)
-        return cls(model, **config)
+        return from_wrapper_config(cls, config, custom_objects)
 
 
 def _squared_norm(tensors):
