@@ -34,13 +34,12 @@ The model is evaluated statelessly (`model.stateless_call`): its weights,
 normalization statistics and random-seed state are not changed.
 """
 
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
-from tfgap import backend
+from tfgap import _validation, backend
 from tfgap.advisor.gradient_statistics import GradientStatisticsError, estimate_noise_scales
 from tfgap.diagnostics import _evaluation
 
@@ -223,8 +222,8 @@ def measure_noise_scales(model, x, y=None, *, batch_size=None,
     if not model.built:
         raise ValueError(f"Expected a built model (call it once or give it an Input). "
                          f"Received model {model.name!r}, not built.")
-    num_draws = _int_at_least("num_draws", num_draws, 2)
-    k = _int_at_least("small_batches", small_batches, 2)
+    num_draws = _validation.integer("num_draws", num_draws, minimum=2)
+    k = _validation.integer("small_batches", small_batches, minimum=2)
     loss_fn = _evaluation.resolve_loss(model, loss)
     products = _Products(model, loss_fn)
     batches = _draw_batches(x, y, batch_size, num_draws, k, seed, model)
@@ -255,7 +254,7 @@ def _draw_batches(x, y, batch_size, num_draws, k, seed, model):
     if y is None:
         raise ValueError("Expected targets `y` with array inputs (or a tf.data.Dataset of "
                          "(x, y) batches). Received: y=None")
-    b = _int_at_least("batch_size", batch_size, 1)
+    b = _validation.integer("batch_size", batch_size, minimum=1)
     n = _evaluation.num_examples(x)
     if _evaluation.num_examples(y) != n:
         raise ValueError(f"Expected x and y with the same number of examples. Received "
@@ -319,13 +318,6 @@ def check_dataset(dataset, model=None):
             "Expected a batched tf.data.Dataset (call .batch(batch_size) on it). Received an "
             f"unbatched one: element_spec {spec!r}"
             + (f" against the model's input of rank {want}." if want is not None else "."))
-
-
-def _int_at_least(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Expected `{name}` to be an integer >= {minimum}. Received: "
-                         f"{name}={value!r}")
-    return int(value)
 
 
 __all__ = ["measure_noise_scales", "check_dataset"]

@@ -1,12 +1,15 @@
 """The short measurement run: `B_simple` from its training gradients, `B_noise` at its end."""
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
 import time
 
 import numpy as np
+
+from tfgap import _validation
 
 DEFAULT_NOISE_EXAMPLES = 4096
 DEFAULT_NUM_DRAWS = 32
@@ -115,6 +118,44 @@ def training_loss(config):
     return smoothed
 
 
+def statistics_decay(steps):
+    """The moving averages' decay for a measurement run of `steps` steps: `(s - 2) / (s + 2)`.
+
+    Its horizon `(1 + d) / (1 - d) = s / 2` steps: `B_simple` at the end of
+    the run averages about its second half (clipped to [0.5, 0.999]).
+
+    Example:
+
+    >>> statistics_decay(98), round(statistics_decay(448), 4), statistics_decay(2)
+    (0.96, 0.9911, 0.5)
+    """
+    steps = _validation.integer("steps", steps, minimum=1)
+    return min(max((steps - 2) / (steps + 2), 0.5), 0.999)
+
+
+def curvature_batch_size(batch_size, b_simple, num_examples, small_batches=4):
+    """The small batch of the curvature draws: the doubling of `batch_size` nearest `B_simple`.
+
+    The two-batch estimates separate `G^T M G` from `tr(M Sigma) / b`; their
+    spread is smallest relative to their means when the two terms are
+    comparable, at `b` near the noise scale. From the measured `B_simple`
+    (a lower estimate of `B_noise`), in log distance, at most what
+    `small_batches + 1` batches of the data allow.
+
+    Example:
+
+    >>> curvature_batch_size(16, 125.6, 2000), curvature_batch_size(16, 3.0, 2000)
+    (128, 16)
+    """
+    b = int(batch_size)
+    if not (b_simple is not None and math.isfinite(b_simple) and b_simple > b):
+        return b
+    while 2 * b <= num_examples // (small_batches + 1) and abs(
+            math.log(2 * b / b_simple)) < abs(math.log(b / b_simple)):
+        b *= 2
+    return b
+
+
 def measure_run(config, *, steps, decay=None, noise_examples=DEFAULT_NOISE_EXAMPLES,
                 num_draws=DEFAULT_NUM_DRAWS, model_dir=None, stream=None):
     """Trains `config` for `steps` steps; `B_simple` from its gradients, `B_noise` at its end.
@@ -127,7 +168,7 @@ def measure_run(config, *, steps, decay=None, noise_examples=DEFAULT_NOISE_EXAMP
        `|G_b|^2` and `|G_B|^2` (two half batches on one replica, replicas
        against their all-reduced sum on several), folded into moving averages
        of `|G|^2` and `tr(Sigma)` with decay `decay` (default
-       `tfgap.advisor.user_model.statistics_decay(steps)`: about the run's
+       `statistics_decay(steps)`: about the run's
        second half). `B_simple` and its standard error are their values at
        the end of the run (the last entry of `history.json`).
     2. **`B_noise` and `eps_max`** of the trained model,
@@ -136,7 +177,7 @@ def measure_run(config, *, steps, decay=None, noise_examples=DEFAULT_NOISE_EXAMP
        from the first `noise_examples` training examples
        (`tfgap.data.fixed_examples`, evaluation preprocessing), at the
        doubling of the batch nearest `B_simple`
-       (`tfgap.advisor.user_model.curvature_batch_size`).
+       (`curvature_batch_size`).
 
     The run goes to `model_dir` (kept), or to a temporary directory that is
     removed afterwards; no export.
@@ -173,7 +214,6 @@ def measure_run(config, *, steps, decay=None, noise_examples=DEFAULT_NOISE_EXAMP
     """
     from tfgap.advisor.curvature import measure_noise_scales  # noqa: PLC0415
     from tfgap.advisor.gradient_statistics import GradientStatisticsError  # noqa: PLC0415
-    from tfgap.advisor.user_model import curvature_batch_size, statistics_decay  # noqa: PLC0415
     from tfgap.data import fixed_examples  # noqa: PLC0415
     from tfgap.training import train  # noqa: PLC0415
 

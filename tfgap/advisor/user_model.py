@@ -14,6 +14,7 @@ from tfgap import backend
 from tfgap.advisor.advice import advise
 from tfgap.advisor.curvature import check_dataset, measure_noise_scales
 from tfgap.advisor.gradient_statistics import GradientStatisticsError
+from tfgap.advisor.measure import curvature_batch_size, statistics_decay
 
 backend.require_tensorflow("tfgap.advisor.advise_model")
 
@@ -42,44 +43,6 @@ def measurement_steps(steps_per_epoch):
     if steps_per_epoch is None:
         return MAX_STEPS
     return int(min(max(2 * steps_per_epoch, MIN_STEPS), MAX_STEPS))
-
-
-def statistics_decay(steps):
-    """The moving averages' decay for a measurement run of `steps` steps: `(s - 2) / (s + 2)`.
-
-    Its horizon `(1 + d) / (1 - d) = s / 2` steps: `B_simple` at the end of
-    the run averages about its second half (clipped to [0.5, 0.999]).
-
-    Example:
-
-    >>> statistics_decay(98), round(statistics_decay(448), 4), statistics_decay(2)
-    (0.96, 0.9911, 0.5)
-    """
-    steps = _positive_int("steps", steps)
-    return min(max((steps - 2) / (steps + 2), 0.5), 0.999)
-
-
-def curvature_batch_size(batch_size, b_simple, num_examples, small_batches=4):
-    """The small batch of the curvature draws: the doubling of `batch_size` nearest `B_simple`.
-
-    The two-batch estimates separate `G^T M G` from `tr(M Sigma) / b`; their
-    spread is smallest relative to their means when the two terms are
-    comparable, at `b` near the noise scale. From the measured `B_simple`
-    (a lower estimate of `B_noise`), in log distance, at most what
-    `small_batches + 1` batches of the data allow.
-
-    Example:
-
-    >>> curvature_batch_size(16, 125.6, 2000), curvature_batch_size(16, 3.0, 2000)
-    (128, 16)
-    """
-    b = int(batch_size)
-    if not (b_simple is not None and math.isfinite(b_simple) and b_simple > b):
-        return b
-    while 2 * b <= num_examples // (small_batches + 1) and abs(
-            math.log(2 * b / b_simple)) < abs(math.log(b / b_simple)):
-        b *= 2
-    return b
 
 
 def advise_model(model, x, y=None, *, batch_size, max_batch_size, epochs, steps=None,
