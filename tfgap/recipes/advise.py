@@ -214,8 +214,11 @@ def run(fv):
 
     if fv.model_fn is not None:
         return run_model_fn(fv)
-    from tfgap.advisor.measure import measure_run, num_train_examples  # noqa: PLC0415
-    from tfgap.advisor.user_model import statistics_decay  # noqa: PLC0415
+    from tfgap.advisor.measure import (  # noqa: PLC0415
+        measure_run,
+        num_train_examples,
+        statistics_decay,
+    )
 
     started = time.time()
     config = trusted_config(fv)
