@@ -72,7 +72,7 @@ def test_bad_input_names_what_was_received():
         (lambda: advisor.advise_model(raw, x, y, **common), r"compiled model.*not compiled"),
         (lambda: advisor.advise_model(model, x, None, **common), r"targets `y`.*y=None"),
         (lambda: advisor.advise_model(model, x, y, **dict(common, batch_size=0)),
-         r"batch_size.*int > 0.*batch_size=0"),
+         r"batch_size.*>= 1.*batch_size=0"),
         (lambda: advisor.advise_model(model, x, y, **dict(common, batch_size=16.0)),
          r"batch_size=16.0"),
         (lambda: advisor.advise_model(model, x, y, **dict(common, max_batch_size=8)),

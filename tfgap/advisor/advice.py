@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from tfgap import schedules
+from tfgap import _validation, schedules
 from tfgap.advisor import tradeoff
 from tfgap.advisor.gradient_statistics import eps_opt
 from tfgap.advisor.noise import NoiseScaleError, NoiseScaleEstimate, _json_float
@@ -442,9 +442,9 @@ def candidate_batch_sizes(small_batch_size, max_batch_size, *, num_replicas=1,
     >>> candidate_batch_sizes(32, 256, num_replicas=4)
     [32, 64, 128, 256]
     """
-    small = _positive_int("small_batch_size", small_batch_size)
-    largest = _positive_int("max_batch_size", max_batch_size)
-    replicas = _positive_int("num_replicas", num_replicas)
+    small = _validation.positive_int("small_batch_size", small_batch_size)
+    largest = _validation.positive_int("max_batch_size", max_batch_size)
+    replicas = _validation.positive_int("num_replicas", num_replicas)
     if largest < small:
         raise ValueError(
             f"Expected `max_batch_size` >= the small batch size {small}; received "
@@ -480,9 +480,9 @@ def ghost_batch_size_for(batch_size, small_batch_size, *, num_replicas=1, batch_
     >>> ghost_batch_size_for(50, 50), ghost_batch_size_for(800, 50, batch_norm=False)
     (0, 0)
     """
-    per_replica = _positive_int("batch_size", batch_size) // _positive_int(
+    per_replica = _validation.positive_int("batch_size", batch_size) // _validation.positive_int(
         "num_replicas", num_replicas)
-    small = _positive_int("small_batch_size", small_batch_size)
+    small = _validation.positive_int("small_batch_size", small_batch_size)
     if not batch_norm or per_replica <= small:
         return 0
     return max(d for d in range(1, small + 1) if per_replica % d == 0)
@@ -607,9 +607,9 @@ def advise(
     stderr = float(b_simple_stderr)
     if not (math.isfinite(stderr) and stderr >= 0):
         raise ValueError(f"Expected b_simple_stderr >= 0 and finite; received {stderr!r}.")
-    small = _positive_int("small_batch_size", small_batch_size)
-    n = _positive_int("num_train_examples", num_train_examples)
-    replicas = _positive_int("num_replicas", num_replicas)
+    small = _validation.positive_int("small_batch_size", small_batch_size)
+    n = _validation.positive_int("num_train_examples", num_train_examples)
+    replicas = _validation.positive_int("num_replicas", num_replicas)
     if scaling not in SCALINGS:
         raise ValueError(f"Expected scaling in {SCALINGS}; received {scaling!r}.")
     learning_rate = tradeoff._positive("learning_rate", learning_rate)
@@ -759,12 +759,6 @@ def _scales_fields(noise_scales):
 def _usable(value):
     return math.isfinite(value) and value > 0
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value \
-            or int(value) < 1:
-        raise ValueError(f"Expected {name} to be an integer >= 1; received {value!r}.")
-    return int(value)
 
 
 def _round_half_up(x):

@@ -6,6 +6,8 @@ import math
 import keras
 import numpy as np
 
+from tfgap import _validation
+
 DEFAULT_NUM_CHUNKS = 8
 
 
@@ -171,8 +173,8 @@ def measure_noise_scale(model, x, y, *, batch_size, num_chunks=DEFAULT_NUM_CHUNK
     """
     from tfgap.diagnostics import gradient_noise_scale  # noqa: PLC0415 (imports TensorFlow)
 
-    batch_size = _positive_int("batch_size", batch_size)
-    num_chunks = _positive_int("num_chunks", num_chunks)
+    batch_size = _validation.positive_int("batch_size", batch_size)
+    num_chunks = _validation.positive_int("num_chunks", num_chunks)
     if num_chunks < 2:
         raise ValueError(f"Expected num_chunks >= 2 (for an error bar); received {num_chunks}.")
     n = _num_examples(x)
@@ -216,11 +218,6 @@ def _num_examples(x):
     return int(np.shape(x)[0])
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"Expected {name} to be an integer >= 1; received {value!r}.")
-    return int(value)
-
 
 class NoiseScaleTracker(keras.callbacks.Callback):
     """Measures `B_simple` (with its error) at chosen optimizer steps of a run.
@@ -262,7 +259,7 @@ class NoiseScaleTracker(keras.callbacks.Callback):
                  loss=None):
         super().__init__()
         self.x, self.y = x, y
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = _validation.positive_int("batch_size", batch_size)
         steps = sorted({int(s) for s in at_steps})
         if not steps or steps[0] < 0:
             raise ValueError(f"Expected at_steps to be steps >= 0; received {list(at_steps)!r}.")

@@ -10,7 +10,7 @@ import numbers
 import keras
 import numpy as np
 
-from tfgap import backend
+from tfgap import _validation, backend
 from tfgap.advisor.advice import advise
 from tfgap.advisor.curvature import check_dataset, measure_noise_scales
 from tfgap.advisor.gradient_statistics import GradientStatisticsError
@@ -112,8 +112,8 @@ def advise_model(model, x, y=None, *, batch_size, max_batch_size, epochs, steps=
             f"Expected a compiled model (model.compile(optimizer=..., loss=...)). Received "
             f"model {model.name!r}, not compiled"
             + ("" if getattr(model, "optimizer", None) is None else " with a loss") + ".")
-    batch_size = _positive_int("batch_size", batch_size)
-    max_batch_size = _positive_int("max_batch_size", max_batch_size)
+    batch_size = _validation.integer("batch_size", batch_size, minimum=1)
+    max_batch_size = _validation.integer("max_batch_size", max_batch_size, minimum=1)
     if max_batch_size < batch_size:
         raise ValueError(f"Expected max_batch_size >= batch_size={batch_size}. Received: "
                          f"max_batch_size={max_batch_size}")
@@ -125,7 +125,8 @@ def advise_model(model, x, y=None, *, batch_size, max_batch_size, epochs, steps=
     if per_epoch is not None and per_epoch < 1:
         raise ValueError(f"Expected batch_size <= the {n} training examples. Received: "
                          f"batch_size={batch_size}")
-    steps = measurement_steps(per_epoch) if steps is None else _positive_int("steps", steps)
+    steps = (measurement_steps(per_epoch) if steps is None
+             else _validation.integer("steps", steps, minimum=1))
     decay = statistics_decay(steps)
 
     optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
@@ -196,7 +197,7 @@ def _training_data(model, x, y, batch_size, num_train_examples, seed):
                     "Expected num_train_examples= for a tf.data.Dataset of unknown or infinite "
                     f"length. Received a dataset of cardinality {cardinality}.")
             n = cardinality * batch_size
-        return x.repeat(), _positive_int("num_train_examples", n)
+        return x.repeat(), _validation.integer("num_train_examples", n, minimum=1)
     if y is None:
         raise ValueError("Expected targets `y` with array inputs (or a tf.data.Dataset of "
                          "(x, y) batches). Received: y=None")
@@ -214,8 +215,3 @@ def _has_batch_norm(model):
                or "BatchNormalization" in type(layer).__name__
                for layer in model._flatten_layers(include_self=False))
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected `{name}` to be an int > 0. Received: {name}={value!r}")
-    return int(value)
