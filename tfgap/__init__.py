@@ -20,6 +20,10 @@ Public API:
   gradient noise scale with its standard error, predicted steps and examples
   per candidate batch, rates, ghost size and one recommendation
   (`python -m tfgap.recipes.advise`).
+- `tfgap.adaptive`: AdaScale (Johnson et al. 2020): a base batch's
+  learning-rate regime run at any batch, with a gain from the gradient noise
+  scale (`adascale_gain`, `Progress`, `AdaScaleLearningRate`;
+  `AdaScaleModel` for `model.fit`, TensorFlow backend).
 
 Backends: `tfgap.layers`, `tfgap.models`, `tfgap.schedules`,
 `tfgap.optimizers`, `tfgap.diagnostics` and `tfgap.backend` run on every
@@ -43,7 +47,7 @@ _logs.quiet_for_command(sys.argv)  # `python -m tfgap.recipes....`: before Keras
 import keras  # noqa: E402
 
 from tfgap import (  # noqa: E402
-    advisor, backend, diagnostics, layers, models, optimizers, schedules,
+    adaptive, advisor, backend, diagnostics, layers, models, optimizers, schedules,
 )
 from tfgap.layers import GhostBatchNormalization, ghostify  # noqa: E402
 from tfgap.optimizers import LARS  # noqa: E402
