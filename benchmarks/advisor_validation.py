@@ -1,39 +1,53 @@
-"""Validates the batch-size advisor: predicted against measured steps to a target on MNIST-1D.
+"""Validates the batch-size advisor: its B_crit and learning rate against tuned, held-out runs.
 
-For two models on MNIST-1D (the study's 3 x 128 BN MLP from `tfgap.models`
-and a small 1-D BN CNN built here), this script
+For four workloads
 
-1. measures the real steps `S(B)` to a target VALIDATION accuracy at batch
-   sizes 16 to 2048 (SGD, momentum 0.9, a constant learning rate tuned per
-   batch size on the validation split over a factor-2 grid, seed 0; then the
-   best rate is run again with more seeds and `S(B)` is their mean);
-2. fits McCandlish et al.'s `(S / S_min - 1) (E / E_min - 1) = 1` by
-   least squares (`tfgap.advisor.fit_tradeoff`); `B_crit = E_min / S_min`,
-   with a bootstrap interval over seeds;
-3. runs the advisor's measurement at the small batch `B_small = 32` with the
-   rate tuned there, along the way to the target: `B_simple` at eight points,
-   pooled over the second half (what the advise command does by default over
-   the regime's first constant-rate phase); for comparison, over the first
-   quarter of the way only (four points, pooled over the last two) and at the
-   target alone;
-4. predicts `S(B) = S_min (1 + B_simple / B)` with
-   `S_min = S(B_small) / (1 + B_simple / B_small)` (`tfgap.advisor`), and
-   compares it with the measurement: the ratio `B_simple / B_crit`, a figure
-   and a Markdown table.
+- `mlp`: the study's 3 x 128 BN MLP (`tfgap.models` "mlp") on MNIST-1D;
+- `cnn`: a small 1-D BN CNN on MNIST-1D;
+- `dropout`: a 2 x 256 MLP with dropout 0.3 and no batch normalization;
+- `mlp_noisy`: the BN MLP on a second data set, MNIST-1D generated at
+  another size and noise level (12,500 signals, twice the correlated and
+  i.i.d. noise: 9,000 training, 1,000 validation);
 
-The validation split is tfgap's (`validation_examples=1000`: the last 1000
-of the 4000 training signals; the model trains on the other 3000). Targets:
-58% for the MLP, 80% for the CNN (reached at every batch size with a
-constant rate; the MLP's accuracy at large batches levels off not far above).
+this script measures, at batch sizes 16 to 1024 (SGD, momentum 0.9, a
+constant learning rate):
+
+1. **the tuned rate**: on seed 0, a sqrt(2)-spaced grid around the
+   sqrt-scaled centre, widened until the fastest rate lies strictly inside
+   it, for each of two targets: a validation accuracy and a training loss
+   (the mean loss over all training signals, in inference mode). Steps to a
+   target: the first crossing of the curve smoothed over three consecutive
+   evaluations (spaced 4% apart in steps), interpolated in log(step);
+2. **the measured steps** `S(B)` at the tuned rate and its two neighbours on
+   seeds 1-3, which were not used for tuning;
+3. **the measured critical batch**: `(S / S_min - 1)(E / E_min - 1) = 1`
+   fitted to the mean steps at the tuned rate (`tfgap.advisor.fit_tradeoff`),
+   `B_crit = E_min / S_min`, and a bootstrap interval: each replicate
+   resamples the held-out seeds and, per batch size, takes the tuned rate or
+   one of its neighbours at random (the tuned rate is itself uncertain by a
+   grid step);
+4. **the advisor's prediction**, as a user gets it: `tfgap.advisor.advise_model`
+   on the workload's model compiled with the rate tuned at `B = 32` (its
+   default measurement run: two epochs), predicted `B_crit` (= `B_noise`),
+   `B_simple` beside it, and the learning rate `eps_opt(B)` at every batch
+   size against the tuned one. For comparison, `B_noise` and `B_simple`
+   measured at the end of a held-out run at `B = 32` (at the target).
+
+Targets of the advisor (issue 23): predicted `B_crit` within 1.25x of the
+measured one on at least 3 of the 4 workloads; `eps_opt` within one sqrt(2)
+step of the tuned rate at >= 75% of the batch sizes.
 
 Usage:
 
-    python benchmarks/advisor_validation.py                       # ~15 min on 2 CPU cores
-    python benchmarks/advisor_validation.py --models=mlp --batches=16,64,256,1024
-    python benchmarks/advisor_validation.py --replot              # figure from the JSON
+    python benchmarks/advisor_validation.py --workloads=mlp,dropout &   # two processes,
+    python benchmarks/advisor_validation.py --workloads=cnn,mlp_noisy   # ~1 h each on 2 cores
+    python benchmarks/advisor_validation.py --analyse                   # tables + figure
 
-Writes `<output_dir>/advisor_validation.json` and the figure
-`docs/images/advisor_validation.png`, and prints the tables.
+Each workload writes `<output_dir>/<workload>.json`: every run's evaluation
+curve (step, validation accuracy, training loss), its steps to each target,
+and the advisor's output. `--analyse` reads them and writes
+`<output_dir>/summary.json`, the figure `docs/images/advisor_validation.png`
+and the Markdown tables.
 """
 
 import argparse
@@ -46,47 +60,74 @@ import time
 
 import numpy as np
 
-BATCHES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+BATCHES = (16, 32, 64, 128, 256, 512, 1024)
 SMALL_BATCH = 32
+TUNING_SEED, HELD_OUT_SEEDS = 0, (1, 2, 3)
 VALIDATION_EXAMPLES = 1000
-MODELS = {
-    # name: target validation accuracy, rate at REF_BATCH (sqrt-scaled grid centre)
-    "mlp": dict(target=0.58, lr=0.02, label="MLP 3x128 + BN (tfgap.models 'mlp')"),
-    "cnn": dict(target=0.80, lr=0.02, label="1-D CNN 3x32 + BN"),
+STEP = math.sqrt(2.0)
+TARGETS = ("val_accuracy", "train_loss")
+WORKLOADS = {
+    # lr: centre of the grid at REF_BATCH, sqrt-scaled to each batch size.
+    "mlp": dict(data="mnist1d", model="mlp", val_accuracy=0.56, train_loss=1.0, lr=0.02,
+                label="MLP 3x128 + BN, MNIST-1D"),
+    "cnn": dict(data="mnist1d", model="cnn", val_accuracy=0.80, train_loss=0.5, lr=0.02,
+                label="1-D CNN 3x32 + BN, MNIST-1D"),
+    "dropout": dict(data="mnist1d", model="dropout", val_accuracy=0.48, train_loss=1.2,
+                    lr=0.02, label="MLP 2x256 + dropout 0.3, no BN, MNIST-1D"),
+    "mlp_noisy": dict(data="mnist1d_noisy", model="mlp", val_accuracy=0.35, train_loss=1.5,
+                      lr=0.02, label="MLP 3x128 + BN, MNIST-1D 12.5k, 2x noise"),
 }
 REF_BATCH = 50
-# The advise command's default: 8 points along the regime's first constant-rate phase (here:
-# the way to the target at B_small), pooled over its second half. A quarter run for comparison.
-DEFAULT_POINTS = 8
-QUARTER = 0.25
+MAX_WIDEN = 4
+OUTPUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                          "advisor_validation")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    parser.add_argument("--seeds", type=int, default=2, help="runs at the best rate per batch")
-    parser.add_argument("--max_steps", type=int, default=4000)
-    parser.add_argument("--output_dir", default="/tmp/tfgap_advisor_validation")
+    parser.add_argument("--max_steps", type=int, default=5000)
+    parser.add_argument("--output_dir", default=OUTPUT_DIR)
     parser.add_argument("--figure", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "docs", "images",
         "advisor_validation.png"))
-    parser.add_argument("--replot", action="store_true", help="only redraw from the JSON")
+    parser.add_argument("--analyse", action="store_true",
+                        help="only analyse the workloads' JSON files")
+    parser.add_argument("--bootstrap", type=int, default=2000)
     return parser.parse_args(argv)
 
 
-# -- training ----------------------------------------------------------------
+# -- data and models ---------------------------------------------------------
 
-def load_data():
-    from tfgap import data
+def load_data(name):
+    """`(train, validation)` arrays of a workload's data set."""
+    if name == "mnist1d":
+        from tfgap import data
 
-    def arrays(split):
-        ds = data.build_dataset("mnist1d", split, batch_size=4096, training=False,
-                                shuffle=False, validation_examples=VALIDATION_EXAMPLES)
-        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-        return np.concatenate(xs), np.concatenate(ys)
+        def arrays(split):
+            ds = data.build_dataset("mnist1d", split, batch_size=4096, training=False,
+                                    shuffle=False, validation_examples=VALIDATION_EXAMPLES)
+            xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+            return np.concatenate(xs), np.concatenate(ys)
 
-    return arrays("train"), arrays("validation")
+        return arrays("train"), arrays("validation")
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = 12500, 7
+    args.corr_noise_scale, args.iid_noise_scale = 0.5, 0.04
+    state = random.getstate(), np.random.get_state()
+    try:
+        d = make_dataset(args)
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+    x, y = d["x"].astype("float32"), d["y"].astype("int32")
+    n = len(x) - VALIDATION_EXAMPLES
+    return (x[:n], y[:n]), (x[n:], y[n:])
 
 
 def build(name, seed):
@@ -98,28 +139,76 @@ def build(name, seed):
         return models.build_model("mlp", num_classes=10, input_shape=(40,), mlp_width=128,
                                   mlp_depth=3, seed=seed)
     inputs = keras.Input((40,))
-    x = keras.layers.Reshape((40, 1))(inputs)
-    for i, strides in enumerate((1, 2, 2)):
-        x = keras.layers.Conv1D(32, 5, strides=strides, padding="same", use_bias=False,
-                                kernel_initializer=keras.initializers.HeNormal(seed * 100 + i))(x)
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-    x = keras.layers.Flatten()(x)
+    init = lambda i: keras.initializers.HeNormal(seed * 100 + i)  # noqa: E731
+    if name == "dropout":
+        x = inputs
+        for i in range(2):
+            x = keras.layers.Dense(256, activation="relu", kernel_initializer=init(i))(x)
+            x = keras.layers.Dropout(0.3, seed=seed * 100 + 50 + i)(x)
+    else:
+        x = keras.layers.Reshape((40, 1))(inputs)
+        for i, strides in enumerate((1, 2, 2)):
+            x = keras.layers.Conv1D(32, 5, strides=strides, padding="same", use_bias=False,
+                                    kernel_initializer=init(i))(x)
+            x = keras.layers.BatchNormalization(momentum=0.9)(x)
+            x = keras.layers.ReLU()(x)
+        x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(10, kernel_initializer=keras.initializers.GlorotUniform(
         seed * 100 + 9))(x)
-    return keras.Model(inputs, outputs, name="cnn1d")
+    return keras.Model(inputs, outputs, name=name)
+
+
+# -- runs --------------------------------------------------------------------
+
+def evaluation_steps(max_steps):
+    """Steps at which a run is evaluated: every step to 20, then 4% apart."""
+    steps, s = [], 1
+    while s <= max_steps:
+        steps.append(s)
+        s = s + 1 if s < 20 else max(s + 1, math.ceil(s * 1.04))
+    return steps
+
+
+def steps_to_target(steps, values, target, below):
+    """The first crossing of `target` by `values` smoothed over 3 evaluations, in log(step).
+
+    `below`: the target is reached when the smoothed value falls to it (a
+    loss), else when it rises to it (an accuracy). `math.inf` if never.
+    The smoothed value at evaluation i is the mean of evaluations i-1, i, i+1
+    (two at the ends); the crossing is interpolated linearly in log(step)
+    between the evaluation before it and the one that reaches it.
+
+    >>> steps_to_target([1, 2, 4, 8], [0.1, 0.2, 0.6, 0.8], 0.4, below=False)
+    2.69
+    """
+    v = np.asarray(values, float)
+    if below:
+        v, target = -v, -target
+    if len(v) < 2:
+        return math.inf
+    smooth = np.array([v[max(0, i - 1):i + 2].mean() for i in range(len(v))])
+    hits = np.nonzero(smooth >= target)[0]
+    if not len(hits):
+        return math.inf
+    i = int(hits[0])
+    if i == 0:
+        return float(steps[0])
+    a, b = smooth[i - 1], smooth[i]
+    f = (target - a) / (b - a) if b != a else 1.0
+    return round(float(math.exp(math.log(steps[i - 1]) + f * (math.log(steps[i])
+                                                                - math.log(steps[i - 1])))), 2)
 
 
 class Trainer:
-    """One model and optimizer per architecture, reset per run (one trace for all runs)."""
+    """One model and optimizer per workload, reset per run (one trace for all runs)."""
 
-    def __init__(self, name, train, validation):
+    def __init__(self, name, workload, train, validation):
         import keras
         import tensorflow as tf
 
-        self.name = name
+        self.name, self.workload = name, workload
         self.x, self.y = train
-        self.model = build(name, 0)
+        self.model = build(workload["model"], TUNING_SEED)
         self.optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
         self.optimizer.build(self.model.trainable_variables)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -138,216 +227,281 @@ class Trainer:
             return value
 
         @tf.function
-        def accuracy():
+        def evaluate():
             pred = tf.argmax(model(xv, training=False), -1, output_type=tf.int32)
-            return tf.reduce_mean(tf.cast(tf.equal(pred, yv), tf.float32))
+            accuracy = tf.reduce_mean(tf.cast(tf.equal(pred, yv), tf.float32))
+            return accuracy, loss(yt, model(xt, training=False))
 
-        self._step, self._accuracy = step, accuracy
+        self._step, self._evaluate = step, evaluate
 
     def reset(self, lr, seed):
-        import keras
-
         if seed not in self._init:
-            self._init[seed] = build(self.name, seed).get_weights()
-        self.model.set_weights(self._init[seed])
+            self._init[seed] = [np.array(v.numpy()) for v in
+                                build(self.workload["model"], seed).variables]
+        for v, value in zip(self.model.variables, self._init[seed]):
+            v.assign(value)
         for v in self.optimizer.variables:
             v.assign(np.zeros(v.shape, v.dtype))
         self.optimizer.learning_rate = lr
-        keras.utils.set_random_seed(seed)
 
-    def run(self, batch, lr, seed, target, max_steps, measure_at=()):
-        """Steps until the validation accuracy first reaches `target` (inf if never)."""
-        from tfgap.advisor import measure_noise_scale
-
+    def run(self, batch, lr, seed, cap):
+        """One run until both targets are crossed (or `cap` steps): its record."""
         self.reset(lr, seed)
         rng = np.random.default_rng(seed)
         n = len(self.x)
         per_epoch = n // batch
-        measure_at = sorted(set(measure_at))
-        estimates, step, next_eval, best = [], 0, 1, 0.0
-        reached = math.inf
-        while step < max_steps and (reached == math.inf or step < (measure_at or [0])[-1]):
+        evals, reached = [], {}
+        targets = {t: self.workload[t] for t in TARGETS}
+        due = iter(evaluation_steps(cap))
+        next_eval, step, after = next(due), 0, 0
+        while step < cap:
             if step % per_epoch == 0:
                 order = rng.permutation(n).astype("int32")
             i = step % per_epoch
-            self._step(order[i * batch:(i + 1) * batch])
+            loss = float(self._step(order[i * batch:(i + 1) * batch]))
             step += 1
-            if step in measure_at:
-                estimates.append(measure_noise_scale(
-                    self.model, self.x, self.y, batch_size=batch, num_chunks=8, seed=step,
-                    loss=self.loss, step=step))
-            if reached == math.inf and step >= next_eval:
-                acc = float(self._accuracy())
-                best = max(best, acc)
-                if acc >= target:
-                    reached = step
-                next_eval = step + 1 if step < 20 else max(step + 1, math.ceil(step * 1.04))
-        return reached, best, estimates
+            if not math.isfinite(loss):
+                break
+            if step == next_eval:
+                acc, train_loss = (float(t) for t in self._evaluate())
+                evals.append([step, round(acc, 4), round(train_loss, 5)])
+                next_eval = next(due, cap + 1)
+                reached = self.steps(evals)
+                if all(math.isfinite(v) for v in reached.values()):
+                    after += 1
+                    if after > 1:  # one more evaluation: the smoothing's right neighbour
+                        break
+        reached = self.steps(evals) if evals else {t: math.inf for t in TARGETS}
+        return {"batch_size": batch, "lr": lr, "seed": seed, "cap": cap,
+                "steps": {t: (v if math.isfinite(v) else None) for t, v in reached.items()},
+                "evals": evals}
+
+    def steps(self, evals):
+        s = [e[0] for e in evals]
+        return {"val_accuracy": steps_to_target(s, [e[1] for e in evals],
+                                                self.workload["val_accuracy"], below=False),
+                "train_loss": steps_to_target(s, [e[2] for e in evals],
+                                              self.workload["train_loss"], below=True)}
 
 
-def sweep(trainer, batch, target, args, log):
-    """Tunes the constant rate at `batch` (seed 0), then runs it with `args.seeds` seeds."""
-    centre = MODELS[trainer.name]["lr"] * math.sqrt(batch / REF_BATCH)
-    tried = {}
+def _steps(record, target):
+    v = record["steps"][target]
+    return math.inf if v is None else v
 
-    def trial(k):
-        lr = centre * 2.0**k
-        finite = [s for s in tried.values() if s < math.inf]
-        cap = min(args.max_steps, math.ceil(1.5 * min(finite))) if finite else args.max_steps
-        tried[k] = trainer.run(batch, lr, 0, target, cap)[0]
-        log(f"  {trainer.name} B={batch:5d} lr={lr:.4g}: "
-            f"{tried[k] if tried[k] < math.inf else '>' + str(cap)} steps")
 
-    for k in (0, 1, -1):
-        trial(k)
-    for _ in range(3):  # widen the grid while the best rate sits on an edge
-        best_k = min(tried, key=lambda k: (tried[k], k))
-        if tried[best_k] == math.inf:
-            edge = max(tried) + 1
-        elif best_k == min(tried):
-            edge = best_k - 1
-        elif best_k == max(tried):
-            edge = best_k + 1
-        else:
+def measure_batch(trainer, batch, args, log):
+    """The rate grid on the tuning seed (widened until each target's best is inside), then
+    the held-out seeds at each target's best rate and its neighbours."""
+    centre = trainer.workload["lr"] * math.sqrt(batch / REF_BATCH)
+    runs = {}
+
+    def rate(k):
+        return centre * STEP ** k
+
+    def best(target, seed=TUNING_SEED):
+        tried = {k: _steps(runs[k, seed], target) for k, s in runs if s == seed}
+        return min(tried, key=lambda k: (tried[k], k)), tried
+
+    def trial(k, seed):
+        if (k, seed) in runs:
+            return
+        finite = [_steps(r, t) for (kk, s), r in runs.items() if s == seed for t in TARGETS]
+        finite = [v for v in finite if v < math.inf]
+        cap = (args.max_steps if seed != TUNING_SEED or not finite
+               else min(args.max_steps, math.ceil(2.0 * max(finite))))
+        runs[k, seed] = trainer.run(batch, rate(k), seed, cap)
+        log(f"  {trainer.name} B={batch:5d} lr={rate(k):.4g} seed {seed}: "
+            + ", ".join(f"{t} {runs[k, seed]['steps'][t]}" for t in TARGETS))
+
+    for k in (-1, 0, 1):
+        trial(k, TUNING_SEED)
+    for _ in range(2 * MAX_WIDEN):  # widen while a target's best rate sits on an edge
+        edges = []
+        for target in TARGETS:
+            k, tried = best(target)
+            if tried[k] == math.inf:
+                edges.append(max(tried) + 1)
+            elif k == min(tried):
+                edges.append(k - 1)
+            elif k == max(tried):
+                edges.append(k + 1)
+        if not edges:
             break
-        trial(edge)
-    best_k = min(tried, key=lambda k: (tried[k], k))
-    lr = centre * 2.0**best_k
-    steps = [tried[best_k]] + [trainer.run(batch, lr, seed, target, args.max_steps)[0]
-                               for seed in range(1, args.seeds)]
-    log(f"  {trainer.name} B={batch:5d} best lr={lr:.4g}: steps {steps}")
-    return {"batch_size": batch, "lr": lr,
-            "grid": {f"{centre * 2.0**k:.6g}": (s if s < math.inf else None)
-                     for k, s in sorted(tried.items())},
-            "steps": [s if s < math.inf else None for s in steps]}
+        for k in edges:
+            trial(k, TUNING_SEED)
+    tuned = {t: best(t)[0] for t in TARGETS}
+    for target, k in tuned.items():
+        for kk in (k - 1, k, k + 1):
+            for seed in HELD_OUT_SEEDS:
+                trial(kk, seed)
+    return {"batch_size": batch, "centre": centre,
+            "tuned": {t: {"k": k, "lr": rate(k),
+                          "interior": min(kk for kk, s in runs if s == TUNING_SEED) < k
+                          < max(kk for kk, s in runs if s == TUNING_SEED)}
+                      for t, k in tuned.items()},
+            "runs": [dict(r, k=k) for (k, _), r in sorted(runs.items())]}
 
 
-def advisor_measurement(trainer, small, target, small_steps):
-    """The noise scale along the way to the target at the small batch (seed 0's run)."""
-    from tfgap.advisor.measure import measurement_steps
+def advisor(trainer, lr, small_steps, log):
+    """`advise_model` at the small batch, as a user calls it, and B_noise at the target."""
+    import keras
 
-    quarter = max(4, round(QUARTER * small_steps))
-    at = sorted(set(measurement_steps(small_steps, DEFAULT_POINTS)
-                    + measurement_steps(quarter, 4)))
-    _, _, estimates = trainer.run(small["batch_size"], small["lr"], 0, target, small_steps,
-                                  measure_at=at)
-    return {"small_steps": small_steps, "points": [e.to_dict() for e in estimates]}
+    from tfgap.advisor import advise_model, measure_noise_scales
+    from tfgap.advisor.measure import curvature_batch_size
+
+    model = build(trainer.workload["model"], TUNING_SEED)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    per_epoch = len(trainer.x) // SMALL_BATCH
+    t0 = time.time()
+    advice = advise_model(model, trainer.x, trainer.y, batch_size=SMALL_BATCH,
+                          max_batch_size=max(BATCHES), epochs=small_steps / per_epoch, seed=0)
+    seconds = time.time() - t0
+    log(f"  {trainer.name}: advise_model {seconds:.0f} s: B_noise {advice.b_noise} B_simple "
+        f"{advice.b_simple:.0f}, recommended {advice.recommended.batch_size}")
+    # At the target: a held-out run at the small batch, then the same measurement there.
+    record = trainer.run(SMALL_BATCH, lr, HELD_OUT_SEEDS[0], math.ceil(small_steps * 1.2))
+    b = curvature_batch_size(SMALL_BATCH, advice.b_simple, len(trainer.x))
+    at_target = measure_noise_scales(trainer.model, trainer.x, trainer.y, batch_size=b,
+                                     num_draws=32, seed=1)
+    return {"advice": advice.to_dict(), "seconds": seconds,
+            "at_target": dict(at_target.to_dict(), step=record["evals"][-1][0])}
 
 
-def pooled_noise_scales(advisor):
-    """B_simple as the advise command pools it: over its run (default), a quarter run, the end."""
-    from tfgap.advisor import NoiseScaleEstimate, pool_estimates
-    from tfgap.advisor.measure import measurement_steps
+def measure_workload(name, args, log):
+    import tensorflow as tf
 
-    points = {p["step"]: NoiseScaleEstimate.from_dict(p) for p in advisor["points"]}
-    s = advisor["small_steps"]
-    quarter = max(4, round(QUARTER * s))
-    out = {}
-    for name, steps, at in (("default", s, measurement_steps(s, DEFAULT_POINTS)),
-                            ("quarter", quarter, measurement_steps(quarter, 4))):
-        pooled = pool_estimates([points[i] for i in at], min_step=steps / 2)
-        out[name] = {"b_simple": pooled.b_simple, "b_simple_stderr": pooled.b_simple_stderr,
-                     "steps": list(pooled.steps)}
-    last = points[max(points)]
-    out["end"] = {"b_simple": last.b_simple, "b_simple_stderr": last.b_simple_stderr,
-                  "steps": [last.step]}
-    return out
+    workload = WORKLOADS[name]
+    train, validation = load_data(workload["data"])
+    log(f"{name}: {len(train[0])} training, {len(validation[0])} validation signals")
+    trainer = Trainer(name, workload, train, validation)
+    t0 = time.time()
+    rows = [measure_batch(trainer, int(b), args, log) for b in args.batches.split(",")]
+    small = next(r for r in rows if r["batch_size"] == SMALL_BATCH)
+    k = small["tuned"]["val_accuracy"]["k"]
+    steps = [_steps(r, "val_accuracy") for r in small["runs"]
+             if r["k"] == k and r["seed"] in HELD_OUT_SEEDS]
+    result = {"workload": name, **workload, "batches": rows,
+              "advisor": advisor(trainer, small["tuned"]["val_accuracy"]["lr"],
+                                 float(np.mean(steps)), log),
+              "seconds": time.time() - t0,
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                          "tensorflow": tf.__version__}}
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, f"{name}.json"), "w") as f:
+        json.dump(result, f, separators=(",", ":"))
+    log(f"{name}: {result['seconds'] / 60:.1f} min")
 
 
 # -- analysis ----------------------------------------------------------------
 
-def analyse(result, rng):
-    from tfgap.advisor import fit_tradeoff, min_steps, predicted_steps
+def analyse_target(result, target, rng, num_boot):
+    from tfgap.advisor import fit_tradeoff
 
-    rows = [r for r in result["batches"] if None not in r["steps"]]
+    rows = result["batches"]
+    seeds = list(HELD_OUT_SEEDS)
     b = np.array([r["batch_size"] for r in rows], float)
-    s = np.array([np.mean(r["steps"]) for r in rows])
-    fit = fit_tradeoff(b, s)
+
+    def steps_at(row, k, sample):
+        by_seed = {r["seed"]: _steps(r, target) for r in row["runs"] if r["k"] == k}
+        return float(np.mean([by_seed.get(s, math.inf) for s in sample]))
+
+    s = np.array([steps_at(r, r["tuned"][target]["k"], seeds) for r in rows])
+    ok = np.isfinite(s)
+    fit = fit_tradeoff(b[ok], s[ok])
     boots = []
-    for _ in range(2000):
-        sample = [np.mean(rng.choice(r["steps"], size=len(r["steps"]))) for r in rows]
-        boots.append(fit_tradeoff(b, sample).b_crit)
-    low, high = np.percentile(boots, [16, 84])
-    small = next(r for r in rows if r["batch_size"] == SMALL_BATCH)
-    result["b_simple"] = pooled = pooled_noise_scales(result["advisor"])
-    noise = pooled["default"]
-    s_min_pred = min_steps(np.mean(small["steps"]), SMALL_BATCH, b_noise=noise["b_simple"])
-    for r in result["batches"]:
-        r["predicted_steps"] = predicted_steps(r["batch_size"], b_noise=noise["b_simple"],
-                                               s_min=s_min_pred)
-        r["fitted_steps"] = fit.steps(r["batch_size"])
-    result["fit"] = {"s_min": fit.s_min, "e_min": fit.e_min, "b_crit": fit.b_crit,
-                     "b_crit_68": [float(low), float(high)],
-                     "rms_relative_error": fit.rms_relative_error}
-    result["predicted"] = {"s_min": s_min_pred, "e_min": s_min_pred * noise["b_simple"],
-                           "b_crit": noise["b_simple"]}
-    result["ratio"] = {k: v["b_simple"] / fit.b_crit for k, v in pooled.items()}
-    return result
+    for _ in range(num_boot):
+        sample = list(rng.choice(seeds, size=len(seeds)))
+        values = np.array([steps_at(r, r["tuned"][target]["k"] + int(rng.integers(-1, 2)),
+                                    sample) for r in rows])
+        good = np.isfinite(values)
+        if good.sum() >= 3:
+            boots.append(fit_tradeoff(b[good], values[good]).b_crit)
+    low, high = np.percentile(boots, [5, 95])
+    return {"batch_sizes": b.tolist(), "steps": [float(v) for v in s],
+            "s_min": fit.s_min, "e_min": fit.e_min, "b_crit": fit.b_crit,
+            "b_crit_90": [float(low), float(high)], "rms_relative_error": fit.rms_relative_error,
+            "tuned_lr": [r["tuned"][target]["lr"] for r in rows],
+            "interior": [r["tuned"][target]["interior"] for r in rows]}
 
 
-def markdown(results):
-    lines = ["| model | target | B | lr | measured steps (per seed) | fitted | predicted "
-             "| predicted / measured |", "|---|---|---|---|---|---|---|---|"]
-    for res in results:
-        for r in res["batches"]:
-            measured = r["steps"]
-            mean = np.mean(measured) if None not in measured else None
+def analyse(result, num_boot):
+    from tfgap.advisor import eps_opt
+
+    rng = np.random.default_rng(0)
+    a = result["advisor"]["advice"]
+    out = {"workload": result["workload"], "label": result["label"],
+           "targets": {t: result[t] for t in TARGETS},
+           "predicted": {"b_crit": a["b_crit"], "b_crit_stderr": a["b_crit_stderr"],
+                         "b_noise": a["b_noise"], "b_simple": a["b_simple"],
+                         "b_simple_stderr": a["b_simple_stderr"], "eps_max": a["eps_max"],
+                         "recommended": a["recommended"]["batch_size"],
+                         "product": a["settings"].get("curvature_product")},
+           "at_target": {k: result["advisor"]["at_target"][k]
+                         for k in ("b_simple", "b_noise", "eps_max", "step")}}
+    for target in TARGETS:
+        m = analyse_target(result, target, rng, num_boot)
+        m["ratio"] = a["b_crit"] / m["b_crit"] if a["b_crit"] else None
+        m["ratio_b_simple"] = a["b_simple"] / m["b_crit"]
+        m["eps_opt"] = [eps_opt(bb, a["eps_max"], a["b_noise"], momentum=a["momentum"])
+                        if a["b_noise"] else None for bb in m["batch_sizes"]]
+        m["lr_steps_off"] = [None if e is None else math.log(e / t) / math.log(STEP)
+                             for e, t in zip(m["eps_opt"], m["tuned_lr"])]
+        out[target] = m
+    return out
+
+
+def markdown(summaries):
+    lines = ["| workload | target | measured B_crit (90% bootstrap) | predicted B_crit = B_noise "
+             "(+- s.e.) | predicted / measured | B_simple / measured | rates tuned inside the "
+             "grid | eps_opt within one sqrt(2) step |", "|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        p = s["predicted"]
+        for target in TARGETS:
+            m = s[target]
+            within = [abs(v) <= 1.0 + 1e-9 for v in m["lr_steps_off"] if v is not None]
             lines.append(
-                f"| {res['model']} | {res['target']:.0%} | {r['batch_size']} | {r['lr']:.3g} | "
-                + (f"{mean:.0f} ({', '.join(str(s) for s in measured)})" if mean else
-                   f"not reached ({measured})")
-                + f" | {r['fitted_steps']:.0f} | {r['predicted_steps']:.0f} | "
-                + (f"{r['predicted_steps'] / mean:.2f}" if mean else "-") + " |")
-    lines += ["", "| model | B_simple: advisor default (+- s.e.) | quarter run | at the target "
-              "| S_min fit | E_min fit | B_crit measured (68% bootstrap) | B_simple / B_crit: "
-              "default, quarter, target |", "|---|---|---|---|---|---|---|---|"]
-    for res in results:
-        b, f, r = res["b_simple"], res["fit"], res["ratio"]
-        cell = lambda k: f"{b[k]['b_simple']:.0f} +- {b[k]['b_simple_stderr']:.0f}"  # noqa: E731
-        lines.append(
-            f"| {res['model']} | {cell('default')} | {cell('quarter')} | {cell('end')} | "
-            f"{f['s_min']:.1f} | {f['e_min']:.0f} | "
-            f"{f['b_crit']:.0f} ({f['b_crit_68'][0]:.0f}-{f['b_crit_68'][1]:.0f}) | "
-            f"{r['default']:.2f}, {r['quarter']:.2f}, {r['end']:.2f} |")
+                f"| {s['workload']} | {target.replace('_', ' ')} {s['targets'][target]} | "
+                f"{m['b_crit']:.0f} ({m['b_crit_90'][0]:.0f}-{m['b_crit_90'][1]:.0f}) | "
+                f"{p['b_crit']:.0f} +- {p['b_crit_stderr']:.0f} | {m['ratio']:.2f} | "
+                f"{m['ratio_b_simple']:.2f} | {sum(m['interior'])}/{len(m['interior'])} | "
+                f"{sum(within)}/{len(within)} |")
+    lines += ["", "| workload | B | tuned lr: val acc, train loss | eps_opt | steps to val acc "
+              "(held-out mean) | steps to train loss |", "|---|---|---|---|---|---|"]
+    for s in summaries:
+        v, t = s["val_accuracy"], s["train_loss"]
+        for i, b in enumerate(v["batch_sizes"]):
+            lines.append(f"| {s['workload']} | {b:.0f} | {v['tuned_lr'][i]:.3g}, "
+                         f"{t['tuned_lr'][i]:.3g} | "
+                         + (f"{v['eps_opt'][i]:.3g}" if v["eps_opt"][i] else "-")
+                         + f" | {v['steps'][i]:.0f} | {t['steps'][i]:.0f} |")
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(summaries, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(12, 4.4))
     FigureCanvasAgg(fig)
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    grid = np.geomspace(8, 4096, 200)
-    for res, color in zip(results, ("C0", "C3")):
-        rows = [r for r in res["batches"] if None not in r["steps"]]
-        b = np.array([r["batch_size"] for r in rows])
-        per_seed = [r["steps"] for r in rows]
-        mean = np.array([np.mean(s) for s in per_seed])
-        lo = mean - np.array([min(s) for s in per_seed])
-        hi = np.array([max(s) for s in per_seed]) - mean
-        f, p, a = res["fit"], res["predicted"], res["b_simple"]["default"]
-        ax.errorbar(b, mean, yerr=[lo, hi], fmt="o", color=color, capsize=3,
-                    label=f"{res['model']}: measured (target {res['target']:.0%})")
-        ax.plot(grid, f["s_min"] + f["e_min"] / grid, "--", color=color,
-                label=f"fit, B_crit = {f['b_crit']:.0f}")
-        ax.plot(grid, p["s_min"] * (1 + a["b_simple"] / grid), "-", color=color, alpha=0.7,
-                label=f"advisor, B_simple = {a['b_simple']:.0f} +- {a['b_simple_stderr']:.0f}")
-        band = [p["s_min"] * (1 + (a["b_simple"] + d * a["b_simple_stderr"]) / grid)
-                * (1 + a["b_simple"] / SMALL_BATCH) / (1 + (a["b_simple"] + d * a[
-                    "b_simple_stderr"]) / SMALL_BATCH) for d in (-1, 1)]
-        ax.fill_between(grid, band[0], band[1], color=color, alpha=0.12, linewidth=0)
-        e = b * mean
-        ax2.plot(e / f["e_min"], mean / f["s_min"], "o", color=color, label=res["model"])
-    x = np.geomspace(1.02, 300, 200)
-    ax2.plot(x, 1 + 1 / (x - 1), "k-", lw=1, label="(S/S_min - 1)(E/E_min - 1) = 1")
+    grid = np.geomspace(10, 1600, 200)
+    for s, color in zip(summaries, ("C0", "C3", "C2", "C4")):
+        m = s["val_accuracy"]
+        b = np.array(m["batch_sizes"])
+        ax.plot(b, m["steps"], "o", color=color, label=f"{s['workload']}: measured")
+        ax.plot(grid, m["s_min"] + m["e_min"] / grid, "--", color=color,
+                label=f"fit, B_crit {m['b_crit']:.0f}")
+        ax.axvline(s["predicted"]["b_crit"], color=color, lw=1, alpha=0.6)
+        ax2.plot(b, m["tuned_lr"], "o", color=color, label=f"{s['workload']}: tuned")
+        if m["eps_opt"][0]:
+            ax2.plot(b, m["eps_opt"], "-", color=color, label="eps_opt")
     ax.set(xscale="log", yscale="log", xlabel="batch size B",
            ylabel="steps to the target validation accuracy",
-           title="Steps to target: measured, fitted, predicted")
+           title="Measured steps (held-out seeds); vertical: predicted B_crit")
     ax.legend(fontsize=7)
-    ax2.set(xscale="log", yscale="log", xlabel="E / E_min (examples)",
-            ylabel="S / S_min (steps)", title="The trade-off (fitted S_min, E_min)")
+    ax2.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="learning rate",
+            title="Tuned rate (validation target) and the advisor's eps_opt")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -355,52 +509,27 @@ def plot(results, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.output_dir, exist_ok=True)
-    json_path = os.path.join(args.output_dir, "advisor_validation.json")
     log = lambda m: print(m, flush=True)  # noqa: E731
-    if args.replot:
-        with open(json_path) as f:
-            results = json.load(f)["results"]
-    else:
+    if not args.analyse:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
-        started = time.time()
-        train, validation = load_data()
-        log(f"MNIST-1D: {len(train[0])} training, {len(validation[0])} validation signals")
-        batches = [int(b) for b in args.batches.split(",")]
-        if SMALL_BATCH not in batches:
+        if str(SMALL_BATCH) not in args.batches.split(","):
             sys.exit(f"--batches must include the small batch {SMALL_BATCH}")
-        results = []
-        for name in args.models.split(","):
-            t0 = time.time()
-            target = MODELS[name]["target"]
-            trainer = Trainer(name, train, validation)
-            rows = [sweep(trainer, b, target, args, log) for b in batches]
-            small = next(r for r in rows if r["batch_size"] == SMALL_BATCH)
-            if None in small["steps"]:
-                sys.exit(f"{name}: the small batch never reached the target; lower it")
-            advisor = advisor_measurement(trainer, small, target,
-                                          int(round(np.mean(small["steps"]))))
-            log(f"  {name}: B_simple along the way: " + ", ".join(
-                f"{p['step']}: {float(p['b_simple']):.0f}" for p in advisor["points"]))
-            result = {"model": name, "label": MODELS[name]["label"], "target": target,
-                      "batches": rows, "advisor": advisor, "seconds": time.time() - t0}
-            results.append(result)
-            with open(json_path, "w") as f:  # after each model; --replot re-analyses
-                json.dump({"results": results, "seconds": time.time() - started,
-                           "machine": {"platform": platform.platform(),
-                                       "cpu_count": os.cpu_count(),
-                                       "tensorflow": tf.__version__}}, f, indent=2)
-    results = [analyse(res, np.random.default_rng(0)) for res in results]
-    plot(results, args.figure)
-    print(markdown(results))
-    for res in results:
-        r = res["ratio"]
-        print(f"{res['model']}: B_simple / B_crit(measured) = {r['default']:.2f} (advisor "
-              f"default), {r['quarter']:.2f} (quarter run), {r['end']:.2f} (at the target)")
-    print(f"Wrote {json_path} and {os.path.abspath(args.figure)}")
+        for name in args.workloads.split(","):
+            measure_workload(name, args, log)
+        return
+    summaries = []
+    for name in WORKLOADS:
+        path = os.path.join(args.output_dir, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                summaries.append(analyse(json.load(f), args.bootstrap))
+    with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
+        json.dump(summaries, f, indent=1)
+    plot(summaries, args.figure)
+    print(markdown(summaries))
 
 
 if __name__ == "__main__":
