@@ -66,6 +66,16 @@ def test_graph_advance_matches_the_host_progress_bit_for_bit():
     assert float(rate.progress.numpy()) == host.value == expected
 
 
+def test_assigning_python_numbers_keeps_their_float64_bits():
+    # As a trainer assigns the host's gain between calls: not rounded through float32.
+    rate = AdaScaleLearningRate(0.1)
+    gain, progress = 3.948282858103246, 1.0 / 3.0
+    rate.assign(gain=gain, progress=progress)
+    assert float(rate.gain.numpy()) == gain and float(rate.progress.numpy()) == progress
+    rate.advance()
+    assert float(rate.progress.numpy()) == progress + gain
+
+
 def test_float_base_rate_and_serialization():
     rate = AdaScaleLearningRate(0.05, name="ada")
     rate.assign(gain=3.0, progress=7.0)

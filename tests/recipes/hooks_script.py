@@ -9,9 +9,12 @@
 --sleep_at: print SLEEPING and sleep --sleep_seconds (1.5) after step N (so a clock
   checkpoint falls due there, or another process can meet this one).
 --dump_weights: save the final weights (np.savez) from every worker.
+--dump_logs: save every step's `step`, `learning_rate` and (with --adaptive=lr) `gain` and
+  `progress` as JSON, from every worker.
 Exit status: 0 done, 42 preempted, 130 interrupted.
 """
 
+import json
 import os
 import signal
 import sys
@@ -26,12 +29,15 @@ from tfgap.training import Interrupted, Preempted, train
 
 class Hooks(keras.callbacks.Callback):
     def __init__(self, kill_at=None, sigterm_at=None, sigint_at=None, sleep_at=None,
-                 sleep_seconds=1.5, dump_weights=None):
+                 sleep_seconds=1.5, dump_weights=None, dump_logs=None):
         super().__init__()
         self.kill_at, self.sigterm_at, self.dump_weights = kill_at, sigterm_at, dump_weights
         self.sigint_at, self.sleep_at, self.sleep_seconds = sigint_at, sleep_at, sleep_seconds
+        self.dump_logs, self.steps = dump_logs, []
 
     def on_train_batch_end(self, batch, logs=None):
+        self.steps.append({k: logs[k] for k in ("step", "learning_rate", "gain", "progress")
+                           if k in logs})
         if logs["step"] == self.sleep_at:
             print("SLEEPING", flush=True)
             time.sleep(self.sleep_seconds)
@@ -46,6 +52,9 @@ class Hooks(keras.callbacks.Callback):
         weights = self.model.get_weights()
         if self.dump_weights:
             np.savez(self.dump_weights, *weights)
+        if self.dump_logs:
+            with open(self.dump_logs, "w") as f:
+                json.dump(self.steps, f)
 
 
 def main(argv):
@@ -60,6 +69,7 @@ def main(argv):
         sleep_at=int(options["sleep_at"]) if "sleep_at" in options else None,
         sleep_seconds=float(options.get("sleep_seconds", 1.5)),
         dump_weights=options.get("dump_weights"),
+        dump_logs=options.get("dump_logs"),
     )
     try:
         result = train(config, callbacks=[hooks])

@@ -61,53 +61,99 @@ def result(model_dir):
         return json.load(f)
 
 
-def test_two_workers_train_and_agree(tmp_path):
+# AdaScale (--adaptive=lr): the regime of batch 8 at batch 32. Its base regime is 3 epochs of
+# 64 // 8 = 8 steps (24); the run ends when the gains (1 to 4) add up to 24.
+ADASCALE = ["--batch_size=32", "--base_batch_size=8", "--adaptive=lr", "--lr_scaling=none",
+            "--noise_statistics_decay=0.5"]
+
+
+def two_workers(tmp_path, flags=()):
+    """Trains FLAGS + `flags` on two local worker processes in `tmp_path / "run"`.
+
+    Each worker dumps its final weights to `w<index>.npz` and its step logs to
+    `logs<index>.json` in `tmp_path`; returns `result.json`.
+    """
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, HOOKS, "mnist", f"--dump_weights={tmp_path / f'w{index}.npz'}", "--",
-             *FLAGS, "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"],
+            [sys.executable, HOOKS, "mnist", f"--dump_weights={tmp_path / f'w{index}.npz'}",
+             f"--dump_logs={tmp_path / f'logs{index}.json'}", "--",
+             *FLAGS, *flags, "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env(TF_CONFIG=tf_config)))
     outputs = [p.communicate(timeout=300) for p in procs]
+    record = result(tmp_path / "run") if os.path.exists(tmp_path / "run" / "result.json") else {}
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-        assert "DONE step=12" in out
-    record = result(tmp_path / "run")
-    assert record["num_replicas"] == 2 and record["global_step"] == 12
-    assert record["strategy"] == "multi_worker"
+        assert f"DONE step={record.get('global_step')}" in out
+    assert record["num_replicas"] == 2 and record["strategy"] == "multi_worker"
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert len(w0.files) == len(w1.files) > 0
     for key in w0.files:
         np.testing.assert_array_equal(w0[key], w1[key])
     assert not os.path.exists(tmp_path / "run" / "workertemp_1")
+    return record
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    flags = FLAGS + ["--strategy=one_device", "--deterministic", "--checkpoint_every_steps=3"]
+def test_two_workers_train_and_agree(tmp_path):
+    assert two_workers(tmp_path)["global_step"] == 12
+
+
+def test_two_workers_agree_on_every_adascale_gain(tmp_path):
+    record = two_workers(tmp_path, ADASCALE)
+    logs = [json.loads((tmp_path / f"logs{index}.json").read_text()) for index in range(2)]
+    assert logs[0] == logs[1] and len(logs[0]) == record["global_step"] < 24
+    gains = [log["gain"] for log in logs[0]]
+    assert all(1.0 <= g <= 4.0 for g in gains) and max(gains) > 1.0, gains
+    assert record["adascale"]["progress"] == logs[0][-1]["progress"] >= 24
+
+
+def killed_resumed_and_full(tmp_path, flags, kill_at):
+    """Runs `flags` killed hard (SIGKILL) after step `kill_at`, resumed by the same recipe
+    command, and uninterrupted; returns the two run directories `(killed, full)`."""
     killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
-    # Killed hard after step 7: the last checkpoint is step 6, mid-epoch 2.
-    proc = hooks(["--kill_at=7"], flags + [f"--model_dir={killed_dir}"], env=env())
+    proc = hooks([f"--kill_at={kill_at}"], flags + [f"--model_dir={killed_dir}"], env=env())
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert not os.path.exists(killed_dir / "result.json")
     # Re-running the same recipe command resumes.
     proc = recipe(flags + [f"--model_dir={killed_dir}"], env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
-    resumed = result(killed_dir)
-    assert resumed["resumed_from_step"] == 6 and resumed["global_step"] == 12
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     proc = hooks([], flags + [f"--model_dir={full_dir}"], env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
-    full = result(full_dir)
-    assert full["global_step"] == 12 and full["resumed_from_step"] == 0
+    assert result(full_dir)["resumed_from_step"] == 0
     a, b = model_weights(killed_dir), model_weights(full_dir)
     assert a.keys() == b.keys() and a
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    return killed_dir, full_dir
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    flags = FLAGS + ["--strategy=one_device", "--deterministic", "--checkpoint_every_steps=3"]
+    # Killed hard after step 7: the last checkpoint is step 6, mid-epoch 2.
+    killed_dir, full_dir = killed_resumed_and_full(tmp_path, flags, kill_at=7)
+    resumed, full = result(killed_dir), result(full_dir)
+    assert resumed["resumed_from_step"] == 6 and resumed["global_step"] == 12
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert full["global_step"] == 12
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
+
+
+def test_sigkill_then_resume_an_adascale_run_matches_an_uninterrupted_run(tmp_path):
+    # The gain is set every 2 steps (--steps_per_execution=2); the last checkpoint before the
+    # kill is step 3, between two of them: the resumed run continues with the restored gain.
+    flags = FLAGS + ADASCALE + ["--strategy=one_device", "--deterministic",
+                                "--steps_per_execution=2", "--checkpoint_every_steps=3"]
+    killed_dir, full_dir = killed_resumed_and_full(tmp_path, flags, kill_at=4)
+    resumed, full = result(killed_dir), result(full_dir)
+    assert resumed["resumed_from_step"] == 3
+    assert history(killed_dir) == history(full_dir)
+    assert resumed["adascale"] == full["adascale"] and full["adascale"]["progress"] >= 24
+    assert full["global_step"] < 24
+    assert {h["gain"] for h in history(full_dir)["history"]} - {1.0}  # a gain above 1
 
 
 def history(model_dir, drop=("seconds",)):

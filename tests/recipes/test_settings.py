@@ -102,7 +102,8 @@ def other_value(name, config):
 # Settings that mean something only beside others: the flags that make them valid to change.
 _POLYNOMIAL = ["--lr_boundaries=", "--lr_values=2"]
 CONTEXT = {"lr_decay": _POLYNOMIAL, "lr_decay_power": ["--lr_decay=polynomial", *_POLYNOMIAL],
-           "lr_end": ["--lr_decay=polynomial", *_POLYNOMIAL]}
+           "lr_end": ["--lr_decay=polynomial", *_POLYNOMIAL],
+           "adaptive": ["--lr_scaling=none"]}  # AdaScale's gain replaces the scaling
 
 
 @pytest.mark.parametrize("name", [n for n in CLI if n not in DIRS])

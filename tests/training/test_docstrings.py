@@ -8,7 +8,8 @@ import pytest
 
 @pytest.mark.parametrize("name", ["tfgap.training.rundir", "tfgap.training.checkpointing",
                                   "tfgap.recipes.cli", "tfgap._validation",
-                                  "tfgap.training.noise_statistics"])
+                                  "tfgap.training.noise_statistics",
+                                  "tfgap.training.adascale", "tfgap.training.plan"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -102,11 +102,15 @@ class AdaScaleLearningRate(_SCHEDULE):
         self.progress.assign_add(ops.cast(ops.convert_to_tensor(self.gain), "float64"))
 
     def assign(self, gain=None, progress=None):
-        """Sets the gain and/or the progress (numbers or tensors; `None` leaves one as is)."""
+        """Sets the gain and/or the progress (numbers or tensors; `None` leaves one as is).
+
+        A Python number is taken as float64 (not through float32 first), so
+        the variable holds exactly the host's value.
+        """
         if gain is not None:
-            self.gain.assign(ops.cast(gain, "float64"))
+            self.gain.assign(_float64(gain))
         if progress is not None:
-            self.progress.assign(ops.cast(progress, "float64"))
+            self.progress.assign(_float64(progress))
 
     def get_config(self):
         schedule = self.schedule
@@ -120,6 +124,12 @@ class AdaScaleLearningRate(_SCHEDULE):
         if isinstance(config["schedule"], dict):
             config["schedule"] = keras.optimizers.schedules.deserialize(config["schedule"])
         return cls(**config)
+
+
+def _float64(value):
+    if hasattr(value, "dtype"):  # a tensor, variable or NumPy value: its own precision
+        return ops.cast(value, "float64")
+    return ops.convert_to_tensor(value, dtype="float64")  # a Python number, exactly
 
 
 def _variable(name, variable, initial):

@@ -11,8 +11,8 @@ flags from a file (the top-level `recipes/` files), `--help` lists them all.
 
 The command's behaviour (quiet logs, one-line errors, exit statuses, the
 artifact lines at the end) is `tfgap.recipes.cli`'s, shared with `tune` and
-`study`. A recipe's last lines are `Done: <steps>, <epochs>, test accuracy,
-images/s`, then one `Wrote <what>: <path>` line per artifact.
+`study`. A recipe's last lines are `Done: <steps>, <epochs>, [AdaScale progress,]
+test accuracy, images/s`, then one `Wrote <what>: <path>` line per artifact.
 
 The way back, a `TrainConfig` as a flagfile of a recipe (`config_flags`,
 `write_flagfile`), writes the flags in the format of the top-level `recipes/`
@@ -271,9 +271,12 @@ def train_and_report(config, stdout=None):
     result = train(config)
     test = result["test"]["accuracy"]
     speed = result.get("throughput")
+    adascale = result.get("adascale")
     stdout.write(
         f"Done: {result['global_step']} steps, {result['epochs_completed']:.4g} epochs, "
-        f"test accuracy {test if test is None else round(test, 4)}"
+        + (f"progress {adascale['progress']:.6g} of {adascale['base_steps']} base steps, "
+           if adascale else "")
+        + f"test accuracy {test if test is None else round(test, 4)}"
         + (f", {speed:.1f} images/s" if speed else "") + "\n"
     )
     return run_artifacts(config.model_dir, result.get("export_dir"))

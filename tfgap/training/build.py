@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfgap import data, models, optimizers, schedules
+from tfgap.adaptive import AdaScaleLearningRate
 from tfgap.training.config import ConfigError
 
 
@@ -73,17 +74,23 @@ def model_weight_decay(config):
 def build_schedule(config, plan):
     """`config`'s learning-rate regime as a `LargeBatchSchedule` over `plan`'s steps.
 
+    With `adaptive="lr"` it is the base batch's regime, in steps of
+    `base_batch_size` examples (`plan.base_steps_per_epoch` per epoch, no
+    scaling, no regime adaptation): the one `build_optimizer` reads at the
+    AdaScale progress.
+
     Raises:
         ConfigError: a regime that only the step plan shows to be impossible
             (a warm-up longer than the first breakpoint or than the decay).
     """
+    adascale = config.adaptive == "lr"
     try:
         return schedules.LargeBatchSchedule(
             boundaries=list(config.lr_boundaries),
             values=[v * config.lr_multiplier for v in config.lr_values],
             base_batch_size=config.base_batch_size,
-            batch_size=config.batch_size,
-            steps_per_epoch=plan.steps_per_epoch,
+            batch_size=config.base_batch_size if adascale else config.batch_size,
+            steps_per_epoch=plan.base_steps_per_epoch if adascale else plan.steps_per_epoch,
             scaling=config.lr_scaling,
             regime_adaptation=config.regime_adaptation,
             warmup_epochs=config.warmup_epochs,
@@ -98,8 +105,16 @@ def build_schedule(config, plan):
 
 
 def build_optimizer(config, plan, policy):
-    """Momentum SGD or LARS over `build_schedule(config, plan)`, loss-scaled under float16."""
+    """Momentum SGD or LARS over `build_schedule(config, plan)`, loss-scaled under float16.
+
+    With `adaptive="lr"` the schedule is wrapped in a
+    `tfgap.adaptive.AdaScaleLearningRate` (`gain * schedule(progress)`, over
+    two float64 variables created here: call it in the strategy's scope);
+    `adascale_rate(optimizer)` returns it.
+    """
     schedule = build_schedule(config, plan)
+    if config.adaptive == "lr":
+        schedule = AdaScaleLearningRate(schedule)
     if config.optimizer == "lars":
         # LARS decays every kernel itself (rank <= 1 weights are excluded, as the
         # model's L2 excludes them); see `model_weight_decay`.
@@ -112,6 +127,12 @@ def build_optimizer(config, plan, policy):
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def adascale_rate(optimizer):
+    """The optimizer's `AdaScaleLearningRate` (the inner optimizer's under loss scaling), or `None`."""
+    rate = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
+    return rate if isinstance(rate, AdaScaleLearningRate) else None
 
 
 def current_learning_rate(optimizer):

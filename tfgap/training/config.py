@@ -37,6 +37,8 @@ DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = SCALING_RULES
 OPTIMIZERS = ("sgd", "lars")
+# `adaptive`: "off", or "lr" (AdaScale's learning-rate gain). Room for "batch" later.
+ADAPTIVE = ("off", "lr")
 
 # `LargeBatchSchedule`'s decay arguments -> the settings that give them.
 _DECAY_SETTINGS = {"decay": "lr_decay", "boundaries": "lr_boundaries", "values": "lr_values",
@@ -460,8 +462,18 @@ class TrainConfig:
         "the two half batches whose sum is the step's gradient (ghost_batch_size must divide "
         "batch_size / 2; with plain Batch Normalization each half is normalized on its own). "
         "Moving averages of |G|^2 and tr(Sigma) are checkpointed and logged per epoch as "
-        "grad_norm_sq, trace_sigma, b_simple and b_simple_stderr (history.json, TensorBoard).",
-        "output", "bool", default=False)
+        "grad_norm_sq, trace_sigma, b_simple and b_simple_stderr (history.json, TensorBoard). "
+        "On whatever this says with adaptive='lr'.", "output", "bool", default=False)
+    adaptive: str = setting(
+        "Adaptive large-batch training. 'off'; 'lr': AdaScale (Johnson et al. 2020, arXiv "
+        "2007.05105): the regime written for `base_batch_size` runs at `batch_size` >= it, each "
+        "step at the rate gain * schedule(progress), the gain r = (1 + B_simple / "
+        "base_batch_size) / (1 + B_simple / batch_size) in [1, batch_size / base_batch_size] "
+        "from the measured noise scale (noise_statistics is implied), the progress the sum of "
+        "the past gains in `base_batch_size` steps; the run ends when the progress reaches the "
+        "base regime's steps. Needs lr_scaling='none' and regime_adaptation=false (the gain "
+        "replaces both). The gain is updated every `steps_per_execution` steps (every step "
+        "with 0).", "regime", "str", default="off", choices=ADAPTIVE)
     noise_statistics_decay: float = setting(
         "Decay of the moving averages of noise_statistics (bias-corrected; 0.99 averages about "
         "the last 200 steps).", "output", "float", default=0.99, minimum=0.0, below=1.0)
@@ -502,7 +514,29 @@ class TrainConfig:
                 "Expected logical_cpus <= 1 with strategy='one_device' (the split is for "
                 f"'mirrored' or 'auto'). Received: logical_cpus={self.logical_cpus}"
             )
+        self._check_adaptive()
         self.per_replica_batch_size(1)  # the ghost size must at least fit the global batch
+
+    def _check_adaptive(self):
+        """`adaptive='lr'` against the settings it replaces or needs (ConfigError naming both)."""
+        if self.adaptive == "off":
+            return
+        if self.lr_scaling != "none":
+            raise ConfigError(
+                f"Expected lr_scaling='none' with adaptive={self.adaptive!r} (the AdaScale gain "
+                "scales the rate). Received: adaptive="
+                f"{self.adaptive!r}, lr_scaling={self.lr_scaling!r}")
+        if self.regime_adaptation is not False:
+            raise ConfigError(
+                f"Expected regime_adaptation=False with adaptive={self.adaptive!r} (the AdaScale "
+                "progress stretches the regime). Received: adaptive="
+                f"{self.adaptive!r}, regime_adaptation={self.regime_adaptation!r}")
+        if self.batch_size < self.base_batch_size:
+            raise ConfigError(
+                f"Expected batch_size >= base_batch_size with adaptive={self.adaptive!r} "
+                "(AdaScale scales a regime up from its batch). Received: "
+                f"adaptive={self.adaptive!r}, batch_size={self.batch_size}, "
+                f"base_batch_size={self.base_batch_size}")
 
     # -- derived values -------------------------------------------------------
 
@@ -555,6 +589,12 @@ class TrainConfig:
                 "noise_statistics on one replica (each half is a forward pass of its own). "
                 f"Received: ghost_batch_size={ghost}, batch_size={self.batch_size}")
         return half, self.batch_size
+
+    @property
+    def measures_noise(self):
+        """Whether the run measures the gradient noise statistics: `noise_statistics`, or
+        `adaptive='lr'`, whose gain is computed from them."""
+        return self.noise_statistics or self.adaptive == "lr"
 
     @property
     def decay_epochs(self):

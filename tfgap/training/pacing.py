@@ -2,7 +2,8 @@
 
 Several steps run per `tf.function` call (one host sync per call). A call
 never crosses a step the host must see: the end of an epoch, a
-`checkpoint_every_steps` step, or a step where the weight distance is recorded.
+`checkpoint_every_steps` step, a step where the weight distance is recorded,
+or (with `adaptive="lr"`) a step where the AdaScale gain is set.
 Within those bounds the number is fixed (`steps_per_execution`, and 1 under
 several workers, whose calls must match) or adapted in a single process to
 calls of about `TARGET_CALL_SECONDS`. Grouping never changes the numbers,
@@ -25,6 +26,8 @@ class StepPacer:
             per call unless `steps_per_execution` is set).
         checkpoint_every_steps: calls end on multiples of it (0 = none).
         record_due: a `tfgap.diagnostics.LogSpacedSteps`; calls end at its steps.
+        gain_every_steps: calls end on multiples of it too (the steps where the
+            AdaScale gain is set; 0 = none).
 
     Example:
 
@@ -38,10 +41,11 @@ class StepPacer:
     """
 
     def __init__(self, *, steps_per_execution, several_workers, checkpoint_every_steps,
-                 record_due):
+                 record_due, gain_every_steps=0):
         self.fixed_steps = steps_per_execution or (1 if several_workers else 0)
         self.auto_steps = 1
         self.checkpoint_every_steps = checkpoint_every_steps
+        self.gain_every_steps = gain_every_steps
         self.record_due = record_due
         self.calls = 0
         self.timed_steps, self.timed_seconds = 0, 0.0
@@ -50,9 +54,9 @@ class StepPacer:
         """Where the call that starts after `step` stops: never past a step the host must see."""
         end = min(epoch_end, step + (self.fixed_steps or self.auto_steps),
                   self.record_due.next_after(step))
-        every = self.checkpoint_every_steps
-        if every:
-            end = min(end, (step // every + 1) * every)
+        for every in (self.checkpoint_every_steps, self.gain_every_steps):
+            if every:
+                end = min(end, (step // every + 1) * every)
         return end
 
     def timed(self, call, *args):

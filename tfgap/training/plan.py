@@ -24,6 +24,20 @@ class StepPlan:
                           the factor                    if it is a number
                           1                             if it is False
 
+    With `adaptive="lr"` (AdaScale) the regime is the base batch's, in steps
+    of `base_batch_size` examples, and the run ends when the progress (the sum
+    of the gains, each >= 1) reaches its length:
+
+        base_steps_per_epoch = floor(num_train_examples / base_batch_size)
+        base_steps           = round(epochs * base_steps_per_epoch)    (T0)
+        total_steps          = base_steps     (at most: every step advances >= 1)
+        stretch              = batch_size / base_batch_size  (the most it can stretch)
+
+    `base_steps` is the plan of `batch_size=base_batch_size` (the same
+    arithmetic); it equals regime adaptation's `round(epochs * stretch *
+    steps_per_epoch)` when `base_batch_size` and `batch_size` divide the
+    split, and is the exact bound when they do not.
+
     Attributes:
         num_train_examples: examples in one pass over the training split.
         steps_per_epoch: optimizer steps in one epoch (incomplete batch dropped).
@@ -31,6 +45,11 @@ class StepPlan:
         stretch: the regime-adaptation factor.
         epochs: epochs actually trained, `total_steps / steps_per_epoch`.
         num_epochs: epochs started (the last may be partial).
+        base_steps: with `adaptive="lr"`, the base regime's length `T0` in
+            steps of `base_batch_size` (where the progress ends the run);
+            `None` otherwise.
+        base_steps_per_epoch: with `adaptive="lr"`, the base regime's steps
+            per epoch (its schedule's); `None` otherwise.
     """
 
     num_train_examples: int
@@ -39,6 +58,8 @@ class StepPlan:
     stretch: float
     epochs: float
     num_epochs: int
+    base_steps: int | None = None
+    base_steps_per_epoch: int | None = None
 
     def epoch_of(self, step):
         """`(epoch index, step within that epoch)` of a global step count."""
@@ -70,13 +91,29 @@ def plan_steps(config, *, num_train_examples):
     >>> plan = plan_steps(config, num_train_examples=50000)
     >>> plan.steps_per_epoch, plan.stretch, plan.total_steps
     (12, 32.0, 62976)
+    >>> adascale = config.replace(adaptive="lr", lr_scaling="none", regime_adaptation=False)
+    >>> plan = plan_steps(adascale, num_train_examples=50000)
+    >>> plan.base_steps_per_epoch, plan.base_steps, plan.total_steps, plan.num_epochs
+    (390, 63960, 63960, 5330)
     """
-    steps_per_epoch = int(num_train_examples) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"Expected batch_size <= the {num_train_examples} training examples of "
-            f"{config.dataset!r}. Received: batch_size={config.batch_size}"
+    if config.adaptive == "lr":
+        # The base regime's plan (batch base_batch_size, no adaptation): its length T0 is the
+        # run's end in progress, and the most steps it can take at batch_size (gain >= 1).
+        base = plan_steps(config.replace(adaptive="off", batch_size=config.base_batch_size,
+                                         ghost_batch_size=0),
+                          num_train_examples=num_train_examples)
+        steps_per_epoch = _steps_per_epoch(config, num_train_examples)
+        return StepPlan(
+            num_train_examples=int(num_train_examples),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=base.total_steps,
+            stretch=config.batch_size / config.base_batch_size,
+            epochs=base.total_steps / steps_per_epoch,
+            num_epochs=math.ceil(base.total_steps / steps_per_epoch),
+            base_steps=base.total_steps,
+            base_steps_per_epoch=base.steps_per_epoch,
         )
+    steps_per_epoch = _steps_per_epoch(config, num_train_examples)
     stretch = schedules.stretch_factor(
         config.base_batch_size, config.batch_size, config.regime_adaptation
     )
@@ -96,3 +133,13 @@ def plan_steps(config, *, num_train_examples):
         epochs=total_steps / steps_per_epoch,
         num_epochs=math.ceil(total_steps / steps_per_epoch),
     )
+
+
+def _steps_per_epoch(config, num_train_examples):
+    steps_per_epoch = int(num_train_examples) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"Expected batch_size <= the {num_train_examples} training examples of "
+            f"{config.dataset!r}. Received: batch_size={config.batch_size}"
+        )
+    return steps_per_epoch

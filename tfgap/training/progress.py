@@ -7,7 +7,7 @@ import keras
 
 # The order an epoch's line lists its logs in (any other key follows).
 _ORDER = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-          "learning_rate", "weight_distance", "b_simple")
+          "learning_rate", "weight_distance", "b_simple", "gain", "progress")
 # Logged (history.json, TensorBoard) but left off the line: `b_simple` stands for them.
 _NOT_PRINTED = ("grad_norm_sq", "trace_sigma", "b_simple_stderr")
 

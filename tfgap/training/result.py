@@ -33,6 +33,10 @@ class TrainResult(collections.abc.Mapping):
             at log-spaced steps.
         config: the resolved settings (`TrainConfig.to_dict()`).
         message: why a run stopped early (`None` otherwise).
+        adascale: with `adaptive="lr"`, `{"steps", "progress", "base_steps",
+            "gain"}`: the steps taken, the progress reached (in steps of
+            `base_batch_size`; the run ends when it reaches `base_steps`, the
+            base regime's length) and the last gain; `None` otherwise.
         model: the trained `keras.Model` (the trainer's own object).
     """
 
@@ -61,13 +65,15 @@ class TrainResult(collections.abc.Mapping):
     config: dict
     message: str | None = None
     model: keras.Model | None = dataclasses.field(default=None, repr=False)
+    adascale: dict | None = None
 
     def to_dict(self):
-        """The record as `result.json` holds it (no `model`; `message` only when set)."""
+        """The record as `result.json` holds it (no `model`; `message`, `adascale` when set)."""
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                   if field.name != "model"}
-        if record["message"] is None:
-            del record["message"]
+        for optional in ("message", "adascale"):
+            if record[optional] is None:
+                del record[optional]
         return record
 
     def __getitem__(self, key):

@@ -12,6 +12,8 @@ import keras
 import tensorflow as tf
 
 from tfgap.training import build, checkpointing, rundir
+from tfgap.training import strategy as strategy_lib
+from tfgap.training.adascale import AdaScaleControl
 from tfgap.training.config import ConfigError
 from tfgap.training.epoch_metrics import EpochMetrics
 from tfgap.training.noise_statistics import CheckpointedNoiseStatistics
@@ -33,8 +35,10 @@ class RunState:
         checkpointer: the run's `Checkpointer`.
         restored: what `Checkpointer.restore` found (`None`: a fresh run).
         changes: settings changed on resume, `{name: (old, new)}`.
-        noise: the `CheckpointedNoiseStatistics` with `config.noise_statistics`,
+        noise: the `CheckpointedNoiseStatistics` when `config.measures_noise`,
             else `None`.
+        adascale: the `AdaScaleControl` with `adaptive="lr"`, else `None` (its
+            rate's `gain` and `progress` variables are checkpointed).
         notes: lines to print about the restore (e.g. noise averages restarted).
     """
 
@@ -49,6 +53,7 @@ class RunState:
     restored: checkpointing.Restored | None
     changes: dict
     noise: CheckpointedNoiseStatistics | None = None
+    adascale: AdaScaleControl | None = None
     notes: tuple = ()
 
     def save(self, plan):
@@ -69,8 +74,12 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         CheckpointError: checkpoint files there, none intact (without
             `start_over_if_damaged`).
     """
+    if config.adaptive != "off" and strategy_lib.is_tpu(strategy):
+        raise ConfigError(  # float64 variables (gain, progress) do not live on a TPU
+            f"Expected a strategy other than TPUStrategy with adaptive={config.adaptive!r}. "
+            f"Received: strategy={config.strategy!r}")
     noise_batches = (config.noise_statistics_batches(strategy.num_replicas_in_sync)
-                     if config.noise_statistics else None)
+                     if config.measures_noise else None)
     with strategy.scope():
         model = build.build_model(config, policy)
         optimizer = build.build_optimizer(config, plan, policy)
@@ -96,17 +105,32 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         model=model, optimizer=optimizer, step=counters["step"], epoch=counters["epoch"],
         initial_weights=initial_weights, epoch_metrics=metrics,
         num_validation_examples=counters["num_validation_examples"],
-        **({"noise_statistics": noise} if noise is not None else {}))
+        **({"noise_statistics": noise} if noise is not None else {}),
+        **_adascale_objects(optimizer))
     restored = checkpointer.restore(start_over=config.start_over_if_damaged)
     if restored is not None and not config.resume_with_changes:
         _check_validation_split(restored, counters["num_validation_examples"], num_validation)
     counters["num_validation_examples"].assign(num_validation)
     step = int(counters["step"].numpy()) if restored else 0
-    note = noise.unstash() if restored and noise is not None else None
+    notes = [noise.unstash() if restored and noise is not None else None]
+    adascale = None
+    if config.adaptive == "lr":
+        adascale = AdaScaleControl(
+            build.adascale_rate(optimizer), noise.stats, base_batch=config.base_batch_size,
+            batch=config.batch_size, base_steps=plan.base_steps,
+            every_steps=config.steps_per_execution or 1, step=step)
+        notes.append(adascale.note)
     return RunState(model=model, optimizer=optimizer, step=step, resumed_from_step=step,
                     counters=counters, initial_weights=initial_weights, metrics=metrics,
                     checkpointer=checkpointer, restored=restored, changes=changes, noise=noise,
-                    notes=(note,) if note else ())
+                    adascale=adascale, notes=tuple(note for note in notes if note))
+
+
+def _adascale_objects(optimizer):
+    """The AdaScale rate's variables, for the checkpoint (the optimizer does not track them)."""
+    rate = build.adascale_rate(optimizer)
+    return {} if rate is None else {"adascale_gain": rate.gain,
+                                    "adascale_progress": rate.progress}
 
 
 def _check_validation_split(restored, variable, num_validation):

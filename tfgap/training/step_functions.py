@@ -30,7 +30,7 @@ from tfgap import sam
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False,
                     sam_rho=0.0, sam_adaptive=False, label_smoothing=0.0,
-                    noise_statistics=False):
+                    noise_statistics=False, adascale=None):
     """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
@@ -60,6 +60,13 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
             `tfgap.advisor.NoiseStatistics` needs (columns 6 and 7, see
             below). Off (the default), the step is the plain one: the same
             Python functions and the same graph, 5 columns.
+        adascale: the optimizer's `tfgap.adaptive.AdaScaleLearningRate`
+            (`adaptive="lr"`), or `None` (the default: no op of it in the
+            graph). After each step the graph advances its progress by its
+            gain (`rate.advance()`; under a `LossScaleOptimizer`, by the gain
+            times the iterations the optimizer advanced, so a skipped step
+            does not count). The gain itself is the host's to assign between
+            calls: it is constant within a call.
 
     **Noise statistics.** Two squared norms per step, from the gradients the
     step computes anyway, in training mode (the run's augmentation, dropout
@@ -146,6 +153,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
             forward_backward=forward_backward, sam_rho=sam_rho, sam_adaptive=sam_adaptive)
         width = 7
 
+    def run_step(x, y):
+        return strategy.run(replica_step, args=(x, y))
+
+    if adascale is not None:
+        run_step = _advancing(run_step, optimizer, adascale, scale_loss)
+
     @tf.function
     def train_steps(iterator, num_steps):
         rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True,
@@ -153,7 +166,7 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         for i in tf.range(num_steps):
             x, y = next(iterator)
             learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
-            outputs = strategy.run(replica_step, args=(x, y))
+            outputs = run_step(x, y)
             sums = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
             reduced = tf.stack(sums[:4] + [learning_rate] + sums[4:])
             step_var.assign_add(1)
@@ -164,6 +177,28 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         return rows.stack()
 
     return train_steps
+
+
+def _advancing(run_step, optimizer, rate, scale_loss):
+    """`run_step`, then the AdaScale progress advanced by the gain (see `make_train_step`)."""
+
+    def step_and_advance(x, y):
+        if not scale_loss:
+            outputs = run_step(x, y)
+            rate.advance()
+            return outputs
+        iterations = _read(optimizer.iterations)
+        outputs = run_step(x, y)
+        applied = tf.cast(_read(optimizer.iterations) - iterations, tf.float64)
+        rate.progress.assign_add(tf.cast(_read(rate.gain), tf.float64) * applied)
+        return outputs
+
+    return step_and_advance
+
+
+def _read(variable):
+    """A variable's value now, as a tensor (Keras variables: their TensorFlow variable)."""
+    return tf.identity(variable.value if isinstance(variable, keras.Variable) else variable)
 
 
 def _squared_norm(tensors):

@@ -20,7 +20,9 @@ _EPOCH_SCALARS = {
               "weight_distance": "weight_distance",
               # with noise_statistics (absent otherwise: nothing written)
               "grad_norm_sq": "grad_norm_sq", "trace_sigma": "trace_sigma",
-              "b_simple": "b_simple"},
+              "b_simple": "b_simple",
+              # with adaptive="lr"
+              "gain": "gain", "progress": "progress"},
     "validation": {"loss": "val_loss", "accuracy": "val_accuracy"},
     "test": {"loss": "test_loss", "accuracy": "test_accuracy"},
 }
@@ -91,10 +93,12 @@ class TensorBoardScalars(keras.callbacks.Callback):
     """Writes a run's scalars to TensorBoard: each `every_steps` step, and each epoch.
 
     Per step (`train` run): `step_loss`, the loss of that step, and
-    `learning_rate`. Per epoch: `loss`, `accuracy`, `learning_rate` and
-    `weight_distance` (`train`; with `noise_statistics` also `grad_norm_sq`,
-    `trace_sigma` and `b_simple`, the moving averages at the epoch's end), `loss` and `accuracy` of `validation` and
-    `test` when evaluated. Only the chief writes.
+    `learning_rate` (and the AdaScale `gain` with `adaptive="lr"`). Per epoch:
+    `loss`, `accuracy`, `learning_rate` and `weight_distance` (`train`; with
+    noise statistics also `grad_norm_sq`, `trace_sigma` and `b_simple`, the
+    moving averages at the epoch's end; with `adaptive="lr"` the `gain` and
+    the `progress`), `loss` and `accuracy` of `validation` and `test` when
+    evaluated. Only the chief writes.
 
     Args:
         model_dir: the run's directory (`<model_dir>/logs/<run>`).
@@ -113,7 +117,8 @@ class TensorBoardScalars(keras.callbacks.Callback):
         self._step = int(logs["step"])
         if self._step % self.every_steps == 0:
             self.summaries.scalars("train", {"step_loss": logs["step_loss"],
-                                             "learning_rate": logs["learning_rate"]}, self._step)
+                                             "learning_rate": logs["learning_rate"],
+                                             "gain": logs.get("gain")}, self._step)
 
     def on_epoch_end(self, epoch, logs=None):
         for run, names in _EPOCH_SCALARS.items():

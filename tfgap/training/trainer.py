@@ -93,6 +93,10 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     `LargeBatchSchedule(lr_boundaries, lr_values * lr_multiplier,
     base_batch_size, batch_size, steps_per_epoch, lr_scaling,
     regime_adaptation, warmup_epochs)` at the optimizer's own iteration count.
+    With `config.adaptive="lr"` (AdaScale, Johnson et al. 2020) the rate is
+    `gain * schedule(progress)`, the schedule the base batch's, the gain from
+    the measured noise scale, and the run ends when the progress reaches the
+    base regime's steps (`tfgap.training.adascale`).
 
     Several runs can share one Python process (the tuner and the study do
     this): each run clears the Keras session, reseeds, restores the global
@@ -107,10 +111,12 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
             `set_model`, `set_params` (`epochs`, `steps`, `verbose`),
             `on_train_begin`, `on_epoch_begin`, `on_train_batch_end` (logs:
             `step`, the epoch's running `loss` and `accuracy`, `step_loss`,
-            `learning_rate`), `on_epoch_end` (the epoch's logs: `loss`,
+            `learning_rate`; with `adaptive="lr"` the step's `gain` and the
+            `progress` after it), `on_epoch_end` (the epoch's logs: `loss`,
             `accuracy`, `learning_rate`, `weight_distance`, and `val_loss`,
-            `val_accuracy`, `test_loss`, `test_accuracy` on evaluated epochs)
-            and `on_train_end`. Setting `model.stop_training = True` ends the
+            `val_accuracy`, `test_loss`, `test_accuracy` on evaluated epochs;
+            the noise statistics when measured; `gain` and `progress` with
+            `adaptive="lr"`) and `on_train_end`. Setting `model.stop_training = True` ends the
             run after the current call of `config.steps_per_execution` steps
             (like `EarlyStopping`; set `steps_per_execution=1` to stop at the
             step).
@@ -214,7 +220,8 @@ def _start(config, strategy, user_callbacks, stream, start_time):
         strategy, state.model, state.optimizer, state.counters["step"],
         global_batch_size=config.batch_size, jit_compile=config.jit_compile,
         sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
-        label_smoothing=config.label_smoothing, noise_statistics=config.noise_statistics)
+        label_smoothing=config.label_smoothing, noise_statistics=config.measures_noise,
+        adascale=state.adascale.rate if state.adascale else None)
     weights = state.model.trainable_variables
     distance = tf.function(lambda: weight_distance(weights, state.initial_weights))
 
@@ -246,7 +253,8 @@ def _start(config, strategy, user_callbacks, stream, start_time):
         tensorboard=tensorboard,
         pacer=StepPacer(steps_per_execution=config.steps_per_execution, several_workers=several,
                         checkpoint_every_steps=config.checkpoint_every_steps,
-                        record_due=record_due),
+                        record_due=record_due,
+                        gain_every_steps=state.adascale.every_steps if state.adascale else 0),
         saver=CheckpointPolicy(config, strategy, several_workers=several, save=save,
                                latest=lambda: state.checkpointer.latest,
                                saved_step=state.step if state.restored else None),
@@ -264,19 +272,24 @@ def _train_epochs(run):
     if skip:  # resumed mid-epoch: continue that epoch's running sums
         state.metrics.unstash()
     for epoch in range(start_epoch, plan.num_epochs):
+        if _progress_reached(state):
+            break  # resumed from the checkpoint at the end of an AdaScale run
         skip_now = skip if epoch == start_epoch else 0
         if skip_now >= plan.steps_in_epoch(epoch):
             continue
         if not skip_now:
             state.metrics.reset()
         _train_epoch(run, epoch, skip_now)
-        end_of_run = state.step >= plan.total_steps or model.stop_training
+        end_of_run = (state.step >= plan.total_steps or model.stop_training
+                      or _progress_reached(state))
         evaluate = (epoch + 1) % run.config.eval_every_epochs == 0 or end_of_run
         logs = dict(state.metrics.values(), **(_evaluate(run) if evaluate else {}))
         logs["learning_rate"] = build.current_learning_rate(state.optimizer)
         logs["weight_distance"] = float(run.facts["distance"]())
         if state.noise is not None:
             logs.update(state.noise.stats.values())
+        if state.adascale is not None:
+            logs.update(state.adascale.values())
         run.callbacks.on_epoch_end(epoch, logs)
         if end_of_run:
             break  # `_finish` saves
@@ -290,22 +303,35 @@ def _train_epoch(run, epoch, skip):
     epoch_end = first + plan.steps_in_epoch(epoch)
     iterator = run.train_input.iterator(epoch, skip)
     run.callbacks.on_epoch_begin(epoch)
-    while state.step < epoch_end and not state.model.stop_training:
+    adascale = state.adascale
+    while (state.step < epoch_end and not state.model.stop_training
+           and not _progress_reached(state)):
         num_steps = run.pacer.call_end(state.step, epoch_end) - state.step
+        if adascale is not None:  # the gain of this call; no step past the end in progress
+            num_steps = adascale.begin_call(state.step, num_steps)
         rows = run.pacer.timed(_call, run.train_steps, iterator, num_steps)
-        for row in rows:
+        progress = adascale.end_call(len(rows)) if adascale is not None else None
+        for i, row in enumerate(rows):
             loss, correct, count, grad_sq, learning_rate = row[:5]
             if state.noise is not None:  # |G_b|^2, |G_B|^2
                 state.noise.stats.update(row[5], row[6])
             state.step += 1
             _check_finite(run, loss, grad_sq, epoch)
             state.metrics.add(loss=loss, correct=correct, count=count)
-            run.callbacks.on_train_batch_end(state.step - first - 1, dict(
-                state.metrics.values(), step=state.step, step_loss=loss,
-                learning_rate=learning_rate))
+            logs = dict(state.metrics.values(), step=state.step, step_loss=loss,
+                        learning_rate=learning_rate)
+            if adascale is not None:
+                logs.update(gain=adascale.gain, progress=progress[i])
+            run.callbacks.on_train_batch_end(state.step - first - 1, logs)
         # `state.step` is now the end of the call: checkpoints are at call ends.
-        if state.step < epoch_end and not state.model.stop_training:
+        if (state.step < epoch_end and not state.model.stop_training
+                and not _progress_reached(state)):
             run.saver.point(state.step, epoch_end=False)  # at the epoch's end: after its logs
+
+
+def _progress_reached(state):
+    """Whether an AdaScale run's progress has reached the base regime's steps (its end)."""
+    return state.adascale is not None and state.adascale.reached
 
 
 def _call(train_steps, iterator, num_steps):
@@ -391,7 +417,10 @@ def _result(run, status, *, throughput, checkpoint, export_dir, message=None, la
         num_validation_examples=splits.num_validation, num_test_examples=splits.num_test,
         checkpoint=checkpoint, export_dir=export_dir, history=run.records.history,
         distance_record=run.records.distance_record, config=run.config.to_dict(),
-        message=message, model=state.model)
+        message=message, model=state.model,
+        adascale=None if state.adascale is None else {
+            "steps": int(state.step), "progress": state.adascale.progress,
+            "base_steps": plan.base_steps, "gain": state.adascale.gain})
 
 
 def _write_result(run, result):
