@@ -4,7 +4,9 @@ A checkpoint holds the model, the optimizer (momentum slots, iteration count,
 loss scale), the global step, the epoch, the initial weights `w_0` (so the
 weight distance `||w_t - w_0||` survives a restart), the running sums of the
 epoch in progress (so a resumed epoch logs what an uninterrupted one would)
-and the size of the validation split it was trained beside. The data position
+and the size of the validation split it was trained beside (and, when
+measured, the noise statistics' moving averages; with `adaptive="lr"`, the
+AdaScale gain and progress). The data position
 needs no state of its own: the trainer rebuilds each epoch's input pipeline
 from `(seed, epoch)` and skips the steps already taken in that epoch, so a
 resumed run sees exactly the batches an uninterrupted one would.

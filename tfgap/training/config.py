@@ -463,7 +463,7 @@ class TrainConfig:
         "batch_size / 2; with plain Batch Normalization each half is normalized on its own). "
         "Moving averages of |G|^2 and tr(Sigma) are checkpointed and logged per epoch as "
         "grad_norm_sq, trace_sigma, b_simple and b_simple_stderr (history.json, TensorBoard). "
-        "On whatever this says with adaptive='lr'.", "output", "bool", default=False)
+        "Always on with adaptive='lr' (its gain needs them).", "output", "bool", default=False)
     adaptive: str = setting(
         "Adaptive large-batch training. 'off'; 'lr': AdaScale (Johnson et al. 2020, arXiv "
         "2007.05105): the regime written for `base_batch_size` runs at `batch_size` >= it, each "
