@@ -363,7 +363,7 @@ def advisor(trainer, lr, small_steps, log):
     record = trainer.run(SMALL_BATCH, lr, HELD_OUT_SEEDS[0], math.ceil(small_steps * 1.2))
     b = curvature_batch_size(SMALL_BATCH, advice.b_simple, len(trainer.x))
     at_target = measure_noise_scales(trainer.model, trainer.x, trainer.y, batch_size=b,
-                                     num_draws=32, seed=1)
+                                     num_draws=32, seed=1, loss=trainer.loss)
     return {"advice": advice.to_dict(), "seconds": seconds,
             "at_target": dict(at_target.to_dict(), step=record["evals"][-1][0])}
 
@@ -376,7 +376,16 @@ def measure_workload(name, args, log):
     log(f"{name}: {len(train[0])} training, {len(validation[0])} validation signals")
     trainer = Trainer(name, workload, train, validation)
     t0 = time.time()
-    rows = [measure_batch(trainer, int(b), args, log) for b in args.batches.split(",")]
+    os.makedirs(args.output_dir, exist_ok=True)
+    cache = os.path.join(args.output_dir, f"{name}.runs.json")  # the runs, before the advisor
+    if os.path.exists(cache):
+        with open(cache) as f:
+            rows = json.load(f)
+        log(f"{name}: the runs of {cache}")
+    else:
+        rows = [measure_batch(trainer, int(b), args, log) for b in args.batches.split(",")]
+        with open(cache, "w") as f:
+            json.dump(rows, f, separators=(",", ":"))
     small = next(r for r in rows if r["batch_size"] == SMALL_BATCH)
     k = small["tuned"]["val_accuracy"]["k"]
     steps = [_steps(r, "val_accuracy") for r in small["runs"]
@@ -387,7 +396,6 @@ def measure_workload(name, args, log):
               "seconds": time.time() - t0,
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "tensorflow": tf.__version__}}
-    os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{name}.json"), "w") as f:
         json.dump(result, f, separators=(",", ":"))
     log(f"{name}: {result['seconds'] / 60:.1f} min")
@@ -415,9 +423,9 @@ def analyse_target(result, target, rng, num_boot):
         values = np.array([steps_at(r, r["tuned"][target]["k"] + int(rng.integers(-1, 2)),
                                     sample) for r in rows])
         good = np.isfinite(values)
-        if good.sum() >= 3:
+        if good.sum() >= 2:
             boots.append(fit_tradeoff(b[good], values[good]).b_crit)
-    low, high = np.percentile(boots, [5, 95])
+    low, high = np.percentile(boots, [5, 95]) if boots else (math.nan, math.nan)
     return {"batch_sizes": b.tolist(), "steps": [float(v) for v in s],
             "s_min": fit.s_min, "e_min": fit.e_min, "b_crit": fit.b_crit,
             "b_crit_90": [float(low), float(high)], "rms_relative_error": fit.rms_relative_error,
