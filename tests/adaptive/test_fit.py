@@ -147,12 +147,13 @@ def test_at_the_base_batch_the_run_is_the_base_run():
 
     # Plain fit takes the whole batch's gradient in one pass; the mean of the two halves'
     # mean-loss gradients is the same number rounded differently (float32, a few ulps per
-    # step, grown a little by momentum over 12 steps), so not bit for bit: 1e-6 relative,
-    # and 1e-7 absolute for the entries near zero (measured: 1.5e-7 at most, on 0.04).
+    # step, grown a little by momentum over 12 steps), so not bit for bit. Measured: 1.5e-7
+    # absolute here, 1.7e-7 on CI's CPU (another summation order); 1e-6 absolute is still
+    # far below the first steps' updates (rate 0.5 on gradients of order 0.1).
     plain = _dense(weights)
     _fit(plain, x, y, batch_size=16)
     for a, b in zip(got, plain.weights):
-        np.testing.assert_allclose(a, b.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_save_and_reload_keep_gain_progress_and_the_wrapped_rate(tmp_path):
