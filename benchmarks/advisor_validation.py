@@ -433,55 +433,100 @@ def analyse_target(result, target, rng, num_boot):
             "interior": [r["tuned"][target]["interior"] for r in rows]}
 
 
-def analyse(result, num_boot):
-    from tfgap.advisor import eps_opt
+RULES = ("gain", "linear", "sqrt", "eps_opt")  # the advice's rate rules, its default first
 
+
+def current_advice(stored):
+    """`advise` of today's code on a stored advice's measurements (B_simple, B_noise, ...).
+
+    The runs and the measurement are expensive, the arithmetic is not: the
+    analysis re-derives the prediction with the advisor as it is now.
+    """
+    from types import SimpleNamespace
+
+    from tfgap.advisor import advise
+
+    scales = SimpleNamespace(**{k: stored[k] for k in (
+        "b_noise", "b_noise_stderr", "ratio", "ratio_stderr", "eps_max", "eps_max_stderr")})
+    return advise(stored["b_simple"], b_simple_stderr=stored["b_simple_stderr"],
+                  small_batch_size=stored["small_batch_size"], epochs=stored["epochs"],
+                  num_train_examples=stored["num_train_examples"],
+                  learning_rate=stored["learning_rate"], max_batch_size=stored["max_batch_size"],
+                  noise_scales=scales if stored["b_noise"] else None,
+                  momentum=stored["momentum"])
+
+
+def analyse(result, num_boot):
     rng = np.random.default_rng(0)
-    a = result["advisor"]["advice"]
+    a = current_advice(result["advisor"]["advice"])
     out = {"workload": result["workload"], "label": result["label"],
            "targets": {t: result[t] for t in TARGETS},
-           "predicted": {"b_crit": a["b_crit"], "b_crit_stderr": a["b_crit_stderr"],
-                         "b_noise": a["b_noise"], "b_simple": a["b_simple"],
-                         "b_simple_stderr": a["b_simple_stderr"], "eps_max": a["eps_max"],
-                         "recommended": a["recommended"]["batch_size"],
-                         "product": a["settings"].get("curvature_product")},
+           "predicted": {"b_crit": a.b_crit, "b_crit_stderr": a.b_crit_stderr,
+                         "b_crit_source": a.b_crit_source, "b_noise": a.b_noise,
+                         "b_noise_stderr": a.b_noise_stderr, "b_simple": a.b_simple,
+                         "b_simple_stderr": a.b_simple_stderr, "eps_max": a.eps_max,
+                         "recommended": a.recommended.batch_size,
+                         "learning_rate_rule": a.learning_rate_rule,
+                         "product": a.settings.get("curvature_product")},
            "at_target": {k: result["advisor"]["at_target"][k]
                          for k in ("b_simple", "b_noise", "eps_max", "step")}}
+    by_batch = {c.batch_size: c for c in a.candidates}
     for target in TARGETS:
         m = analyse_target(result, target, rng, num_boot)
-        m["ratio"] = a["b_crit"] / m["b_crit"] if a["b_crit"] else None
-        m["ratio_b_simple"] = a["b_simple"] / m["b_crit"]
-        m["eps_opt"] = [eps_opt(bb, a["eps_max"], a["b_noise"], momentum=a["momentum"])
-                        if a["b_noise"] else None for bb in m["batch_sizes"]]
-        m["lr_steps_off"] = [None if e is None else math.log(e / t) / math.log(STEP)
-                             for e, t in zip(m["eps_opt"], m["tuned_lr"])]
+        m["ratio"] = a.b_crit / m["b_crit"]
+        m["ratio_b_noise"] = a.b_noise / m["b_crit"] if a.b_noise else None
+        # Each rule's rate at the measured batch sizes above the small batch (at the small
+        # batch every rule but eps_opt is the tuned rate it was given), and how many sqrt(2)
+        # grid steps it lies from the tuned rate.
+        m["rates"], m["steps_off"] = {}, {}
+        for rule in RULES:
+            rates = [a.learning_rate_of(by_batch[int(b)], rule) if b > SMALL_BATCH else None
+                     for b in m["batch_sizes"]]
+            m["rates"][rule] = rates
+            m["steps_off"][rule] = [None if r is None else math.log(r / t) / math.log(STEP)
+                                    for r, t in zip(rates, m["tuned_lr"])]
         out[target] = m
     return out
 
 
+def _within(steps_off):
+    values = [abs(v) <= 1.0 + 1e-9 for v in steps_off if v is not None]
+    return sum(values), len(values)
+
+
 def markdown(summaries):
-    lines = ["| workload | target | measured B_crit (90% bootstrap) | predicted B_crit = B_noise "
-             "(+- s.e.) | predicted / measured | B_simple / measured | rates tuned inside the "
-             "grid | eps_opt within one sqrt(2) step |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| workload | target | measured B_crit (90% bootstrap) | predicted B_crit = B_simple "
+             "(+- s.e.) | predicted / measured | B_noise / measured | rates tuned inside the "
+             "grid |", "|---|---|---|---|---|---|---|"]
     for s in summaries:
         p = s["predicted"]
         for target in TARGETS:
             m = s[target]
-            within = [abs(v) <= 1.0 + 1e-9 for v in m["lr_steps_off"] if v is not None]
             lines.append(
                 f"| {s['workload']} | {target.replace('_', ' ')} {s['targets'][target]} | "
                 f"{m['b_crit']:.0f} ({m['b_crit_90'][0]:.0f}-{m['b_crit_90'][1]:.0f}) | "
                 f"{p['b_crit']:.0f} +- {p['b_crit_stderr']:.0f} | {m['ratio']:.2f} | "
-                f"{m['ratio_b_simple']:.2f} | {sum(m['interior'])}/{len(m['interior'])} | "
-                f"{sum(within)}/{len(within)} |")
-    lines += ["", "| workload | B | tuned lr: val acc, train loss | eps_opt | steps to val acc "
-              "(held-out mean) | steps to train loss |", "|---|---|---|---|---|---|"]
+                + (f"{m['ratio_b_noise']:.2f}" if m["ratio_b_noise"] else "-")
+                + f" | {sum(m['interior'])}/{len(m['interior'])} |")
+    lines += ["", "Rate rules within one sqrt(2) step of the tuned rate, at the batch sizes "
+              "above the small batch:", "",
+              "| target | " + " | ".join(RULES) + " |", "|---" * (len(RULES) + 1) + "|"]
+    for target in TARGETS:
+        counts = [tuple(map(sum, zip(*[_within(s[target]["steps_off"][rule])
+                                       for s in summaries]))) for rule in RULES]
+        lines.append(f"| {target.replace('_', ' ')} | "
+                     + " | ".join(f"{k}/{n}" for k, n in counts) + " |")
+    lines += ["", "| workload | B | tuned lr: val acc, train loss | "
+              + " | ".join(f"lr {rule}" for rule in RULES)
+              + " | steps to val acc (held-out mean) | steps to train loss |",
+              "|---" * (5 + len(RULES)) + "|"]
     for s in summaries:
         v, t = s["val_accuracy"], s["train_loss"]
         for i, b in enumerate(v["batch_sizes"]):
+            rates = [v["rates"][rule][i] for rule in RULES]
             lines.append(f"| {s['workload']} | {b:.0f} | {v['tuned_lr'][i]:.3g}, "
                          f"{t['tuned_lr'][i]:.3g} | "
-                         + (f"{v['eps_opt'][i]:.3g}" if v["eps_opt"][i] else "-")
+                         + " | ".join("-" if r is None else f"{r:.3g}" for r in rates)
                          + f" | {v['steps'][i]:.0f} | {t['steps'][i]:.0f} |")
     return "\n".join(lines)
 
@@ -502,14 +547,15 @@ def plot(summaries, path):
                 label=f"fit, B_crit {m['b_crit']:.0f}")
         ax.axvline(s["predicted"]["b_crit"], color=color, lw=1, alpha=0.6)
         ax2.plot(b, m["tuned_lr"], "o", color=color, label=f"{s['workload']}: tuned")
-        if m["eps_opt"][0]:
-            ax2.plot(b, m["eps_opt"], "-", color=color, label="eps_opt")
+        above = b > SMALL_BATCH
+        ax2.plot(b[above], np.array(m["rates"]["gain"], dtype=float)[above], "-", color=color,
+                 label="advised (gain rule)")
     ax.set(xscale="log", yscale="log", xlabel="batch size B",
            ylabel="steps to the target validation accuracy",
            title="Measured steps (held-out seeds); vertical: predicted B_crit")
     ax.legend(fontsize=7)
     ax2.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="learning rate",
-            title="Tuned rate (validation target) and the advisor's eps_opt")
+            title="Tuned rate (validation target) and the advised rate")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -58,11 +58,23 @@ def test_candidates_worked_by_hand():
     assert b1600.warmup_epochs == pytest.approx(2.5)
     assert b1600.regime_adapted_steps == 640
 
-    # The candidate closest to B_crit = B_simple = 400 (no B_noise measured).
+    # AdaScale's gain (1 + 400 / 50) / (1 + 400 / B) times 0.02: 1, 1.8, 3, 4.5, 6, 7.2.
+    gains = [1.0, 9 / 5, 9 / 3, 9 / 2, 9 / 1.5, 9 / 1.25]
+    assert [c[b].learning_rate_gain for b in sorted(c)] == pytest.approx(
+        [0.02 * g for g in gains])
+    assert small.learning_rate_gain == 0.02  # exactly the trusted rate at the small batch
+
+    # The candidate closest to B_crit = B_simple = 400.
     assert a.recommended == b400 and a.b_crit == 400.0 and a.b_crit_source == "b_simple"
-    assert a.flags() == {"batch_size": 400, "base_batch_size": 50, "lr_scaling": "sqrt",
+    assert a.learning_rate_rule == "gain" and a.learning_rate_of() == pytest.approx(0.09)
+    assert a.flags() == {"batch_size": 400, "base_batch_size": 50, "lr_scaling": "none",
                          "warmup_epochs": 0.8888, "ghost_batch_size": 50,
-                         "regime_adaptation": 1.7778}
+                         "regime_adaptation": 1.7778, "lr_multiplier": 4.5,
+                         "warmup_start": "zero"}
+    sqrt = advise(400.0, b_simple_stderr=40.0, scaling="sqrt", **BASE)
+    assert sqrt.flags() == {"batch_size": 400, "base_batch_size": 50, "lr_scaling": "sqrt",
+                            "warmup_epochs": 0.8888, "ghost_batch_size": 50,
+                            "regime_adaptation": 1.7778}
     assert a.warnings == ()
     assert "Recommended: batch 400" in a.recommendation()
     table = a.format_table().splitlines()
@@ -211,56 +223,73 @@ SCALES = NoiseScales(
     big_batch=200)
 
 
-def test_measured_b_noise_sets_b_crit_and_the_eps_opt_rate():
+def test_measured_b_noise_is_reported_beside_b_simple_which_sets_b_crit():
     a = advise(400.0, b_simple_stderr=40.0, noise_scales=SCALES, momentum=0.9, **BASE)
     c = by_batch(a)
-    assert (a.b_crit, a.b_crit_stderr, a.b_crit_source) == (800.0, 80.0, "b_noise")
+    assert (a.b_crit, a.b_crit_stderr, a.b_crit_source) == (400.0, 40.0, "b_simple")
     assert (a.b_noise, a.ratio, a.eps_max, a.momentum) == (800.0, 2.0, 0.5, 0.9)
-    # S_min = 720 / (1 + 800 / 50) = 720 / 17; the closest candidate to 800 is 800.
-    assert a.s_min == pytest.approx(720 / 17) and a.e_min == pytest.approx(720 / 17 * 800)
-    assert a.recommended.batch_size == 800
-    assert c[800].relative_steps_interval == pytest.approx((1.9, 2.1))
-    # eps_opt(B) = (1 - 0.9) * 0.5 / (1 + 800 / B): 0.025 at 800, 0.05 / 17 at 50.
+    assert a.s_min == pytest.approx(80.0) and a.recommended.batch_size == 400
+    # eps_opt(B) = (1 - 0.9) * 0.5 / (1 + 800 / B): 0.025 at 800, 0.05 / 17 at 50: a column.
     assert c[800].learning_rate_eps_opt == pytest.approx(0.025)
     assert c[50].learning_rate_eps_opt == pytest.approx(0.05 / 17)
-    assert a.learning_rate_rule == "eps_opt" and a.learning_rate_of() == pytest.approx(0.025)
-    assert a.flags()["lr_scaling"] == "none"
-    assert a.flags()["lr_multiplier"] == pytest.approx(0.025 / 0.02)
-    assert "lr 0.025 (eps_opt rule" in a.recommendation()
-    assert "B_crit = B_noise = 800" in a.recommendation()
+    assert a.learning_rate_rule == "gain" and a.learning_rate_of() == pytest.approx(0.09)
+    assert "lr 0.09 (gain rule" in a.recommendation()
+    assert "B_crit = B_simple = 400" in a.recommendation()
     text = "\n".join(a.explanation())
     assert "B_noise = 800 +- 80" in text and "B_noise / B_simple = 2 +- 0.2" in text
-    assert "closest to B_crit" in text and "measured curvature" in text
-    assert "lr eps_opt" in a.format_table()
-    # What model.fit needs: 3600 // 800 = 4 steps per epoch, regime adaptation
-    # S(800) / (10 epochs x 4) = (2 x 720 / 17) / 40, so the schedule plans S(800) steps.
-    fit = a.fit_arguments()
+    assert "closest to B_crit" in text and "AdaScale" in text
+    table = a.format_table()
+    assert "lr gain" in table and "lr eps_opt" in table
+
+
+def test_the_eps_opt_rule_when_asked_for():
+    a = advise(400.0, b_simple_stderr=40.0, noise_scales=SCALES, momentum=0.9,
+               scaling="eps_opt", **BASE)
+    c = by_batch(a)
+    assert a.learning_rate_rule == "eps_opt" and a.b_crit == 400.0
+    assert a.learning_rate_of(c[800]) == pytest.approx(0.025)
+    assert a.flags(c[800])["lr_scaling"] == "none"
+    assert a.flags(c[800])["lr_multiplier"] == pytest.approx(0.025 / 0.02)
+    assert "2-20x below the tuned rates" in a.learning_rate_reason
+    # What model.fit needs at 800: 3600 // 800 = 4 steps per epoch, regime adaptation
+    # S(800) / (10 epochs x 4) = 80 (1 + 400 / 800) / 40 = 3, so it plans S(800) = 120 steps.
+    fit = a.fit_arguments(c[800])
     schedule = fit["learning_rate"]
     assert fit["batch_size"] == 800 and schedule.steps_per_epoch == 4
-    assert schedule.total_steps == round(2 * 720 / 17)
-    assert fit["epochs"] == math.ceil(schedule.total_steps / 4)
-    assert float(schedule(schedule.total_steps - 1)) == pytest.approx(0.025)
+    assert schedule.total_steps == 120 and fit["epochs"] == 30
+    assert float(schedule(119)) == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="scaling='eps_opt'; received none"):
+        advise(400.0, scaling="eps_opt", **BASE)
+    with pytest.raises(ValueError, match="Expected scaling in"):
+        advise(400.0, scaling="cubic", **BASE)
 
 
-def test_without_b_noise_the_advice_says_it_uses_the_sqrt_rule():
+def test_the_default_rate_is_the_adascale_gain_and_sqrt_for_other_optimizers():
     a = advise(400.0, **BASE)
-    assert a.learning_rate_rule == "sqrt" and a.b_noise is None
+    assert a.learning_rate_rule == "gain" and a.b_noise is None
     assert all(c.learning_rate_eps_opt is None for c in a.candidates)
-    assert "not measured" in a.learning_rate_reason
-    assert "Learning rate: sqrt rule. B_noise and eps_max were not measured" in "\n".join(
+    assert "Learning rate: gain rule. lr(B) = lr_small (1 + B_simple / B_small)" in "\n".join(
         a.explanation())
-    assert "lr_multiplier" not in a.flags()
     schedule = a.schedule()
-    # sqrt rule at 400: 0.02 sqrt(8), planned over S(400) = 160 steps (9 per epoch).
-    assert float(schedule(159)) == pytest.approx(0.02 * math.sqrt(8), rel=1e-6)
+    # Gain 4.5 at 400: 0.09, planned over S(400) = 160 steps (9 per epoch).
+    assert float(schedule(159)) == pytest.approx(0.09, rel=1e-6)
     assert schedule.total_steps == 160
+    sqrt = advise(400.0, scaling="sqrt", **BASE)
+    assert "lr_multiplier" not in sqrt.flags()
+    assert float(sqrt.schedule()(159)) == pytest.approx(0.02 * math.sqrt(8), rel=1e-6)
+    adam = advise(400.0, momentum=None, **BASE)
+    assert adam.learning_rate_rule == "sqrt" and "not SGD" in adam.learning_rate_reason
+    assert adam.learning_rate_of() == pytest.approx(0.02 * math.sqrt(8))
 
 
-def test_unusable_b_noise_falls_back_with_a_warning():
+def test_unusable_b_noise_leaves_out_the_eps_opt_column_with_a_warning():
     bad = dataclasses.replace(SCALES, b_noise=float("nan"))
     a = advise(400.0, noise_scales=bad, **BASE)
-    assert a.b_crit_source == "b_simple" and a.learning_rate_rule == "sqrt"
-    assert any("falls back to B_simple" in w for w in a.warnings)
+    assert a.b_crit_source == "b_simple" and a.learning_rate_rule == "gain"
+    assert all(c.learning_rate_eps_opt is None for c in a.candidates)
+    assert any("eps_opt column is left out" in w for w in a.warnings)
+    with pytest.raises(ValueError, match="scaling='eps_opt'; received B_noise=nan"):
+        advise(400.0, noise_scales=bad, scaling="eps_opt", **BASE)
     with pytest.raises(ValueError, match="NoiseScales.*Received dict"):
         advise(400.0, noise_scales={"b_noise": 3}, **BASE)
 
@@ -270,13 +299,14 @@ def test_advice_files_without_the_new_fields_still_load():
     new = {"b_crit", "b_crit_stderr", "b_crit_source", "b_noise", "b_noise_stderr", "ratio",
            "ratio_stderr", "eps_max", "eps_max_stderr", "momentum", "learning_rate_rule",
            "learning_rate_reason"}
-    new_candidate = {"learning_rate_eps_opt", "relative_steps", "relative_steps_interval",
+    new_candidate = {"learning_rate_eps_opt", "learning_rate_gain", "relative_steps", "relative_steps_interval",
                      "relative_examples", "relative_examples_interval"}
     old = {k: v for k, v in advise(400.0, b_simple_stderr=40.0, **BASE).to_dict().items()
            if k not in new}
     for key in ("candidates",):
         old[key] = [{k: v for k, v in c.items() if k not in new_candidate} for c in old[key]]
     old["recommended"] = {k: v for k, v in old["recommended"].items() if k not in new_candidate}
+    old["scaling"] = "sqrt"  # the default of files written then
     back = Advice.from_json(json.dumps(old))
     assert back.b_crit == 400.0 and back.b_crit_stderr == 40.0
     assert back.learning_rate_rule == "sqrt" and back.recommended.relative_steps is None

@@ -1,5 +1,6 @@
 """`python -m tfgap.recipes.advise` end to end, with a measurement of a few steps on mock data."""
 
+import dataclasses
 import io
 import json
 import math
@@ -55,18 +56,22 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
     assert last["b_simple"] == pytest.approx(last["trace_sigma"] / last["grad_norm_sq"])
     assert advice.settings["statistics_decay"] == pytest.approx(26 / 30)
     assert advice.measurements == ()
-    # B_noise and eps_max measured on the trained model: B_crit = B_noise, the eps_opt rate,
-    # the recommendation the candidate closest to it.
+    # B_noise and eps_max measured on the trained model and reported; B_crit = B_simple,
+    # the recommendation the candidate closest to it, its rate the trusted one times
+    # AdaScale's gain.
     assert advice.settings["noise_draws"] == 4
-    assert advice.b_crit_source == "b_noise" and advice.b_crit == advice.b_noise
-    assert advice.learning_rate_rule == "eps_opt"
-    closest = min(advice.candidates, key=lambda c: (abs(math.log(c.batch_size / advice.b_noise)),
-                                                    c.batch_size))
+    assert advice.b_crit_source == "b_simple" and advice.b_crit == advice.b_simple
+    assert advice.learning_rate_rule == "gain"
+    closest = min(advice.candidates, key=lambda c: (
+        abs(math.log(c.batch_size / advice.b_simple)), c.batch_size))
     assert advice.recommended == closest
-    # eps_opt(B) = (1 - momentum) eps_max / (1 + B_noise / B), momentum 0.9 (the default).
+    # eps_opt(B) = (1 - momentum) eps_max / (1 + B_noise / B), momentum 0.9 (the default);
+    # gain(B) = (1 + B_simple / 16) / (1 + B_simple / B).
     for c in advice.candidates:
         assert c.learning_rate_eps_opt == pytest.approx(
             0.1 * advice.eps_max / (1 + advice.b_noise / c.batch_size))
+        assert c.learning_rate_gain == pytest.approx(advice.learning_rate * (
+            1 + advice.b_simple / 16) / (1 + advice.b_simple / c.batch_size))
     assert "Recommended: batch" in printed and advice.format_table() in printed
 
     config = TrainConfig.from_dict(json.loads(paths["train_config.json"].read_text()))
@@ -75,10 +80,10 @@ def test_default_mnist1d_advice_end_to_end(tmp_path, capsys):
                                                                      "mlp_depth": 1}
     flagfile = paths["advice.flags"].read_text().splitlines()
     assert f"--batch_size={config.batch_size}" in flagfile
-    # The flagfile trains at eps_opt: the first rate lr_values[0] * lr_multiplier, unscaled.
+    # The flagfile trains at the gain's rate: the first rate lr_values[0] * lr_multiplier.
     assert config.lr_scaling == "none" and config.warmup_start == "zero"
     assert config.lr_values[0] * config.lr_multiplier == pytest.approx(
-        advice.recommended.learning_rate_eps_opt, rel=1e-5)
+        advice.recommended.learning_rate_gain, rel=1e-5)
     # The default flagfile runs with the mnist1d recipe: the same run as train_config.json.
     assert flagfile[0] == (f"# Run: python -m tfgap.recipes.mnist1d "
                            f"--flagfile={paths['advice.flags']}")
@@ -104,10 +109,10 @@ def test_recipe_advice_flagfile_runs_the_recommendation(tmp_path):
     expected_ra = rec.regime_adaptation if rec.regime_adaptation > 1 else False
     assert config.regime_adaptation == pytest.approx(expected_ra, rel=1e-3)
     assert config.lr_values == (0.05,)
-    # The trusted rate is 0.05 x 0.5; the flagfile's first rate is eps_opt at the batch.
+    # The trusted rate is 0.05 x 0.5; the flagfile's first rate is the gain's at the batch.
     assert advice.learning_rate == pytest.approx(0.025)
-    assert advice.learning_rate_rule == "eps_opt" and config.lr_scaling == "none"
-    assert 0.05 * config.lr_multiplier == pytest.approx(rec.learning_rate_eps_opt, rel=1e-5)
+    assert advice.learning_rate_rule == "gain" and config.lr_scaling == "none"
+    assert 0.05 * config.lr_multiplier == pytest.approx(rec.learning_rate_gain, rel=1e-5)
     # --time_steps: each row's wall time is its steps times its measured step time,
     # relative to the first row's.
     times = {int(k): v for k, v in advice.settings["step_times"].items()}
@@ -160,7 +165,7 @@ def test_base_batch_must_be_the_small_batch(tmp_path):
     assert status == 2 and "--base_batch_size equal to --batch_size" in err
 
 
-def test_the_flagfile_trains_at_eps_opt_for_any_trusted_lr_multiplier():
+def test_the_flagfile_trains_at_the_rule_s_rate_for_any_trusted_lr_multiplier():
     from tests.advisor.test_advice import SCALES  # noqa: PLC0415
     from tfgap.advisor import advise as advise_fn  # noqa: PLC0415
     from tfgap.training import plan_steps  # noqa: PLC0415
@@ -173,20 +178,27 @@ def test_the_flagfile_trains_at_eps_opt_for_any_trusted_lr_multiplier():
                           epochs=10.0, model_dir="/tmp/unused")
     advice = advise_fn(400.0, small_batch_size=50, epochs=10, num_train_examples=3600,
                        learning_rate=0.02, max_batch_size=1600, lr_boundaries=(7.0,),
-                       noise_scales=SCALES, momentum=0.9)
-    # B_crit = 800: batch 800, eps_opt = (1 - 0.9) 0.5 / (1 + 800 / 800) = 0.025, so the
-    # multiplier is 0.25 x 0.025 / 0.02 = 0.3125 (the rates 0.08 and 0.008 become 0.025
-    # and 0.0025).
+                       noise_scales=SCALES, momentum=0.9, scaling="eps_opt")
+    # At batch 800 (B_crit = B_simple = 400): eps_opt = (1 - 0.9) 0.5 / (1 + 800 / 800) =
+    # 0.025, so the multiplier is 0.25 x 0.025 / 0.02 = 0.3125 (the rates 0.08 and 0.008
+    # become 0.025 and 0.0025).
+    advice = dataclasses.replace(advice, recommended=advice.candidates[4])
     assert advice.recommended.batch_size == 800
     config = advise.recommended_config(trusted, advice)
     assert config.lr_values == (0.08, 0.008) and config.lr_multiplier == 0.3125
     assert (config.lr_scaling, config.warmup_start) == ("none", "zero")
     # The trainer's own schedule: 3600 // 800 = 4 steps per epoch, regime adaptation to
-    # S(800) = 2 x 720 / 17 = 84.7 steps (stretch 84.7 / 40), the drop at 7 x 4 x stretch.
+    # S(800) = 80 (1 + 400 / 800) = 120 steps (stretch 120 / 40), the drop at 7 x 4 x stretch.
     plan = plan_steps(config, num_train_examples=3600)
     schedule = build_schedule(config, plan)
-    stretch = 2 * 720 / 17 / 40
+    stretch = 120 / 40
     drop = 7 * 4 * stretch
     assert float(schedule(0)) < 0.025 / 2                              # warm-up from 0
     assert float(schedule(round(drop) - 2)) == pytest.approx(0.025)    # eps_opt(800)
     assert float(schedule(plan.total_steps - 1)) == pytest.approx(0.0025)
+    # The default rule at the recommended batch 400: gain (1 + 8) / (1 + 1) = 4.5, rate 0.09,
+    # multiplier 0.25 x 0.09 / 0.02 = 1.125.
+    gain = advise.recommended_config(trusted, advise_fn(
+        400.0, small_batch_size=50, epochs=10, num_train_examples=3600, learning_rate=0.02,
+        max_batch_size=1600, lr_boundaries=(7.0,), momentum=0.9))
+    assert (gain.batch_size, gain.lr_multiplier, gain.lr_scaling) == (400, 1.125, "none")

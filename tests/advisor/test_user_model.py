@@ -31,9 +31,8 @@ def test_the_docs_example_runs_and_leaves_a_model_fit_can_use(capsys):
     assert advice.settings["measure_steps"] == measurement_steps(2000 // 16) == 250
     assert fit["batch_size"] == advice.recommended.batch_size
     assert isinstance(fit["learning_rate"], keras.optimizers.schedules.LearningRateSchedule)
-    assert advice.b_crit_source in ("b_noise", "b_simple")
-    if advice.b_crit_source == "b_noise":
-        assert advice.learning_rate_rule == "eps_opt" and advice.momentum == 0.9
+    assert advice.b_crit_source == "b_simple" and advice.b_crit == advice.b_simple
+    assert advice.learning_rate_rule == "gain" and advice.momentum == 0.9
 
 
 def small_problem(n=256):
@@ -55,7 +54,7 @@ def test_a_dataset_and_the_model_left_as_it_was():
     advice = advisor.advise_model(model, dataset, batch_size=16, max_batch_size=128, epochs=3,
                                   steps=30, num_draws=4)
     assert advice.num_train_examples == 256 and advice.settings["measure_steps"] == 30
-    # Adam: eps_opt (SGD's step) does not apply; the sqrt rule, said so.
+    # Adam: AdaScale's gain (an SGD step) does not apply; the sqrt rule, said so.
     assert advice.learning_rate_rule == "sqrt" and "not SGD" in advice.learning_rate_reason
     assert advice.recommended.ghost_batch_size or advice.recommended.batch_size == 16
     for v, old in zip(model.variables, before):

@@ -61,11 +61,12 @@ def advise_model(model, x, y=None, *, batch_size, max_batch_size, epochs, steps=
        Hessian-vector products on independent batches, `num_draws` draws;
        for arrays at the small batch `curvature_batch_size`, for a dataset
        at its own batches).
-    3. **The advice**, `tfgap.advisor.advise`: `B_crit = B_noise`, candidates
-       (doublings of `batch_size` up to `max_batch_size`) with their cost
-       relative to the minimum, the one closest to `B_crit`, and its
-       learning rate (`eps_opt` for SGD, corrected for its momentum; the sqrt
-       rule for other optimizers).
+    3. **The advice**, `tfgap.advisor.advise`: `B_crit = B_simple` (`B_noise`
+       and `eps_opt` reported beside it), candidates (doublings of
+       `batch_size` up to `max_batch_size`) with their cost relative to the
+       minimum, the one closest to `B_crit`, and its learning rate (your
+       optimizer's rate times AdaScale's gain from `B_simple` for SGD; the
+       sqrt rule for other optimizers).
 
     **Your model is not modified**: the run trains its layers, then every
     variable (weights, normalization statistics, random-seed state) is

@@ -7,11 +7,14 @@ et al.'s gradient noise scale `B_simple` (with its standard error) from the
 training gradients themselves, moving averages over about the run's second
 half. On the trained model it then measures `B_noise` and `eps_max`
 (`tfgap.advisor.measure_noise_scales`: training-mode gradients and
-Hessian-vector products on independent batches of training examples), and
-predicts from `B_crit = B_noise`, for every candidate batch (doublings of the
-small batch up to `--max_batch_size`), the steps and examples relative to the
-fewest, the relative wall time, the learning rate (`eps_opt(B)` from the same
-measurement, beside the sqrt and linear rules; with warm-up), the
+Hessian-vector products on independent batches of training examples), reported
+beside it, and predicts from `B_crit = B_simple` (the one of the two that came
+closer to the measured critical batch in `benchmarks/advisor_validation.py`),
+for every candidate batch (doublings of the small batch up to
+`--max_batch_size`), the steps and examples relative to the fewest, the
+relative wall time, the learning rate (by default the trusted rate times
+AdaScale's gain from `B_simple`, beside `eps_opt(B)` and the sqrt and linear
+rules; with warm-up), the
 regime-adapted steps, the ghost batch and the remedies. It prints the table
 and one recommendation (the candidate closest to `B_crit`), and writes into
 `--output_dir` `advice.json` (`tfgap.advisor.Advice`), `advice.flags` (the
@@ -106,9 +109,11 @@ def define(fv, argv):
                      "measurement on the trained model (each: 4 gradients and 4 Hessian-vector "
                      "products at the doubling of --batch_size nearest B_simple).",
                      lower_bound=2, flag_values=fv)
-    f.DEFINE_enum("scaling", "sqrt", ["sqrt", "linear"], "Learning-rate rule of the "
-                  "recommended run when eps_opt is not available (B_noise not measured, or "
-                  "--optimizer other than sgd); the table shows both.", flag_values=fv)
+    f.DEFINE_enum("scaling", "gain", ["gain", "eps_opt", "sqrt", "linear"], "Learning-rate "
+                  "rule of the recommended run: gain (the trusted rate times AdaScale's gain "
+                  "(1 + B_simple / B_small) / (1 + B_simple / B)), eps_opt (from B_noise and "
+                  "eps_max), sqrt or linear; gain and eps_opt fall back to sqrt for an "
+                  "--optimizer other than sgd. The table shows every rule.", flag_values=fv)
     f.DEFINE_float("warmup_fraction", 0.05, "Warm-up as a fraction of the predicted steps "
                    "(0: none).", lower_bound=0.0, upper_bound=0.99, flag_values=fv)
     f.DEFINE_boolean("time_steps", False, "Time one training step at each candidate's "
@@ -303,6 +308,8 @@ def run(fv):
             settings=settings, noise_scales=scales, momentum=momentum)
     except advisor.NoiseScaleError as e:
         raise cli.CommandFailed(f"{e} (--measure_steps={steps}).") from None
+    except ValueError as e:  # --scaling=eps_opt without a usable B_noise
+        raise cli.CommandFailed(f"{e} (--scaling={fv.scaling}).") from None
     if scales is None:
         advice = _with_warning(advice, f"B_noise not measured: {measurement.noise_scales_error}")
     return _report(fv, config, advice, started)
