@@ -251,7 +251,6 @@ class Trainer:
         n = len(self.x)
         per_epoch = n // batch
         evals, reached = [], {}
-        targets = {t: self.workload[t] for t in TARGETS}
         due = iter(evaluation_steps(cap))
         next_eval, step, after = next(due), 0, 0
         while step < cap:

@@ -8,8 +8,7 @@ import math
 import pytest
 
 from tfgap.advisor import Advice
-from tfgap.recipes import advise, cli
-from tfgap.recipes import recipe_flags
+from tfgap.recipes import advise, cli, recipe_flags
 from tfgap.training import TrainConfig
 
 TINY = ["--batch_size=16", "--epochs=1", "--noise_draws=4",

@@ -380,9 +380,9 @@ def _report(fv, config, advice, started):
         json.dump(target.to_dict(), f, indent=2, sort_keys=True)
         f.write("\n")
     flags_path = os.path.join(out_dir, FLAGS_FILE)
-    name = "B_noise" if advice.b_crit_source == "b_noise" else "B_simple"
-    header = [(f"Advised by {PROG}: B_crit = {name} = {advice.b_crit:.4g} +- "
-              f"{advice.b_crit_stderr:.2g} (B_simple = {advice.b_simple:.4g}) at batch "
+    noise = "" if advice.b_noise is None else f" (B_noise = {advice.b_noise:.4g})"
+    header = [(f"Advised by {PROG}: B_crit = B_simple = {advice.b_crit:.4g} +- "
+              f"{advice.b_crit_stderr:.2g}{noise} at batch "
               f"{advice.small_batch_size}; lr {advice.learning_rate_of(c):.4g} "
               f"({advice.learning_rate_rule} rule); predicted {c.predicted_steps:.0f} steps "
               f"({c.predicted_epochs:.3g} epochs), {c.relative_wall_time:.3g}x the wall time "
