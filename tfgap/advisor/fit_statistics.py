@@ -9,7 +9,12 @@ import keras
 
 from tfgap import backend
 from tfgap._wrapped_model import from_wrapper_config, wrapper_config
-from tfgap.advisor.gradient_statistics import DEFAULT_DECAY, STATE_KEYS, NoiseStatistics
+from tfgap.advisor.gradient_statistics import (
+    DEFAULT_DECAY,
+    STATE_KEYS,
+    NoiseStatistics,
+    two_batch_formulas,
+)
 
 backend.require_tensorflow("tfgap.advisor.GradientStatisticsModel")
 
@@ -149,9 +154,11 @@ class GradientStatisticsModel(keras.Model):
 
     def _update(self, small_sq, big_sq, small_batch, big_batch, measured):
         m = self._moments
-        b, big = small_batch, big_batch
-        norm_sq = (big * big_sq - b * small_sq) / tf.maximum(big - b, 1.0)
-        trace = (small_sq - big_sq) / tf.maximum(1.0 / tf.maximum(b, 1.0) - 1.0 / big, 1e-300)
+        # Unmeasured steps (one half empty) get the batch sizes 1 and 2, so that nothing
+        # divides by zero; their values are dropped below.
+        b = tf.where(measured, small_batch, 1.0)
+        big = tf.where(measured, big_batch, 2.0)
+        norm_sq, trace = two_batch_formulas(small_sq, big_sq, b, big)
         ok = tf.logical_and(measured, tf.logical_and(tf.math.is_finite(norm_sq),
                                                      tf.math.is_finite(trace)))
         d = tf.where(ok, tf.constant(self.decay, tf.float64), tf.constant(1.0, tf.float64))

@@ -83,11 +83,21 @@ def two_batch_estimates(small_sq, big_sq, small_batch, big_batch):
     """
     b, big = _batch_pair(small_batch, big_batch)
     small_sq, big_sq = np.asarray(small_sq, np.float64), np.asarray(big_sq, np.float64)
-    norm_sq = (big * big_sq - b * small_sq) / (big - b)
-    trace = (small_sq - big_sq) / (1.0 / b - 1.0 / big)
+    norm_sq, trace = two_batch_formulas(small_sq, big_sq, b, big)
     if norm_sq.ndim == 0:
         return float(norm_sq), float(trace)
     return norm_sq, trace
+
+
+def two_batch_formulas(small_sq, big_sq, small_batch, big_batch):
+    """`two_batch_estimates`' arithmetic alone, on any array type (NumPy, TensorFlow).
+
+    No checks and no conversion: for callers that hold tensors in a graph
+    (`tfgap.advisor.GradientStatisticsModel`) and guard the batch sizes
+    themselves.
+    """
+    b, big = small_batch, big_batch
+    return (big * big_sq - b * small_sq) / (big - b), (small_sq - big_sq) / (1.0 / b - 1.0 / big)
 
 
 def _batch_pair(small_batch, big_batch):
