@@ -60,24 +60,6 @@ class Measurement:
 _LOGGED = ("grad_norm_sq", "trace_sigma", "b_simple", "b_simple_stderr")
 
 
-def measurement_steps(steps, num_points):
-    """`num_points` steps spread evenly over a run of `steps` steps, ending at `steps`.
-
-    The measurement points of `benchmarks/advisor_validation.py` (the
-    inference-mode `NoiseScaleTracker` measurement it compares).
-
-    Example:
-
-    >>> measurement_steps(240, 4)
-    [60, 120, 180, 240]
-    """
-    steps, num_points = int(steps), int(num_points)
-    if steps < 1 or num_points < 1:
-        raise ValueError(f"Expected steps >= 1 and num_points >= 1; received steps={steps}, "
-                         f"num_points={num_points}.")
-    return sorted({max(1, round(steps * i / num_points)) for i in range(1, num_points + 1)})
-
-
 def num_train_examples(config):
     """The training examples of one epoch of `config` (validation split carved out)."""
     from tfgap.training import inputs  # noqa: PLC0415
