@@ -103,7 +103,10 @@ def other_value(name, config):
 _POLYNOMIAL = ["--lr_boundaries=", "--lr_values=2"]
 CONTEXT = {"lr_decay": _POLYNOMIAL, "lr_decay_power": ["--lr_decay=polynomial", *_POLYNOMIAL],
            "lr_end": ["--lr_decay=polynomial", *_POLYNOMIAL],
-           "adaptive": ["--lr_scaling=none"]}  # AdaScale's gain replaces the scaling
+           "adaptive": ["--lr_scaling=none"],  # AdaScale's gain replaces the scaling
+           # the batch controller's largest batch: a multiple of the base batch, >= batch_size
+           "max_batch_size": ["--adaptive=batch", "--lr_scaling=none", "--batch_size=1",
+                              "--base_batch_size=1"]}
 
 
 @pytest.mark.parametrize("name", [n for n in CLI if n not in DIRS])

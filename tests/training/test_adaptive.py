@@ -156,7 +156,10 @@ def test_a_resume_with_adaptive_changed_is_refused_naming_old_and_new(tmp_path, 
                                r"lr_scaling='sqrt'")),
     (dict(regime_adaptation=True), r"adaptive='lr', regime_adaptation=True"),
     (dict(batch_size=8), r"adaptive='lr', batch_size=8, base_batch_size=16"),
-    (dict(adaptive="batch"), r"adaptive='batch'"),
+    (dict(adaptive="both"), r"Expected `adaptive` in \['off', 'lr', 'batch'\]. Received: "
+                            r"adaptive='both'"),
+    (dict(max_batch_size=64), r"max_batch_size=0 unless adaptive='batch'.*adaptive='lr', "
+                              r"max_batch_size=64"),
 ])
 def test_contradictory_settings_are_refused_naming_both(tmp_path, changes, match):
     with pytest.raises(ConfigError, match=match):

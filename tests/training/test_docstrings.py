@@ -9,7 +9,8 @@ import pytest
 @pytest.mark.parametrize("name", ["tfgap.training.rundir", "tfgap.training.checkpointing",
                                   "tfgap.recipes.cli", "tfgap._validation",
                                   "tfgap.training.noise_statistics",
-                                  "tfgap.training.adascale", "tfgap.training.plan"])
+                                  "tfgap.training.adascale", "tfgap.training.plan",
+                                  "tfgap.training.batch_control"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -38,7 +38,7 @@ class AdaScaleControl:
         stats: the run's `tfgap.advisor.NoiseStatistics` (host-side, updated
             after each call).
         base_batch: `b0`, `config.base_batch_size`.
-        batch: `B`, `config.batch_size` (global).
+        batch: `B`, `config.batch_size` (global; `set_batch` changes it).
         base_steps: `T0`, where the progress ends the run.
         every_steps: the gain is set at the steps that are multiples of it.
         step: the step the run starts at (after a restore).
@@ -91,6 +91,13 @@ class AdaScaleControl:
     def reached(self):
         """Whether the progress has reached `T0`: the run is over."""
         return self.progress >= self.base_steps
+
+    def set_batch(self, batch):
+        """Sets `B` (`adaptive="batch"`, at an epoch start); a new `B` sets the gain at the next
+        call, whatever its step."""
+        if int(batch) != self.batch:
+            self.batch = int(batch)
+            self._set_gain_now = True
 
     def begin_call(self, step, num_steps):
         """Sets the gain if `step` is due; returns the steps to run (<= `num_steps`).

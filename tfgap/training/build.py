@@ -74,7 +74,7 @@ def model_weight_decay(config):
 def build_schedule(config, plan):
     """`config`'s learning-rate regime as a `LargeBatchSchedule` over `plan`'s steps.
 
-    With `adaptive="lr"` it is the base batch's regime, in steps of
+    With `adaptive="lr"` or `"batch"` it is the base batch's regime, in steps of
     `base_batch_size` examples (`plan.base_steps_per_epoch` per epoch, no
     scaling, no regime adaptation): the one `build_optimizer` reads at the
     AdaScale progress.
@@ -83,7 +83,7 @@ def build_schedule(config, plan):
         ConfigError: a regime that only the step plan shows to be impossible
             (a warm-up longer than the first breakpoint or than the decay).
     """
-    adascale = config.adaptive == "lr"
+    adascale = config.adaptive != "off"
     try:
         return schedules.LargeBatchSchedule(
             boundaries=list(config.lr_boundaries),
@@ -107,13 +107,13 @@ def build_schedule(config, plan):
 def build_optimizer(config, plan, policy):
     """Momentum SGD or LARS over `build_schedule(config, plan)`, loss-scaled under float16.
 
-    With `adaptive="lr"` the schedule is wrapped in a
+    With `adaptive="lr"` or `"batch"` the schedule is wrapped in a
     `tfgap.adaptive.AdaScaleLearningRate` (`gain * schedule(progress)`, over
     two float64 variables created here: call it in the strategy's scope);
     `adascale_rate(optimizer)` returns it.
     """
     schedule = build_schedule(config, plan)
-    if config.adaptive == "lr":
+    if config.adaptive != "off":
         schedule = AdaScaleLearningRate(schedule)
     if config.optimizer == "lars":
         # LARS decays every kernel itself (rank <= 1 weights are excluded, as the

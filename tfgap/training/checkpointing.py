@@ -6,7 +6,8 @@ weight distance `||w_t - w_0||` survives a restart), the running sums of the
 epoch in progress (so a resumed epoch logs what an uninterrupted one would)
 and the size of the validation split it was trained beside (and, when
 measured, the noise statistics' moving averages; with `adaptive="lr"`, the
-AdaScale gain and progress). The data position
+AdaScale gain and progress; with `adaptive="batch"` also the batch
+controller's state and each epoch's first step and batch). The data position
 needs no state of its own: the trainer rebuilds each epoch's input pipeline
 from `(seed, epoch)` and skips the steps already taken in that epoch, so a
 resumed run sees exactly the batches an uninterrupted one would.

@@ -37,8 +37,9 @@ DATASETS = ("cifar10", "cifar100", "imagenet2012", "mnist", "mnist1d")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = SCALING_RULES
 OPTIMIZERS = ("sgd", "lars")
-# `adaptive`: "off", or "lr" (AdaScale's learning-rate gain). Room for "batch" later.
-ADAPTIVE = ("off", "lr")
+# `adaptive`: "off"; "lr" (AdaScale's learning-rate gain); "batch" (the gain, and the global
+# batch chosen by goodput at each epoch start, up to `max_batch_size`).
+ADAPTIVE = ("off", "lr", "batch")
 
 # `LargeBatchSchedule`'s decay arguments -> the settings that give them.
 _DECAY_SETTINGS = {"decay": "lr_decay", "boundaries": "lr_boundaries", "values": "lr_values",
@@ -463,7 +464,8 @@ class TrainConfig:
         "batch_size / 2; with plain Batch Normalization each half is normalized on its own). "
         "Moving averages of |G|^2 and tr(Sigma) are checkpointed and logged per epoch as "
         "grad_norm_sq, trace_sigma, b_simple and b_simple_stderr (history.json, TensorBoard). "
-        "Always on with adaptive='lr' (its gain needs them).", "output", "bool", default=False)
+        "Always on with adaptive='lr' or 'batch' (the gain needs them).", "output", "bool",
+        default=False)
     adaptive: str = setting(
         "Adaptive large-batch training. 'off'; 'lr': AdaScale (Johnson et al. 2020, arXiv "
         "2007.05105): the regime written for `base_batch_size` runs at `batch_size` >= it, each "
@@ -473,7 +475,17 @@ class TrainConfig:
         "the past gains in `base_batch_size` steps; the run ends when the progress reaches the "
         "base regime's steps. Needs lr_scaling='none' and regime_adaptation=false (the gain "
         "replaces both). The gain is updated every `steps_per_execution` steps (every step "
-        "with 0).", "regime", "str", default="off", choices=ADAPTIVE)
+        "with 0). 'batch': the same gain and progress, and at each epoch start (from the "
+        "second) the global batch is chosen among the multiples of `base_batch_size` up to "
+        "`max_batch_size` that maximizes goodput, measured throughput times the statistical "
+        "efficiency (B_simple + base_batch_size) / (B_simple + B) (Pollux, Qiao et al. 2021, "
+        "arXiv 2008.12260); the run starts at `batch_size`.", "regime", "str", default="off",
+        choices=ADAPTIVE)
+    max_batch_size: int = setting(
+        "With adaptive='batch': the largest global batch the controller may choose, a multiple "
+        "of `base_batch_size` and >= `batch_size`; 0 = `batch_size` (the batch may only "
+        "shrink). Must be 0 with any other `adaptive`.", "regime", "int", default=0,
+        minimum=0)
     noise_statistics_decay: float = setting(
         "Decay of the moving averages of noise_statistics (bias-corrected; 0.99 averages about "
         "the last 200 steps).", "output", "float", default=0.99, minimum=0.0, below=1.0)
@@ -518,7 +530,12 @@ class TrainConfig:
         self.per_replica_batch_size(1)  # the ghost size must at least fit the global batch
 
     def _check_adaptive(self):
-        """`adaptive='lr'` against the settings it replaces or needs (ConfigError naming both)."""
+        """`adaptive` against the settings it replaces or needs (ConfigError naming both)."""
+        if self.max_batch_size and self.adaptive != "batch":
+            raise ConfigError(
+                "Expected max_batch_size=0 unless adaptive='batch' (only the batch controller "
+                f"reads it). Received: adaptive={self.adaptive!r}, "
+                f"max_batch_size={self.max_batch_size}")
         if self.adaptive == "off":
             return
         if self.lr_scaling != "none":
@@ -537,6 +554,17 @@ class TrainConfig:
                 "(AdaScale scales a regime up from its batch). Received: "
                 f"adaptive={self.adaptive!r}, batch_size={self.batch_size}, "
                 f"base_batch_size={self.base_batch_size}")
+        if self.adaptive != "batch":
+            return
+        base, largest = self.base_batch_size, self.largest_batch_size
+        if self.batch_size % base or largest % base or largest < self.batch_size:
+            raise ConfigError(
+                "Expected batch_size and max_batch_size multiples of base_batch_size, with "
+                "batch_size <= max_batch_size, with adaptive='batch' (the candidate batches are "
+                f"the multiples of {base} up to max_batch_size; the run starts at batch_size). "
+                f"Received: batch_size={self.batch_size}, max_batch_size={self.max_batch_size}"
+                f"{' (0 = batch_size)' if not self.max_batch_size else ''}, "
+                f"base_batch_size={base}")
 
     # -- derived values -------------------------------------------------------
 
@@ -593,8 +621,16 @@ class TrainConfig:
     @property
     def measures_noise(self):
         """Whether the run measures the gradient noise statistics: `noise_statistics`, or
-        `adaptive='lr'`, whose gain is computed from them."""
-        return self.noise_statistics or self.adaptive == "lr"
+        `adaptive='lr'` or `'batch'`, whose gain (and batch) are computed from them."""
+        return self.noise_statistics or self.adaptive != "off"
+
+    @property
+    def largest_batch_size(self):
+        """The largest global batch of the run: `max_batch_size` (0: `batch_size`) with
+        `adaptive='batch'`, else `batch_size`."""
+        if self.adaptive == "batch" and self.max_batch_size:
+            return self.max_batch_size
+        return self.batch_size
 
     @property
     def decay_epochs(self):

@@ -40,7 +40,8 @@ class RunHistory(keras.callbacks.Callback):
 
     Args:
         model_dir: the run's directory.
-        steps_per_epoch: steps of a whole epoch (for `epochs_completed`).
+        layout: the run's `StepPlan`, or its `BatchControl` (`adaptive="batch"`):
+            its `epochs_completed(step)` is logged.
         history: the entries up to the step the run resumes from.
         distance_record: the `DistanceRecord`'s list (written beside).
         changes: settings changed on resume (`rundir.change_record`s).
@@ -48,10 +49,10 @@ class RunHistory(keras.callbacks.Callback):
         enabled: `False` on non-chief workers (nothing is written).
     """
 
-    def __init__(self, model_dir, *, steps_per_epoch, history, distance_record, changes,
+    def __init__(self, model_dir, *, layout, history, distance_record, changes,
                  start_step=0, enabled=True):
         super().__init__()
-        self.model_dir, self.steps_per_epoch = model_dir, steps_per_epoch
+        self.model_dir, self.layout = model_dir, layout
         self.history, self.distance_record, self.changes = history, distance_record, changes
         self.enabled = enabled
         self._step = start_step
@@ -71,7 +72,7 @@ class RunHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append(dict(epoch=epoch + 1, step=self._step,
-                                 epochs_completed=self._step / self.steps_per_epoch,
+                                 epochs_completed=self.layout.epochs_completed(self._step),
                                  seconds=self._last_batch - self._started, **logs))
         self.write()
 

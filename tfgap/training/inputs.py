@@ -86,14 +86,21 @@ class TrainInput:
     so one iterator (and its prefetching) serves `W` epochs: the batches are
     exactly those of one pipeline per epoch, without building an iterator per
     epoch. `W` covers about `window_steps` steps (1 epoch for long epochs).
+
+    With a `batch_control` (`adaptive="batch"`) each epoch is read at its own
+    global batch, decided as it starts (`W` = 1): the first
+    `batch_control.steps_in_epoch(e)` batches of that pipeline, so no
+    example is read twice in an epoch.
     """
 
     def __init__(self, config, strategy, plan, per_replica_batch,
-                 window_steps=256, max_window_epochs=32):
+                 window_steps=256, max_window_epochs=32, batch_control=None):
         self.config, self.strategy, self.plan = config, strategy, plan
         self.per_replica_batch = per_replica_batch
-        self.window_epochs = max(1, min(max_window_epochs,
-                                        math.ceil(window_steps / plan.steps_per_epoch)))
+        self.batch_control = batch_control
+        self.layout = batch_control or plan
+        self.window_epochs = 1 if batch_control else max(
+            1, min(max_window_epochs, math.ceil(window_steps / plan.steps_per_epoch)))
         self._iterator = None
         self._next_epoch = self._window_end = None
 
@@ -109,21 +116,23 @@ class TrainInput:
         return self._iterator
 
     def _dataset(self, start, end, skip_steps):
-        config, plan = self.config, self.plan
+        config, layout, control = self.config, self.layout, self.batch_control
 
         def dataset_fn(context):
             replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
             ds = None
             for epoch in range(start, end):
+                per_replica = (self.per_replica_batch if control is None else
+                               control.batch_of(epoch) // context.num_replicas_in_sync)
                 part = data.build_dataset(
-                    config.dataset, "train", batch_size=self.per_replica_batch, training=True,
+                    config.dataset, "train", batch_size=per_replica, training=True,
                     seed=epoch_seed(config.seed, epoch), input_context=context,
                     drop_remainder=True, repeat=True, **data_kwargs(config),
                 )
                 skip = skip_steps if epoch == start else 0
                 if skip:
                     part = part.skip(skip * replicas_here)
-                part = part.take((plan.steps_in_epoch(epoch) - skip) * replicas_here)
+                part = part.take((layout.steps_in_epoch(epoch) - skip) * replicas_here)
                 ds = part if ds is None else ds.concatenate(part)
             if end - start > 1:
                 ds = ds.prefetch(2)  # starts the next epoch's pipeline ahead of time

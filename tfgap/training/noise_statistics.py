@@ -44,6 +44,15 @@ class CheckpointedNoiseStatistics(tf.Module):
         self._state_variables = [tf.Variable(0.0, dtype=tf.float64, trainable=False, name=key)
                                  for key in STATE_KEYS]
 
+    def set_batches(self, small_batch, big_batch):
+        """The batch pair `(b, B)` of the next updates (`adaptive="batch"` changes `B`).
+
+        Each update's estimates of `|G|^2` and `tr(Sigma)` are unbiased for its
+        own pair, and the moving averages are of those, which do not depend on
+        the batch: they continue across the change.
+        """
+        self.stats.small_batch, self.stats.big_batch = float(small_batch), float(big_batch)
+
     def stash(self):
         state = self.stats.state()
         for key, variable in zip(STATE_KEYS, self._state_variables):

@@ -48,7 +48,7 @@ class StepPacer:
         self.gain_every_steps = gain_every_steps
         self.record_due = record_due
         self.calls = 0
-        self.timed_steps, self.timed_seconds = 0, 0.0
+        self.timed_steps, self.timed_seconds, self.timed_examples = 0, 0.0, 0
 
     def call_end(self, step, epoch_end):
         """Where the call that starts after `step` stops: never past a step the host must see."""
@@ -59,13 +59,17 @@ class StepPacer:
                 end = min(end, (step // every + 1) * every)
         return end
 
-    def timed(self, call, *args):
-        """Runs `call(*args)`, which returns its steps' rows; adapts the next calls' length."""
+    def timed(self, call, *args, batch_size=0):
+        """Runs `call(*args)`, which returns its steps' rows; adapts the next calls' length.
+
+        `batch_size`: the call's global batch, for `throughput()`.
+        """
         start = time.time()
         rows = call(*args)
         seconds = time.time() - start
         if self.calls > 0:  # the first call traces the step function
             self.timed_steps += len(rows)
+            self.timed_examples += len(rows) * batch_size
             self.timed_seconds += seconds
             if not self.fixed_steps:
                 per_step = seconds / max(len(rows), 1)
@@ -74,6 +78,12 @@ class StepPacer:
         self.calls += 1
         return rows
 
-    def throughput(self, batch_size):
-        """Training examples per second over the timed calls (the first excluded), or `None`."""
-        return self.timed_steps * batch_size / self.timed_seconds if self.timed_seconds else None
+    def throughput(self, batch_size=None):
+        """Training examples per second over the timed calls (the first excluded), or `None`.
+
+        The examples are `batch_size` per step, or (`None`) those `timed` was told.
+        """
+        if not self.timed_seconds:
+            return None
+        examples = self.timed_examples if batch_size is None else self.timed_steps * batch_size
+        return examples / self.timed_seconds

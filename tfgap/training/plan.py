@@ -33,6 +33,13 @@ class StepPlan:
         total_steps          = base_steps     (at most: every step advances >= 1)
         stretch              = batch_size / base_batch_size  (the most it can stretch)
 
+    With `adaptive="batch"` the same, with `steps_per_epoch` the first
+    epoch's (at `batch_size`; each later epoch's batch is chosen as it starts,
+    `tfgap.training.batch_control`) and `num_epochs` the most epochs the run
+    can start, `ceil(base_steps / floor(num_train_examples / max_batch))`
+    (every epoch has at least that many steps, each advancing the progress
+    by at least 1).
+
     `base_steps` is the plan of `batch_size=base_batch_size` (the same
     arithmetic); it equals regime adaptation's `round(epochs * stretch *
     steps_per_epoch)` when `base_batch_size` and `batch_size` divide the
@@ -42,13 +49,13 @@ class StepPlan:
         num_train_examples: examples in one pass over the training split.
         steps_per_epoch: optimizer steps in one epoch (incomplete batch dropped).
         total_steps: optimizer steps of the whole run.
-        stretch: the regime-adaptation factor.
+        stretch: the regime-adaptation factor (adaptive: the largest batch over the base).
         epochs: epochs actually trained, `total_steps / steps_per_epoch`.
         num_epochs: epochs started (the last may be partial).
-        base_steps: with `adaptive="lr"`, the base regime's length `T0` in
+        base_steps: with `adaptive="lr"` or `"batch"`, the base regime's length `T0` in
             steps of `base_batch_size` (where the progress ends the run);
             `None` otherwise.
-        base_steps_per_epoch: with `adaptive="lr"`, the base regime's steps
+        base_steps_per_epoch: with `adaptive="lr"` or `"batch"`, the base regime's steps
             per epoch (its schedule's); `None` otherwise.
     """
 
@@ -68,6 +75,14 @@ class StepPlan:
     def steps_in_epoch(self, epoch):
         """Steps of epoch `epoch` (the last one may be shorter)."""
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
+    def first_step(self, epoch):
+        """The global step at which epoch `epoch` starts."""
+        return int(epoch) * self.steps_per_epoch
+
+    def epochs_completed(self, step):
+        """Epochs trained after `step` steps (fractional)."""
+        return step / self.steps_per_epoch
 
 
 def plan_steps(config, *, num_train_examples):
@@ -96,20 +111,21 @@ def plan_steps(config, *, num_train_examples):
     >>> plan.base_steps_per_epoch, plan.base_steps, plan.total_steps, plan.num_epochs
     (390, 63960, 63960, 5330)
     """
-    if config.adaptive == "lr":
+    if config.adaptive != "off":
         # The base regime's plan (batch base_batch_size, no adaptation): its length T0 is the
         # run's end in progress, and the most steps it can take at batch_size (gain >= 1).
         base = plan_steps(config.replace(adaptive="off", batch_size=config.base_batch_size,
-                                         ghost_batch_size=0),
+                                         ghost_batch_size=0, max_batch_size=0),
                           num_train_examples=num_train_examples)
         steps_per_epoch = _steps_per_epoch(config, num_train_examples)
+        fewest = _steps_per_epoch(config, num_train_examples, config.largest_batch_size)
         return StepPlan(
             num_train_examples=int(num_train_examples),
             steps_per_epoch=steps_per_epoch,
             total_steps=base.total_steps,
-            stretch=config.batch_size / config.base_batch_size,
+            stretch=config.largest_batch_size / config.base_batch_size,
             epochs=base.total_steps / steps_per_epoch,
-            num_epochs=math.ceil(base.total_steps / steps_per_epoch),
+            num_epochs=math.ceil(base.total_steps / fewest),
             base_steps=base.total_steps,
             base_steps_per_epoch=base.steps_per_epoch,
         )
@@ -135,11 +151,13 @@ def plan_steps(config, *, num_train_examples):
     )
 
 
-def _steps_per_epoch(config, num_train_examples):
-    steps_per_epoch = int(num_train_examples) // config.batch_size
+def _steps_per_epoch(config, num_train_examples, batch_size=None):
+    name = "batch_size" if batch_size is None else "max_batch_size"
+    batch_size = config.batch_size if batch_size is None else batch_size
+    steps_per_epoch = int(num_train_examples) // batch_size
     if steps_per_epoch < 1:
         raise ConfigError(
-            f"Expected batch_size <= the {num_train_examples} training examples of "
-            f"{config.dataset!r}. Received: batch_size={config.batch_size}"
+            f"Expected {name} <= the {num_train_examples} training examples of "
+            f"{config.dataset!r}. Received: {name}={batch_size}"
         )
     return steps_per_epoch

@@ -36,7 +36,13 @@ class TrainResult(collections.abc.Mapping):
         adascale: with `adaptive="lr"`, `{"steps", "progress", "base_steps",
             "gain"}`: the steps taken, the progress reached (in steps of
             `base_batch_size`; the run ends when it reaches `base_steps`, the
-            base regime's length) and the last gain; `None` otherwise.
+            base regime's length) and the last gain; `None` otherwise. The
+            same with `adaptive="batch"`.
+        batch_control: with `adaptive="batch"`, `{"batch_size", "candidates",
+            "epochs", "decisions"}`: the last batch, the candidate batches,
+            `[first step, batch]` of each epoch, and each decision (`epoch`,
+            `step`, `batch`, `previous`, `best`, `reason`, `b_noise`; see
+            `tfgap.adaptive.goodput.BatchSizeController.decide`); `None` otherwise.
         model: the trained `keras.Model` (the trainer's own object).
     """
 
@@ -66,12 +72,14 @@ class TrainResult(collections.abc.Mapping):
     message: str | None = None
     model: keras.Model | None = dataclasses.field(default=None, repr=False)
     adascale: dict | None = None
+    batch_control: dict | None = None
 
     def to_dict(self):
-        """The record as `result.json` holds it (no `model`; `message`, `adascale` when set)."""
+        """The record as `result.json` holds it (no `model`; `message`, `adascale`,
+        `batch_control` when set)."""
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                   if field.name != "model"}
-        for optional in ("message", "adascale"):
+        for optional in ("message", "adascale", "batch_control"):
             if record[optional] is None:
                 del record[optional]
         return record

@@ -309,6 +309,8 @@ def differences(previous, config):
     free = {name for name, declared in settings().items() if declared.may_change_on_resume}
     if config.lr_decay == "polynomial" or previous.get("lr_decay") == "polynomial":
         free.discard("epochs")  # the decay's length: the rate at every step depends on it
+    if config.adaptive != "off" or previous.get("adaptive", "off") != "off":
+        free.discard("steps_per_execution")  # where the AdaScale gain is set: it shapes the run
     defaults = json.loads(json.dumps(_defaults()))
     out = {}
     for name in wanted:

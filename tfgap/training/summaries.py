@@ -22,7 +22,9 @@ _EPOCH_SCALARS = {
               "grad_norm_sq": "grad_norm_sq", "trace_sigma": "trace_sigma",
               "b_simple": "b_simple",
               # with adaptive="lr"
-              "gain": "gain", "progress": "progress"},
+              "gain": "gain", "progress": "progress",
+              # with adaptive="batch"
+              "batch_size": "batch_size"},
     "validation": {"loss": "val_loss", "accuracy": "val_accuracy"},
     "test": {"loss": "test_loss", "accuracy": "test_accuracy"},
 }
@@ -96,7 +98,7 @@ class TensorBoardScalars(keras.callbacks.Callback):
     `learning_rate` (and the AdaScale `gain` with `adaptive="lr"`). Per epoch:
     `loss`, `accuracy`, `learning_rate` and `weight_distance` (`train`; with
     noise statistics also `grad_norm_sq`, `trace_sigma` and `b_simple`, the
-    moving averages at the epoch's end; with `adaptive="lr"` the `gain` and
+    moving averages at the epoch's end; with `adaptive="lr"` (or `"batch"`) the `gain` and
     the `progress`), `loss` and `accuracy` of `validation` and `test` when
     evaluated. Only the chief writes.
 

@@ -70,7 +70,7 @@ class NonFiniteLossError(RuntimeError):
         self.checkpoint = checkpoint
 
 
-def train(config, *, strategy=None, callbacks=(), stream=None):
+def train(config, *, strategy=None, callbacks=(), stream=None, batch_step_time=None):
     """Trains `config.model` on `config.dataset`; returns the run's record and model.
 
     Re-running with the same `config.model_dir` resumes from the newest intact
@@ -96,7 +96,9 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
     With `config.adaptive="lr"` (AdaScale, Johnson et al. 2020) the rate is
     `gain * schedule(progress)`, the schedule the base batch's, the gain from
     the measured noise scale, and the run ends when the progress reaches the
-    base regime's steps (`tfgap.training.adascale`).
+    base regime's steps (`tfgap.training.adascale`). With
+    `config.adaptive="batch"` the same, and each epoch after the first runs at
+    the global batch of the best goodput (`tfgap.training.batch_control`).
 
     Several runs can share one Python process (the tuner and the study do
     this): each run clears the Keras session, reseeds, restores the global
@@ -112,15 +114,23 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
             `on_train_begin`, `on_epoch_begin`, `on_train_batch_end` (logs:
             `step`, the epoch's running `loss` and `accuracy`, `step_loss`,
             `learning_rate`; with `adaptive="lr"` the step's `gain` and the
-            `progress` after it), `on_epoch_end` (the epoch's logs: `loss`,
-            `accuracy`, `learning_rate`, `weight_distance`, and `val_loss`,
+            `progress` after it; with `adaptive="batch"` also its `batch_size`),
+            `on_epoch_end` (the epoch's logs: `loss`, `accuracy`,
+            `learning_rate`, `weight_distance`, and `val_loss`,
             `val_accuracy`, `test_loss`, `test_accuracy` on evaluated epochs;
             the noise statistics when measured; `gain` and `progress` with
-            `adaptive="lr"`) and `on_train_end`. Setting `model.stop_training = True` ends the
+            `adaptive="lr"`, and `batch_size` with `"batch"`) and
+            `on_train_end`. Setting `model.stop_training = True` ends the
             run after the current call of `config.steps_per_execution` steps
             (like `EarlyStopping`; set `steps_per_execution=1` to stop at the
             step).
         stream: where progress is printed (default `sys.stdout`).
+        batch_step_time: with `adaptive="batch"`, a function `(batch,
+            seconds) -> seconds`: the step time the batch controller records
+            for a step at `batch` that took `seconds` (default: `seconds`,
+            the measured wall time). Pin it (e.g. a table per batch) where
+            the decisions must repeat exactly, as in a resumed run compared
+            with an uninterrupted one: wall times never repeat.
 
     Returns:
         A `TrainResult`: the record written to `<model_dir>/result.json` (on
@@ -161,7 +171,7 @@ def train(config, *, strategy=None, callbacks=(), stream=None):
         tf.config.experimental.enable_op_determinism()
     # One writer per run directory (the chief; the other workers write nothing there).
     with rundir.RunLock(config.model_dir) if is_chief else contextlib.nullcontext():
-        run = _start(config, strategy, callbacks, stream, start_time)
+        run = _start(config, strategy, callbacks, stream, start_time, batch_step_time)
         try:
             _train_epochs(run)
             return _finish(run)
@@ -178,7 +188,7 @@ class _Run:
     plan: object
     state: object
     train_input: inputs.TrainInput
-    train_steps: object
+    train_steps: dict  # the step function of each global batch (one; a few with "batch")
     evaluators: dict
     callbacks: keras.callbacks.CallbackList
     records: RunHistory
@@ -187,14 +197,32 @@ class _Run:
     saver: CheckpointPolicy
     facts: dict  # the set-up the loop and the result read: splits, strategy, clock, ...
 
+    @property
+    def layout(self):
+        """Where epochs start and how long they are: the `BatchControl`, else the plan."""
+        return self.state.batch or self.plan
 
-def _start(config, strategy, user_callbacks, stream, start_time):
+    def steps_for(self, batch):
+        """The step function at global batch `batch` (traced on its first call)."""
+        if batch not in self.train_steps:
+            config, state = self.config, self.state
+            self.train_steps[batch] = step_functions.make_train_step(
+                self.facts["strategy"], state.model, state.optimizer, state.counters["step"],
+                global_batch_size=batch, jit_compile=config.jit_compile,
+                sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
+                label_smoothing=config.label_smoothing, noise_statistics=config.measures_noise,
+                adascale=state.adascale.rate if state.adascale else None)
+        return self.train_steps[batch]
+
+
+def _start(config, strategy, user_callbacks, stream, start_time, batch_step_time=None):
     """Builds the run: plan, state (restored), `model_dir` records, step functions, callbacks."""
     splits = inputs.count_splits(config)
     plan = plan_steps(config, num_train_examples=splits.num_train)
     _, task_id, is_chief = strategy_lib.task_info(strategy)
     state = build_state(config, strategy, plan, policy=build.policy_name(config),
-                        num_validation=splits.num_validation, is_chief=is_chief, task_id=task_id)
+                        num_validation=splits.num_validation, is_chief=is_chief, task_id=task_id,
+                        batch_step_time=batch_step_time)
     line = state.restored.describe() if state.restored else state.checkpointer.note
     for line in (line, *state.notes):
         if line and is_chief and config.verbose:
@@ -216,23 +244,18 @@ def _start(config, strategy, user_callbacks, stream, start_time):
             strategy, state.model,
             inputs.eval_dataset(config, strategy, split, sizes[split], static_shapes))
         for split in inputs.EVAL_SPLITS if sizes[split]}
-    train_steps = step_functions.make_train_step(
-        strategy, state.model, state.optimizer, state.counters["step"],
-        global_batch_size=config.batch_size, jit_compile=config.jit_compile,
-        sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
-        label_smoothing=config.label_smoothing, noise_statistics=config.measures_noise,
-        adascale=state.adascale.rate if state.adascale else None)
     weights = state.model.trainable_variables
     distance = tf.function(lambda: weight_distance(weights, state.initial_weights))
 
     record_due = diagnostics.LogSpacedSteps()
     record_due(state.step)  # skip the steps already recorded before a resume
-    records = RunHistory(config.model_dir, steps_per_epoch=plan.steps_per_epoch,
+    layout = state.batch or plan
+    records = RunHistory(config.model_dir, layout=layout,
                          history=history, distance_record=distance_record, changes=changes,
                          start_step=state.step, enabled=is_chief)
     tensorboard = TensorBoardScalars(config.model_dir, every_steps=config.summary_every_steps,
                                      start_step=state.step, enabled=is_chief)
-    own = [ProgressLogger(plan, start_step=state.step,
+    own = [ProgressLogger(plan, layout=layout, start_step=state.step,
                           verbose=config.verbose if is_chief else 0, stream=stream),
            tensorboard, DistanceRecord(distance, record_due, distance_record, enabled=is_chief),
            records]
@@ -248,8 +271,9 @@ def _start(config, strategy, user_callbacks, stream, start_time):
     return _Run(
         config=config, plan=plan, state=state,
         train_input=inputs.TrainInput(config, strategy, plan,
-                                      config.per_replica_batch_size(strategy.num_replicas_in_sync)),
-        train_steps=train_steps, evaluators=evaluators, callbacks=callbacks, records=records,
+                                      config.per_replica_batch_size(strategy.num_replicas_in_sync),
+                                      batch_control=state.batch),
+        train_steps={}, evaluators=evaluators, callbacks=callbacks, records=records,
         tensorboard=tensorboard,
         pacer=StepPacer(steps_per_execution=config.steps_per_execution, several_workers=several,
                         checkpoint_every_steps=config.checkpoint_every_steps,
@@ -268,14 +292,16 @@ def _train_epochs(run):
     plan, state, model = run.plan, run.state, run.state.model
     model.stop_training = False
     run.callbacks.on_train_begin()
-    start_epoch, skip = plan.epoch_of(state.step)
+    start_epoch, skip = run.layout.epoch_of(state.step)
     if skip:  # resumed mid-epoch: continue that epoch's running sums
         state.metrics.unstash()
     for epoch in range(start_epoch, plan.num_epochs):
         if _progress_reached(state):
             break  # resumed from the checkpoint at the end of an AdaScale run
         skip_now = skip if epoch == start_epoch else 0
-        if skip_now >= plan.steps_in_epoch(epoch):
+        if state.batch is not None:
+            _begin_batch_epoch(run, epoch)
+        if skip_now >= run.layout.steps_in_epoch(epoch):
             continue
         if not skip_now:
             state.metrics.reset()
@@ -290,26 +316,44 @@ def _train_epochs(run):
             logs.update(state.noise.stats.values())
         if state.adascale is not None:
             logs.update(state.adascale.values())
+        if state.batch is not None:
+            logs.update(state.batch.values())
         run.callbacks.on_epoch_end(epoch, logs)
         if end_of_run:
             break  # `_finish` saves
         run.saver.point(state.step, epoch_end=True)
 
 
+def _begin_batch_epoch(run, epoch):
+    """`adaptive="batch"`: the batch of epoch `epoch` (decided if new); the gain and the noise
+    statistics follow it."""
+    state = run.state
+    batch = state.batch.begin_epoch(epoch, state.step, state.noise.stats.b_simple)
+    state.noise.set_batches(*state.batch.noise_batches(batch))
+    state.adascale.set_batch(batch)
+
+
 def _train_epoch(run, epoch, skip):
     """Trains epoch `epoch` from its step `skip`, in calls of the step function."""
-    plan, state = run.plan, run.state
-    first = epoch * plan.steps_per_epoch
-    epoch_end = first + plan.steps_in_epoch(epoch)
+    state, layout, control = run.state, run.layout, run.state.batch
+    first = layout.first_step(epoch)
+    epoch_end = first + layout.steps_in_epoch(epoch)
+    batch = control.batch_of(epoch) if control is not None else run.config.batch_size
+    train_steps = run.steps_for(batch)
     iterator = run.train_input.iterator(epoch, skip)
     run.callbacks.on_epoch_begin(epoch)
     adascale = state.adascale
     while (state.step < epoch_end and not state.model.stop_training
            and not _progress_reached(state)):
         num_steps = run.pacer.call_end(state.step, epoch_end) - state.step
+        if control is not None and control.first_call(batch):
+            num_steps = 1  # it traces: a call of its own, its time not kept
         if adascale is not None:  # the gain of this call; no step past the end in progress
             num_steps = adascale.begin_call(state.step, num_steps)
-        rows = run.pacer.timed(_call, run.train_steps, iterator, num_steps)
+        started = time.perf_counter()
+        rows = run.pacer.timed(_call, train_steps, iterator, num_steps, batch_size=batch)
+        if control is not None:
+            control.record(batch, time.perf_counter() - started, len(rows))
         progress = adascale.end_call(len(rows)) if adascale is not None else None
         for i, row in enumerate(rows):
             loss, correct, count, grad_sq, learning_rate = row[:5]
@@ -322,6 +366,8 @@ def _train_epoch(run, epoch, skip):
                         learning_rate=learning_rate)
             if adascale is not None:
                 logs.update(gain=adascale.gain, progress=progress[i])
+            if control is not None:
+                logs.update(batch_size=batch)
             run.callbacks.on_train_batch_end(state.step - first - 1, logs)
         # `state.step` is now the end of the call: checkpoints are at call ends.
         if (state.step < epoch_end and not state.model.stop_training
@@ -393,7 +439,7 @@ def _finish(run):
             export_dir = export.export_saved_model(
                 fresh, config.export_dir, dataset=config.dataset, config=config.to_dict(),
                 protected=(config.model_dir,))
-    result = _result(run, "completed", throughput=run.pacer.throughput(config.batch_size),
+    result = _result(run, "completed", throughput=run.pacer.throughput(),
                      checkpoint=state.checkpointer.latest, export_dir=export_dir,
                      last_logs=last_logs)
     _write_result(run, result)
@@ -406,7 +452,7 @@ def _result(run, status, *, throughput, checkpoint, export_dir, message=None, la
     strategy = run.facts["strategy"]
     return TrainResult(
         status=status, global_step=int(state.step), total_steps=plan.total_steps,
-        epochs_completed=state.step / plan.steps_per_epoch,
+        epochs_completed=run.layout.epochs_completed(state.step),
         resumed_from_step=int(state.resumed_from_step),
         **{split: split_metrics(logs, split) for split in ("train", "validation", "test")},
         weight_distance=logs.get("weight_distance"), throughput=throughput,
@@ -420,7 +466,8 @@ def _result(run, status, *, throughput, checkpoint, export_dir, message=None, la
         message=message, model=state.model,
         adascale=None if state.adascale is None else {
             "steps": int(state.step), "progress": state.adascale.progress,
-            "base_steps": plan.base_steps, "gain": state.adascale.gain})
+            "base_steps": plan.base_steps, "gain": state.adascale.gain},
+        batch_control=None if state.batch is None else state.batch.summary())
 
 
 def _write_result(run, result):

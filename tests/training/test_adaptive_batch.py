@@ -1,0 +1,246 @@
+"""`adaptive="batch"`: the global batch chosen by goodput at each epoch start.
+
+The runs are `test_noise_statistics.tiny`'s MLP on mock MNIST, here 128 training examples
+(144, 16 held out), `b0 = 16`, ghost batches of 8, the candidates 16, 32, 48, 64. The step
+times the controller records are pinned (`train(batch_step_time=...)`): wall times never
+repeat, so with them neither the decisions of a resumed run nor those of a test could.
+
+With the same time for every batch (`CONSTANT`) the decisions follow by hand from the rule
+(`tfgap.adaptive.goodput`), for any measured noise scale `B_noise > 0`:
+
+- epoch 2: only 16 is timed (3 steps kept; the first step of a batch traces and is not
+  kept); an untimed batch is predicted with no speed-up, so 16 is the goodput choice, and
+  32 is explored: at 16's step time its goodput `32 / t * (B_n + 16) / (B_n + 32)` beats
+  `16 / t` whenever `B_n > 0`;
+- epoch 3: 16 and 32 are timed alike, the fitted time is flat, and goodput
+  `B / t * (B_n + 16) / (B_n + B)` increases with `B`: 64, the largest;
+- then 64 again.
+"""
+
+import hashlib
+import itertools
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.training.test_adaptive import REGIME, StepLogs, without_seconds
+from tests.training.test_noise_statistics import tiny
+from tests.training.test_trainer import _weights
+from tfgap import data
+from tfgap.adaptive import adascale_gain
+from tfgap.training import ConfigError, TrainConfig, plan_steps, rundir, train
+from tfgap.training.config import settings
+
+NUM_TRAIN = 128
+CANDIDATES = (16, 32, 48, 64)
+CONSTANT = {batch: 0.01 for batch in CANDIDATES}  # seconds per step, whatever the batch
+# Step times that grow faster than the batch: a larger batch never pays.
+QUADRATIC = {batch: 0.01 * (batch / 16) ** 2 for batch in CANDIDATES}
+
+
+def pinned(table):
+    return lambda batch, seconds: table[batch]
+
+
+def batch_run(tmp_path, **changes):
+    """`tiny` with `adaptive="batch"` from 16 up to 64 and the AdaScale test regime."""
+    return tiny(tmp_path, **{**REGIME, "adaptive": "batch", "noise_statistics": False,
+                             "mock_examples": NUM_TRAIN + 16, "max_batch_size": 64,
+                             "epochs": 3, **changes})
+
+
+class ExampleLog:
+    """Records the training examples each epoch's pipeline hands out (by content)."""
+
+    def __init__(self):
+        self.seen = {}  # pipeline seed -> example digests, in order
+
+    def wrap(self, build_dataset):
+        def wrapped(name, split, *args, **kwargs):
+            ds = build_dataset(name, split, *args, **kwargs)
+            if split != "train" or not kwargs.get("training"):
+                return ds
+            seen = self.seen.setdefault(kwargs["seed"], [])
+
+            def note(x):
+                seen.extend(digest(row) for row in x.numpy())
+                return x
+
+            def fn(x, y):
+                out = tf.py_function(note, [x], tf.float32)
+                out.set_shape(x.shape)
+                return out, y
+
+            return ds.map(fn)
+
+        return wrapped
+
+
+def digest(row):
+    return hashlib.sha1(np.ascontiguousarray(row, np.float32).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The uninterrupted run at `CONSTANT` step times, with the examples each epoch read and
+    every step's logs."""
+    log, steps = ExampleLog(), StepLogs()
+    config = batch_run(tmp_path_factory.mktemp("full"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "build_dataset", log.wrap(data.build_dataset))
+        result = train(config, batch_step_time=pinned(CONSTANT), callbacks=[steps])
+    log.steps = steps.logs
+    return config, result, log
+
+
+def test_settings_are_validated_naming_what_was_received(tmp_path):
+    assert settings()["max_batch_size"].default == 0 and settings()["max_batch_size"].cli
+    config = batch_run(tmp_path, max_batch_size=0)
+    assert config.largest_batch_size == 16  # 0: batch_size
+    assert batch_run(tmp_path).largest_batch_size == 64
+    cases = [
+        (dict(adaptive="lr"), (r"Expected max_batch_size=0 unless adaptive='batch'.*"
+                               r"adaptive='lr', max_batch_size=64")),
+        (dict(max_batch_size=56), r"multiples of base_batch_size.*max_batch_size=56"),
+        (dict(batch_size=24), r"multiples of base_batch_size.*batch_size=24"),
+        (dict(batch_size=32, max_batch_size=16), (r"batch_size <= max_batch_size.*"
+                                                  r"batch_size=32, max_batch_size=16")),
+        (dict(lr_scaling="sqrt"), r"lr_scaling='none' with adaptive='batch'"),
+        (dict(batch_size=8, max_batch_size=0), r"batch_size >= base_batch_size"),
+    ]
+    for changes, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            batch_run(tmp_path, **changes)
+    # A candidate the replica's split cannot take: 16 on one replica halves to 8, which a
+    # ghost batch of 16 does not divide; named with the candidates, before any step.
+    with pytest.raises(ConfigError, match=r"candidate batch.*\[16, 32, 48, 64\].*batch of 16"):
+        train(batch_run(tmp_path / "ghost", ghost_batch_size=16, batch_size=32))
+    with pytest.raises(ConfigError, match="max_batch_size <= the 128 training examples"):
+        plan_steps(batch_run(tmp_path, max_batch_size=144), num_train_examples=128)
+
+
+def test_a_resume_that_changes_what_shapes_an_adaptive_run_is_refused(tmp_path):
+    config = batch_run(tmp_path)
+    started = config.to_dict()
+    assert rundir.differences(started, config.replace(steps_per_execution=4)) == {
+        "steps_per_execution": (0, 4)}
+    assert rundir.differences(started, config.replace(max_batch_size=32)) == {
+        "max_batch_size": (64, 32)}
+    plain = TrainConfig.from_dict({**started, "adaptive": "off", "max_batch_size": 0})
+    assert rundir.differences(plain.to_dict(), plain.replace(steps_per_execution=4)) == {}
+
+
+def test_the_batch_changes_at_epoch_starts_as_goodput_says(full):
+    _, result, log = full
+    history = result["history"]
+    # The module docstring's sequence, given a measured noise scale at each decision.
+    assert all(entry["b_simple"] > 0 for entry in history[:-1])
+    batches = [entry["batch_size"] for entry in history]
+    assert batches == [16, 32, 64, 64][:len(batches)] + [64] * (len(batches) - 4)
+    decisions = result["batch_control"]["decisions"]
+    assert [d["reason"] for d in decisions[:2]] == ["explore", "goodput"]
+    assert [d["epoch"] for d in decisions] == list(range(1, len(history)))
+    # Each epoch is floor(128 / B) steps (the last cut where the progress reaches T0 = 24).
+    steps = np.diff([0] + [entry["step"] for entry in history]).tolist()
+    assert steps[:-1] == [NUM_TRAIN // b for b in batches[:-1]]
+    assert 1 <= steps[-1] <= NUM_TRAIN // batches[-1]
+    assert result["batch_control"]["epochs"] == [
+        [first, b] for first, b in zip([0, *np.cumsum(steps)[:-1].tolist()], batches)]
+    assert history[-2]["progress"] < 24 <= history[-1]["progress"]
+    # Each epoch's first gain is AdaScale's for its batch from the epoch before's B_simple;
+    # every step logs the batch of its epoch.
+    firsts = {first: b for first, b in result["batch_control"]["epochs"]}
+    assert [s["batch_size"] for s in log.steps] == [
+        b for b, n in zip(batches, steps) for _ in range(n)]
+    for before, entry in itertools.pairwise(history):
+        first = log.steps[before["step"]]  # the step after `before`'s last
+        assert first["batch_size"] == firsts[before["step"]] == entry["batch_size"]
+        assert first["gain"] == pytest.approx(
+            adascale_gain(before["b_simple"], 16, entry["batch_size"]), rel=1e-12)
+        assert 1 <= first["gain"] <= entry["batch_size"] / 16
+    assert [entry["epochs_completed"] for entry in history[:-1]] == [
+        float(i + 1) for i in range(len(history) - 1)]
+    assert result["adascale"]["base_steps"] == 24 and result["global_step"] == sum(steps)
+
+
+def test_every_example_is_read_once_per_epoch_across_batch_changes(full):
+    config, result, log = full
+    universe, _ = next(iter(data.build_dataset(
+        "mnist", "train", batch_size=NUM_TRAIN, training=False, shuffle=False, mock_data=True,
+        mock_examples=NUM_TRAIN + 16, validation_examples=16)))
+    universe = {digest(row) for row in universe.numpy()}
+    assert len(universe) == NUM_TRAIN  # the examples are told apart by their content
+    history = result["history"]
+    from tfgap.training.inputs import epoch_seed
+
+    for epoch, entry in enumerate(history[:-1]):  # the whole epochs (the last was cut)
+        seen = log.seen[epoch_seed(config.seed, epoch)]
+        assert len(seen) == len(set(seen)) == NUM_TRAIN // entry["batch_size"] * entry[
+            "batch_size"] == NUM_TRAIN, epoch
+        assert set(seen) == universe
+
+
+def test_a_crash_and_resume_gives_the_uninterrupted_history_and_weights(tmp_path, full):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if logs["step"] == 11:  # in the epoch at 32 (steps 9-12); the checkpoint is at 10
+                raise KeyboardInterrupt
+
+    config, result, _ = full
+    crashed = config.replace(model_dir=str(tmp_path / "crashed"), checkpoint_every_steps=5,
+                             checkpoint_every_seconds=1e6)
+    with pytest.raises(KeyboardInterrupt):
+        train(crashed, callbacks=[Crash()], batch_step_time=pinned(CONSTANT))
+    resumed = train(crashed, batch_step_time=pinned(CONSTANT))
+    assert resumed["resumed_from_step"] == 10
+    assert [without_seconds(e) for e in resumed["history"]] == [
+        without_seconds(e) for e in result["history"]]
+    assert resumed["batch_control"] == result["batch_control"]
+    a, b = _weights(crashed.model_dir), _weights(config.model_dir)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    for change, name in ((dict(max_batch_size=32), "max_batch_size"),
+                         (dict(steps_per_execution=2), "steps_per_execution"),
+                         (dict(adaptive="lr", max_batch_size=0), "adaptive")):
+        with pytest.raises(ConfigError, match=rf"{name}: "):
+            train(crashed.replace(**change))
+
+
+def test_at_max_equal_to_the_base_batch_it_is_the_lr_run_bit_for_bit(tmp_path):
+    lr = train(tiny(tmp_path / "lr", **{**REGIME, "adaptive": "lr", "noise_statistics": False,
+                                        "epochs": 2}))
+    batch = train(batch_run(tmp_path / "batch", max_batch_size=16, epochs=2,
+                            mock_examples=80))
+    assert batch["global_step"] == lr["global_step"] == 8
+    for a, b in zip(lr["history"], batch["history"], strict=True):
+        assert set(b) - set(a) == {"batch_size"} and b["batch_size"] == 16
+        assert without_seconds(a) == {k: b[k] for k in without_seconds(a)}
+    assert batch["distance_record"] == lr["distance_record"]
+    assert batch["adascale"] == lr["adascale"]
+    a, b = _weights(tmp_path / "lr" / "run"), _weights(tmp_path / "batch" / "run")
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert [d["batch"] for d in batch["batch_control"]["decisions"]] == [16]
+
+
+def test_mirrored_decides_as_one_device_and_a_costly_batch_is_left(tmp_path, two_cpus, full):
+    # Two replicas of 8..32 examples (ghost batches of 8): the same rule, the same sequence.
+    _, one, _ = full
+    two = train(batch_run(tmp_path / "two", strategy="mirrored", epochs=2), strategy=two_cpus,
+                batch_step_time=pinned(CONSTANT))
+    assert all(entry["b_simple"] > 0 for entry in two["history"][:-1])
+    assert [e["batch_size"] for e in two["history"]][:3] == [16, 32, 64]
+    assert [d["reason"] for d in two["batch_control"]["decisions"]][:2] == [
+        d["reason"] for d in one["batch_control"]["decisions"]][:2]
+    # QUADRATIC: 32 is explored (an untimed batch might scale), timed at 4x the step time of
+    # 16, so goodput 32 / 0.04 * E(32) < 16 / 0.01: back to 16 for good.
+    costly = train(batch_run(tmp_path / "costly", epochs=2), batch_step_time=pinned(QUADRATIC))
+    batches = [e["batch_size"] for e in costly["history"]]
+    assert batches[:2] == [16, 32] and set(batches[2:]) == {16}
+    assert not math.isnan(costly["history"][0]["b_simple"])
