@@ -86,9 +86,10 @@ def define(fv, argv):
     f.DEFINE_string("output_dir", None, "Where advice.json, advice.flags and "
                     "train_config.json go (default: runs/advise/<dataset>_<model>_b<batch>).",
                     flag_values=fv)
-    f.DEFINE_integer("max_batch_size", 0, "Largest global batch considered (0: "
-                     "--num_replicas x --max_per_replica_batch_size).", lower_bound=0,
-                     flag_values=fv)
+    # The trainer's --max_batch_size (adaptive='batch') means the advisor's largest candidate
+    # here; the trusted regime is a fixed-batch run (trusted_config leaves it out).
+    fv["max_batch_size"].help = ("Largest global batch considered (0: --num_replicas x "
+                                 "--max_per_replica_batch_size).")
     f.DEFINE_integer("num_replicas", 1, "Devices the advised global batch is split over.",
                      lower_bound=1, flag_values=fv)
     f.DEFINE_integer("max_per_replica_batch_size", 4096, "Largest batch one device's memory "
@@ -132,7 +133,7 @@ def trusted_config(fv):
         fv.base_batch_size = fv.batch_size  # the regime's rates are at the small batch
     if fv.mock_data and not fv["validation_examples"].present:
         fv.validation_examples = None  # the mock split's own default hold-out
-    config = recipe_flags.config_from_flags(fv, defaults)
+    config = recipe_flags.config_from_flags(fv, defaults, overrides={"max_batch_size": 0})
     if config.base_batch_size != config.batch_size:
         raise cli.UsageError(
             "Expected --base_batch_size equal to --batch_size: the advisor measures the regime "

@@ -83,11 +83,12 @@ def run_name(config_fields):
     return "_".join(parts)
 
 
-def config_from_flags(flag_values, defaults):
+def config_from_flags(flag_values, defaults, overrides=None):
     """Turns parsed flags and a recipe's defaults into a validated `TrainConfig`.
 
-    Every command-line setting is read from its flag; `dataset` is the
-    recipe's; an unset `--model_dir` becomes `runs/<dataset>/<run name>`, an
+    Every command-line setting is read from its flag, except the fields in
+    `overrides` (a command that gives a flag another meaning, as the advisor
+    does `--max_batch_size`); `dataset` is the recipe's; an unset `--model_dir` becomes `runs/<dataset>/<run name>`, an
     unset `--export_dir` `savedmodels/<dataset>_<run name>` (none with
     `--noexport`).
 
@@ -99,6 +100,7 @@ def config_from_flags(flag_values, defaults):
 
     fv = flag_values
     fields = {name: fv[name].value for name, declared in settings().items() if declared.cli}
+    fields.update(overrides or {})
     fields["dataset"] = dataset = defaults["dataset"]
     try:
         name = run_name(fields)
