@@ -131,20 +131,11 @@ def killed_resumed_and_full(tmp_path, flags, kill_at):
     return killed_dir, full_dir
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    flags = FLAGS + ["--strategy=one_device", "--deterministic", "--checkpoint_every_steps=3"]
-    # Killed hard after step 7: the last checkpoint is step 6, mid-epoch 2.
-    killed_dir, full_dir = killed_resumed_and_full(tmp_path, flags, kill_at=7)
-    resumed, full = result(killed_dir), result(full_dir)
-    assert resumed["resumed_from_step"] == 6 and resumed["global_step"] == 12
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    assert full["global_step"] == 12
-    assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
-
-
 def test_sigkill_then_resume_an_adascale_run_matches_an_uninterrupted_run(tmp_path):
     # The gain is set every 2 steps (--steps_per_execution=2); the last checkpoint before the
     # kill is step 3, between two of them: the resumed run continues with the restored gain.
+    # Also the suite's kill -9 after a step-numbered checkpoint (--checkpoint_every_steps);
+    # the clock's is the next test's, and a plain run's history equality both of theirs.
     flags = FLAGS + ADASCALE + ["--strategy=one_device", "--deterministic",
                                 "--steps_per_execution=2", "--checkpoint_every_steps=3"]
     killed_dir, full_dir = killed_resumed_and_full(tmp_path, flags, kill_at=4)
