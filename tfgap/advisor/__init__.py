@@ -14,10 +14,13 @@ S(B) = S_min (1 + B_crit / B)        E(B) = E_min (1 + B / B_crit)
 The advisor measures `B_simple` from the training gradients of a short run
 at the small batch you trust, `B_noise` and `eps_max` at its end, and turns
 them into a table of candidate batch sizes with their cost relative to the
-minimum, the learning rate `eps_opt(B)` beside the square-root (Hoffer et
-al. 2017) and linear (Goyal et al. 2017) rules, a warm-up, the ghost batch,
-the regime adaptation that trains the predicted steps, and one
-recommendation (the candidate closest to `B_crit`).
+minimum (`B_crit = B_simple`, the estimate that came closer to the measured
+critical batch in `benchmarks/advisor_validation.py`; `B_noise` is reported
+beside it), the learning rate by AdaScale's gain (Johnson et al. 2020) from
+`B_simple` beside `eps_opt(B)`, the square-root (Hoffer et al. 2017) and
+linear (Goyal et al. 2017) rules, a warm-up, the ghost batch, the regime
+adaptation that trains the predicted steps, and one recommendation (the
+candidate closest to `B_crit`).
 
 - `advise(b_simple, ...) -> Advice`: the arithmetic (no TensorFlow);
   `Advice.to_json` / `from_json` / `save` / `load`, `Advice.flags()`,
