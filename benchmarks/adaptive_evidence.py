@@ -66,6 +66,23 @@ Usage:
 
 (about 7 + 4 + 4 minutes on a shared 2-core CPU, one process; cached runs are
 reused, so the second command trains only seeds 4-10.)
+
+`--mode=batch` (`main_batch`): `adaptive="batch"` instead, the first epoch at
+batch 50, `base_batch_size=50`, `max_batch_size=--max_batch`, `lr_scaling=
+"none"`, the recipe's regime untouched, cached as `adabatch_max<B>_seed<s>.json`,
+against the cached tuned fixed batch `--max_batch` (its rate and length read
+from `<out>/summary.json`, or `--fixed_lr`, `--fixed_epochs`) and the cached
+batch-50 runs of the same seeds; the same criteria, plus examples processed,
+the batch of each epoch and wall times. The controller decides on wall-clock
+step times, so its batch sequence depends on the machine's load:
+
+    python benchmarks/adaptive_evidence.py --mode=batch --max_batch=400 --seeds=1,2,3,4,5 \
+        --target=0.6 --summary_name=summary_batch400 --figure=''
+    python benchmarks/adaptive_evidence.py --mode=batch --max_batch=400 \
+        --seeds=1,2,3,4,5,6,7,8,9,10 --target=0.6 --summary_name=summary_batch400_seeds1-10 \
+        --figure=''
+
+(about 15 s a run; the second command trains only seeds 6-10.)
 """
 
 import argparse
@@ -112,6 +129,17 @@ def parse_args(argv=None):
     parser.add_argument("--figure", default=FIGURE, help="'' for none")
     parser.add_argument("--figure_seed", type=int, default=None,
                         help="the adaptive seed shown (default: the first report seed)")
+    parser.add_argument("--mode", default="lr", choices=("lr", "batch"),
+                        help="'lr' (default): adaptive='lr' at --batch as above; 'batch': "
+                             "adaptive='batch' from batch 50 up to --max_batch against the "
+                             "cached tuned fixed batch --max_batch (see main_batch)")
+    parser.add_argument("--max_batch", type=int, default=400,
+                        help="--mode=batch: max_batch_size (the tuned fixed batch compared)")
+    parser.add_argument("--fixed_lr", type=float, default=None,
+                        help="--mode=batch: the tuned fixed rate (default: read from "
+                             "<out>/summary.json's tuned_fixed when its batch is --max_batch)")
+    parser.add_argument("--fixed_epochs", type=float, default=None,
+                        help="--mode=batch: the tuned fixed length in epochs (as --fixed_lr)")
     return parser.parse_args(argv)
 
 
@@ -158,7 +186,8 @@ class StepRecorder:
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         self.rows.append({k: float(logs[k]) for k in ("step", "learning_rate", "gain",
-                                                      "progress", "step_loss") if k in logs})
+                                                      "progress", "step_loss", "batch_size")
+                          if k in logs})
 
 
 def _jsonable(settings):
@@ -203,6 +232,10 @@ def run(name, settings, out, record_steps=False):
         "adascale": result.get("adascale"),
         "history": history,
     }
+    if result.get("batch_control") is not None:  # adaptive="batch" runs only
+        record["batch_control"] = result["batch_control"]
+        record["result"]["wall_time"] = result["wall_time"]
+        record["load_average_after"] = list(os.getloadavg())
     if record_steps:
         record["steps"] = recorder.rows
     os.makedirs(out, exist_ok=True)
@@ -321,6 +354,8 @@ def fixed_name(batch, lr, epochs, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode == "batch":
+        return main_batch(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.tuning_seed in seeds:
         raise SystemExit("the tuning seed must not be a report seed")
@@ -440,6 +475,234 @@ def main(argv=None):
     if args.figure:
         figure(args, args.figure_seed if args.figure_seed is not None else seeds[0],
                adaptive, small, fixed, target)
+
+
+# -- --mode=batch ------------------------------------------------------------
+
+def batch_settings(max_batch, seed):
+    """adaptive='batch': the batch-50 regime, first epoch at 50, free up to `max_batch`."""
+    return dict(recipe_settings(), batch_size=BASE_BATCH, base_batch_size=BASE_BATCH,
+                max_batch_size=max_batch, adaptive="batch", lr_scaling="none",
+                regime_adaptation=False, seed=seed)
+
+
+def epoch_batches(record):
+    """`[(first step, batch, steps)]` of each epoch of an adaptive='batch' run."""
+    epochs = record["batch_control"]["epochs"]
+    last = record["result"]["global_step"]
+    out = []
+    for i, (first, batch) in enumerate(epochs):
+        end = epochs[i + 1][0] if i + 1 < len(epochs) else last
+        out.append((first, batch, end - first))
+    return out
+
+
+def examples_to_target(record, target, batch_of_step):
+    """Steps to `target` (interpolated as `steps_to_target`) converted to examples."""
+    st = steps_to_target(*curve(record), target)
+    if not math.isfinite(st):
+        return math.inf
+    whole = int(math.floor(st))
+    done = sum(batch_of_step(k) for k in range(whole))
+    return float(done + (st - whole) * batch_of_step(whole)) if st > whole else float(done)
+
+
+def main_batch(args):
+    """`--mode=batch`: adaptive='batch' (b0 = 50 up to --max_batch) against the cached runs.
+
+    Compares, per report seed, with the tuned fixed batch `--max_batch` (rate and length
+    tuned on seed 0 by the default mode; read from `<out>/summary.json` or given) and with
+    the batch-50 recipe runs, both reused from the cache (trained only if missing). Step
+    times drive the controller's choices and are wall-clock: the batch sequence depends on
+    the machine and its load (recorded per run as `load_average_after`).
+    """
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.target is None:
+        raise SystemExit("--mode=batch: give --target (e.g. 0.6, the default mode's target)")
+    target = args.target
+    lr, epochs = args.fixed_lr, args.fixed_epochs
+    if lr is None or epochs is None:
+        with open(os.path.join(args.out, "summary.json")) as f:
+            prior = json.load(f)
+        if prior["batch"] != args.max_batch:
+            raise SystemExit("summary.json tuned another batch: give --fixed_lr, --fixed_epochs")
+        lr, epochs = prior["tuned_fixed"]["lr"], prior["tuned_fixed"]["epochs"]
+        if prior["target_val_accuracy"] != target:
+            print(f"note: the fixed batch was tuned for target {prior['target_val_accuracy']}",
+                  file=sys.stderr)
+    started = time.time()
+    load_before = os.getloadavg()
+    small = {s: run(f"small_b{BASE_BATCH}_seed{s}", small_settings(s), args.out) for s in seeds}
+    fixed = {s: run(fixed_name(args.max_batch, lr, epochs, s),
+                    fixed_settings(args.max_batch, lr, epochs, s), args.out) for s in seeds}
+    batch = {s: run(f"adabatch_max{args.max_batch}_seed{s}", batch_settings(args.max_batch, s),
+                    args.out, record_steps=True) for s in seeds}
+
+    per_seed = []
+    for s in seeds:
+        b, f, sm = batch[s], fixed[s], small[s]
+        epochs_b = epoch_batches(b)
+        examples_b = sum(bs * n for _, bs, n in epochs_b)
+        recorded = sum(r.get("batch_size", 0) for r in b.get("steps", []))
+
+        def batch_of_step(k, epochs_b=epochs_b):
+            for first, bs, n in epochs_b:
+                if first <= k < first + n:
+                    return bs
+            return epochs_b[-1][1]
+
+        b_steps = steps_to_target(*curve(b), target)
+        f_steps = steps_to_target(*curve(f), target)
+        sm_steps = steps_to_target(*curve(sm), target)
+        per_seed.append({
+            "seed": s,
+            "batch_steps_to_target": b_steps,
+            "fixed_steps_to_target": f_steps,
+            "small_steps_to_target": sm_steps,
+            "ratio": b_steps / f_steps if math.isfinite(f_steps) else math.nan,
+            "batch_examples_to_target": examples_to_target(b, target, batch_of_step),
+            "fixed_examples_to_target": f_steps * args.max_batch,
+            "small_examples_to_target": sm_steps * BASE_BATCH,
+            "batch_steps": b["result"]["global_step"],
+            "fixed_steps": f["result"]["global_step"],
+            "small_steps": sm["result"]["global_step"],
+            "batch_examples": examples_b,
+            "batch_examples_recorded_steps": recorded,
+            "fixed_examples": f["result"]["global_step"] * args.max_batch,
+            "small_examples": sm["result"]["global_step"] * BASE_BATCH,
+            "batch_progress": (b.get("adascale") or {}).get("progress"),
+            "batch_wall_time_result": b["result"].get("wall_time"),
+            "batch_wall_seconds": b["wall_seconds"],
+            "fixed_wall_seconds": f["wall_seconds"],
+            "small_wall_seconds": sm["wall_seconds"],
+            "batch_epoch_seconds": float(sum(h.get("seconds", 0) for h in b["history"])),
+            "fixed_epoch_seconds": float(sum(h.get("seconds", 0) for h in f["history"])),
+            "small_epoch_seconds": float(sum(h.get("seconds", 0) for h in sm["history"])),
+            "batch_load_average_after": b.get("load_average_after"),
+            "batch_val_accuracy": b["result"]["validation"]["accuracy"],
+            "batch_test_accuracy": b["result"]["test"]["accuracy"],
+            "fixed_test_accuracy": f["result"]["test"]["accuracy"],
+            "small_test_accuracy": sm["result"]["test"]["accuracy"],
+            "test_difference": b["result"]["test"]["accuracy"]
+            - sm["result"]["test"]["accuracy"],
+            "epoch_batches": [bs for _, bs, _ in epochs_b],
+            "epoch_steps": [n for _, _, n in epochs_b],
+            "decisions": b["batch_control"]["decisions"],
+        })
+    ratios = [p["ratio"] for p in per_seed]
+    finite = all(math.isfinite(r) and r > 0 for r in ratios)
+    log_mean, log_ci = t_interval(np.log(ratios)) if finite else (math.nan, None)
+    diff_mean, diff_ci = t_interval([p["test_difference"] for p in per_seed])
+    small_test = [p["small_test_accuracy"] for p in per_seed]
+    batch_test = [p["batch_test_accuracy"] for p in per_seed]
+    spread = [min(small_test), max(small_test)]
+    gm = math.exp(log_mean) if finite else math.nan
+
+    def mean(key):
+        return float(np.mean([p[key] for p in per_seed]))
+
+    summary = {
+        "question": "adaptive='batch' (batch 50 first, up to max_batch, b0 = 50) from the "
+                    "batch-50 regime, no tuning: (a) steps to the target <= max_ratio x the "
+                    "tuned fixed batch max_batch's; (b) final test accuracy within the small "
+                    "batch's seed spread",
+        "max_batch": args.max_batch, "base_batch": BASE_BATCH, "seeds": seeds,
+        "target_val_accuracy": target, "max_ratio": args.max_ratio,
+        "tuned_fixed": {"batch": args.max_batch, "lr": lr, "epochs": epochs},
+        "per_seed": per_seed,
+        "ratio_geometric_mean": gm,
+        "ratio_ci95": [math.exp(x) for x in log_ci] if log_ci else None,
+        "ratio_ci_method": "t-interval of log(adaptive batch / tuned fixed steps to target) "
+                           f"over seeds, {len(seeds) - 1} degrees of freedom, exponentiated",
+        "means": {k: mean(k) for k in per_seed[0] if k.endswith(
+            ("_to_target", "_steps", "_examples", "_seconds", "_accuracy"))
+            and isinstance(per_seed[0][k], (int, float))},
+        "test_difference_mean": diff_mean, "test_difference_ci95": diff_ci,
+        "small_test_spread": spread,
+        "criterion_a_met": bool(finite and gm <= args.max_ratio),
+        "criterion_a_each_seed": [bool(r <= args.max_ratio) for r in ratios],
+        "criterion_b_met": bool(spread[0] <= float(np.mean(batch_test)) <= spread[1]),
+        "criterion_b_each_seed": [bool(spread[0] <= t <= spread[1]) for t in batch_test],
+        "wall_time_notes": "batch_wall_time_result: result.json's wall_time (adaptive-batch "
+                           "only); *_wall_seconds: the whole train() call as timed by this "
+                           "script (setup, evaluation included; the cached fixed and batch-50 "
+                           "runs were trained in earlier invocations); *_epoch_seconds: the sum "
+                           "of the history's per-epoch seconds. All on a shared 2-core CPU.",
+        "wall_seconds_this_invocation": round(time.time() - started, 1),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "load_average_before": list(load_before),
+                    "load_average_after": list(os.getloadavg())},
+    }
+    with open(os.path.join(args.out, args.summary_name + ".json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    md = markdown_batch(summary)
+    with open(os.path.join(args.out, args.summary_name + ".md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+def markdown_batch(s):
+    t = s["tuned_fixed"]
+    B = s["max_batch"]
+    lines = [
+        f"# adaptive='batch' (50 up to {B}) vs the tuned fixed batch {B} and batch 50 "
+        "(MNIST-1D)",
+        "",
+        (f"Target validation accuracy {s['target_val_accuracy']}. Tuned fixed batch {B}: lr "
+         f"{t['lr']:g}, {t['epochs']:g} epochs (tuned on seed 0 by the default mode). The "
+         "controller's choices use wall-clock step times (shared 2-core CPU; load average "
+         f"before {s['machine']['load_average_before'][0]:.2f}, after "
+         f"{s['machine']['load_average_after'][0]:.2f})."),
+        "",
+        ("| seed | steps to target: ada-batch / fixed / b50 | ratio ada / fixed | examples to "
+         "target: ada-batch / fixed | total steps: ada-batch / fixed / b50 | examples: "
+         "ada-batch / fixed / b50 | wall s: ada-batch (result) / fixed / b50 | test acc: "
+         "ada-batch / b50 (diff) / fixed | batch per epoch |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in s["per_seed"]:
+        lines.append(
+            f"| {p['seed']} | {_f(p['batch_steps_to_target'])} / "
+            f"{_f(p['fixed_steps_to_target'])} / {_f(p['small_steps_to_target'])} | "
+            f"{p['ratio']:.3f} | {_f(p['batch_examples_to_target'], 0)} / "
+            f"{_f(p['fixed_examples_to_target'], 0)} | {p['batch_steps']} / {p['fixed_steps']} "
+            f"/ {p['small_steps']} | {p['batch_examples']} / {p['fixed_examples']} / "
+            f"{p['small_examples']} | {p['batch_wall_seconds']:.1f} "
+            f"({p['batch_wall_time_result']:.1f}) / {p['fixed_wall_seconds']:.1f} / "
+            f"{p['small_wall_seconds']:.1f} | {p['batch_test_accuracy']:.3f} / "
+            f"{p['small_test_accuracy']:.3f} ({p['test_difference']:+.3f}) / "
+            f"{p['fixed_test_accuracy']:.3f} | {p['epoch_batches']} |")
+    m = s["means"]
+    lines.append(
+        f"| mean | {_f(m['batch_steps_to_target'])} / {_f(m['fixed_steps_to_target'])} / "
+        f"{_f(m['small_steps_to_target'])} | {s['ratio_geometric_mean']:.3f} (geometric) | "
+        f"{_f(m['batch_examples_to_target'], 0)} / {_f(m['fixed_examples_to_target'], 0)} | "
+        f"{m['batch_steps']:.1f} / {m['fixed_steps']:.1f} / {m['small_steps']:.1f} | "
+        f"{m['batch_examples']:.0f} / {m['fixed_examples']:.0f} / {m['small_examples']:.0f} | "
+        f"{m['batch_wall_seconds']:.1f} / {m['fixed_wall_seconds']:.1f} / "
+        f"{m['small_wall_seconds']:.1f} | {m['batch_test_accuracy']:.3f} / "
+        f"{m['small_test_accuracy']:.3f} ({s['test_difference_mean']:+.3f}) / "
+        f"{m['fixed_test_accuracy']:.3f} | |")
+    ci, dci = s["ratio_ci95"], s["test_difference_ci95"]
+    lines += [
+        "",
+        f"- (a) steps to the target, adaptive batch / tuned fixed {B}: geometric mean "
+        f"{s['ratio_geometric_mean']:.3f}, 95% interval "
+        + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a")
+        + f" ({s['ratio_ci_method']}); target <= {s['max_ratio']}: "
+        + ("met" if s["criterion_a_met"] else "missed")
+        + f"; per seed {s['criterion_a_each_seed']}.",
+        f"- (b) test accuracy, adaptive batch - batch 50 (paired by seed): mean "
+        f"{s['test_difference_mean']:+.4f}, 95% t-interval "
+        + (f"[{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "n/a")
+        + f"; batch 50's seed spread {s['small_test_spread'][0]:.3f}-"
+        f"{s['small_test_spread'][1]:.3f}; adaptive-batch mean "
+        f"{m['batch_test_accuracy']:.4f}: " + ("inside" if s["criterion_b_met"] else "outside")
+        + f"; per seed inside: {s['criterion_b_each_seed']}.",
+        f"- wall times: {s['wall_time_notes']}",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _f(x, digits=1):
