@@ -641,6 +641,27 @@ def main_batch(args):
     print(md)
 
 
+def _criteria_lines(s, ratio_label, difference_label, small_label, adaptive_label,
+                    adaptive_accuracy):
+    """The summary's two criterion lines: (a) the steps ratio, (b) the paired test accuracy."""
+    ci, dci = s["ratio_ci95"], s["test_difference_ci95"]
+    return [
+        f"- (a) {ratio_label}: geometric mean "
+        f"{s['ratio_geometric_mean']:.3f}, 95% interval "
+        + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a")
+        + f" ({s['ratio_ci_method']}); target <= {s['max_ratio']}: "
+        + ("met" if s["criterion_a_met"] else "missed")
+        + f"; per seed {s['criterion_a_each_seed']}.",
+        f"- (b) test accuracy, {difference_label} (paired by seed): mean "
+        f"{s['test_difference_mean']:+.4f}, 95% t-interval "
+        + (f"[{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "n/a")
+        + f"; {small_label} seed spread {s['small_test_spread'][0]:.3f}-"
+        f"{s['small_test_spread'][1]:.3f}; {adaptive_label} mean {adaptive_accuracy:.4f}: "
+        + ("inside" if s["criterion_b_met"] else "outside")
+        + f"; per seed inside: {s['criterion_b_each_seed']}.",
+    ]
+
+
 def markdown_batch(s):
     t = s["tuned_fixed"]
     B = s["max_batch"]
@@ -683,22 +704,11 @@ def markdown_batch(s):
         f"{m['small_wall_seconds']:.1f} | {m['batch_test_accuracy']:.3f} / "
         f"{m['small_test_accuracy']:.3f} ({s['test_difference_mean']:+.3f}) / "
         f"{m['fixed_test_accuracy']:.3f} | |")
-    ci, dci = s["ratio_ci95"], s["test_difference_ci95"]
     lines += [
         "",
-        f"- (a) steps to the target, adaptive batch / tuned fixed {B}: geometric mean "
-        f"{s['ratio_geometric_mean']:.3f}, 95% interval "
-        + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a")
-        + f" ({s['ratio_ci_method']}); target <= {s['max_ratio']}: "
-        + ("met" if s["criterion_a_met"] else "missed")
-        + f"; per seed {s['criterion_a_each_seed']}.",
-        f"- (b) test accuracy, adaptive batch - batch 50 (paired by seed): mean "
-        f"{s['test_difference_mean']:+.4f}, 95% t-interval "
-        + (f"[{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "n/a")
-        + f"; batch 50's seed spread {s['small_test_spread'][0]:.3f}-"
-        f"{s['small_test_spread'][1]:.3f}; adaptive-batch mean "
-        f"{m['batch_test_accuracy']:.4f}: " + ("inside" if s["criterion_b_met"] else "outside")
-        + f"; per seed inside: {s['criterion_b_each_seed']}.",
+        *_criteria_lines(s, f"steps to the target, adaptive batch / tuned fixed {B}",
+                         "adaptive batch - batch 50", "batch 50's", "adaptive-batch",
+                         m["batch_test_accuracy"]),
         f"- wall times: {s['wall_time_notes']}",
         "",
     ]
@@ -734,27 +744,14 @@ def markdown(s):
             f"{p['test_difference']:+.3f} | {p['fixed_test_accuracy']:.3f} |")
     m = s["mean_steps_to_target"]
     a = s["test_accuracy_mean"]
-    ci = s["ratio_ci95"]
-    dci = s["test_difference_ci95"]
     lines += [
         (f"| mean | {_f(m['small'])} | {_f(m['adaptive'])} | {_f(m['fixed'])} | "
          f"{s['ratio_geometric_mean']:.3f} (geometric) | "
          f"{np.mean([p['adaptive_steps'] for p in s['per_seed']]):.1f} | {a['small']:.3f} | "
          f"{a['adaptive']:.3f} | {s['test_difference_mean']:+.3f} | {a['fixed']:.3f} |"),
         "",
-        f"- (a) ratio of steps to the target, adaptive / tuned fixed: geometric mean "
-        f"{s['ratio_geometric_mean']:.3f}, 95% interval "
-        + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a")
-        + f" ({s['ratio_ci_method']}); target <= {s['max_ratio']}: "
-        + ("met" if s["criterion_a_met"] else "missed")
-        + f"; per seed {s['criterion_a_each_seed']}.",
-        f"- (b) test accuracy, adaptive - small (paired by seed): mean "
-        f"{s['test_difference_mean']:+.4f}, 95% t-interval "
-        + (f"[{dci[0]:+.4f}, {dci[1]:+.4f}]" if dci else "n/a")
-        + f"; small batch's seed spread {s['small_test_spread'][0]:.3f}-"
-        f"{s['small_test_spread'][1]:.3f}; adaptive mean {a['adaptive']:.4f}: "
-        + ("inside" if s["criterion_b_met"] else "outside")
-        + f"; per seed inside: {s['criterion_b_each_seed']}.",
+        *_criteria_lines(s, "ratio of steps to the target, adaptive / tuned fixed",
+                         "adaptive - small", "small batch's", "adaptive", a["adaptive"]),
     ]
     o = s.get("oracle_fixed")
     if o:
