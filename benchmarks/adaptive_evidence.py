@@ -352,6 +352,31 @@ def fixed_name(batch, lr, epochs, seed):
     return f"fixed_b{batch}_lr{lr:g}_e{epochs:g}_seed{seed}"
 
 
+def _criteria(per_seed, test_key, max_ratio, ratio_name):
+    """Both criteria over the report seeds: (a) the steps ratio's geometric mean and t-interval
+    (on the log), (b) the paired test-accuracy difference and the small batch's seed spread."""
+    ratios = [p["ratio"] for p in per_seed]
+    finite = all(math.isfinite(r) and r > 0 for r in ratios)
+    log_mean, log_ci = t_interval(np.log(ratios)) if finite else (math.nan, None)
+    diff_mean, diff_ci = t_interval([p["test_difference"] for p in per_seed])
+    small_test = [p["small_test_accuracy"] for p in per_seed]
+    test = [p[test_key] for p in per_seed]
+    spread = [min(small_test), max(small_test)]
+    gm = math.exp(log_mean) if finite else math.nan
+    return {
+        "ratio_geometric_mean": gm,
+        "ratio_ci95": [math.exp(x) for x in log_ci] if log_ci else None,
+        "ratio_ci_method": f"t-interval of log({ratio_name}) over seeds, "
+                           f"{len(per_seed) - 1} degrees of freedom, exponentiated",
+        "test_difference_mean": diff_mean, "test_difference_ci95": diff_ci,
+        "small_test_spread": spread,
+        "criterion_a_met": bool(finite and gm <= max_ratio),
+        "criterion_a_each_seed": [bool(r <= max_ratio) for r in ratios],
+        "criterion_b_met": bool(spread[0] <= float(np.mean(test)) <= spread[1]),
+        "criterion_b_each_seed": [bool(spread[0] <= t <= spread[1]) for t in test],
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.mode == "batch":
@@ -427,14 +452,10 @@ def main(argv=None):
             "test_difference": adaptive[s]["result"]["test"]["accuracy"]
             - small[s]["result"]["test"]["accuracy"],
         })
-    ratios = [p["ratio"] for p in per_seed]
-    finite = all(math.isfinite(r) and r > 0 for r in ratios)
-    log_mean, log_ci = t_interval(np.log(ratios)) if finite else (math.nan, None)
-    diff_mean, diff_ci = t_interval([p["test_difference"] for p in per_seed])
     small_test = [p["small_test_accuracy"] for p in per_seed]
     adaptive_test = [p["adaptive_test_accuracy"] for p in per_seed]
-    spread = [min(small_test), max(small_test)]
-    ratio_gm = math.exp(log_mean) if finite else math.nan
+    criteria = _criteria(per_seed, "adaptive_test_accuracy", args.max_ratio,
+                         "adaptive / fixed steps to target")
     summary = {
         "question": "adaptive='lr' at batch B from the batch-50 regime, no tuning: (a) steps to "
                     "the target <= max_ratio x the tuned fixed-batch run's; (b) final test "
@@ -444,10 +465,7 @@ def main(argv=None):
         "target_rule": target_rule, "max_ratio": args.max_ratio,
         "tuned_fixed": tuned,
         "per_seed": per_seed,
-        "ratio_geometric_mean": ratio_gm,
-        "ratio_ci95": [math.exp(x) for x in log_ci] if log_ci else None,
-        "ratio_ci_method": "t-interval of log(adaptive / fixed steps to target) over seeds, "
-                           f"{len(seeds) - 1} degrees of freedom, exponentiated",
+        **{k: criteria[k] for k in ("ratio_geometric_mean", "ratio_ci95", "ratio_ci_method")},
         "mean_steps_to_target": {
             k: float(np.mean([p[f"{k}_steps_to_target"] for p in per_seed]))
             for k in ("small", "adaptive", "fixed")},
@@ -455,12 +473,7 @@ def main(argv=None):
                                "adaptive": float(np.mean(adaptive_test)),
                                "fixed": float(np.mean([p["fixed_test_accuracy"]
                                                        for p in per_seed]))},
-        "test_difference_mean": diff_mean, "test_difference_ci95": diff_ci,
-        "small_test_spread": spread,
-        "criterion_a_met": bool(finite and ratio_gm <= args.max_ratio),
-        "criterion_a_each_seed": [bool(r <= args.max_ratio) for r in ratios],
-        "criterion_b_met": bool(spread[0] <= float(np.mean(adaptive_test)) <= spread[1]),
-        "criterion_b_each_seed": [bool(spread[0] <= t <= spread[1]) for t in adaptive_test],
+        **{k: v for k, v in criteria.items() if not k.startswith("ratio_")},
         "oracle_fixed": oracle,
         "wall_seconds_this_invocation": round(time.time() - started, 1),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -589,14 +602,8 @@ def main_batch(args):
             "epoch_steps": [n for _, _, n in epochs_b],
             "decisions": b["batch_control"]["decisions"],
         })
-    ratios = [p["ratio"] for p in per_seed]
-    finite = all(math.isfinite(r) and r > 0 for r in ratios)
-    log_mean, log_ci = t_interval(np.log(ratios)) if finite else (math.nan, None)
-    diff_mean, diff_ci = t_interval([p["test_difference"] for p in per_seed])
-    small_test = [p["small_test_accuracy"] for p in per_seed]
-    batch_test = [p["batch_test_accuracy"] for p in per_seed]
-    spread = [min(small_test), max(small_test)]
-    gm = math.exp(log_mean) if finite else math.nan
+    criteria = _criteria(per_seed, "batch_test_accuracy", args.max_ratio,
+                         "adaptive batch / tuned fixed steps to target")
 
     def mean(key):
         return float(np.mean([p[key] for p in per_seed]))
@@ -610,19 +617,11 @@ def main_batch(args):
         "target_val_accuracy": target, "max_ratio": args.max_ratio,
         "tuned_fixed": {"batch": args.max_batch, "lr": lr, "epochs": epochs},
         "per_seed": per_seed,
-        "ratio_geometric_mean": gm,
-        "ratio_ci95": [math.exp(x) for x in log_ci] if log_ci else None,
-        "ratio_ci_method": "t-interval of log(adaptive batch / tuned fixed steps to target) "
-                           f"over seeds, {len(seeds) - 1} degrees of freedom, exponentiated",
+        **{k: criteria[k] for k in ("ratio_geometric_mean", "ratio_ci95", "ratio_ci_method")},
         "means": {k: mean(k) for k in per_seed[0] if k.endswith(
             ("_to_target", "_steps", "_examples", "_seconds", "_accuracy"))
             and isinstance(per_seed[0][k], (int, float))},
-        "test_difference_mean": diff_mean, "test_difference_ci95": diff_ci,
-        "small_test_spread": spread,
-        "criterion_a_met": bool(finite and gm <= args.max_ratio),
-        "criterion_a_each_seed": [bool(r <= args.max_ratio) for r in ratios],
-        "criterion_b_met": bool(spread[0] <= float(np.mean(batch_test)) <= spread[1]),
-        "criterion_b_each_seed": [bool(spread[0] <= t <= spread[1]) for t in batch_test],
+        **{k: v for k, v in criteria.items() if not k.startswith("ratio_")},
         "wall_time_notes": "batch_wall_time_result: result.json's wall_time (adaptive-batch "
                            "only); *_wall_seconds: the whole train() call as timed by this "
                            "script (setup, evaluation included; the cached fixed and batch-50 "
