@@ -352,6 +352,15 @@ def fixed_name(batch, lr, epochs, seed):
     return f"fixed_b{batch}_lr{lr:g}_e{epochs:g}_seed{seed}"
 
 
+def write_summary(args, summary, md):
+    """`<out>/<summary_name>.json` and `.md`; prints the Markdown."""
+    with open(os.path.join(args.out, args.summary_name + ".json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    with open(os.path.join(args.out, args.summary_name + ".md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
 def _criteria(per_seed, test_key, max_ratio, ratio_name):
     """Both criteria over the report seeds: (a) the steps ratio's geometric mean and t-interval
     (on the log), (b) the paired test-accuracy difference and the small batch's seed spread."""
@@ -479,12 +488,7 @@ def main(argv=None):
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu_count": os.cpu_count(), "load_average": os.getloadavg()},
     }
-    with open(os.path.join(args.out, args.summary_name + ".json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    md = markdown(summary)
-    with open(os.path.join(args.out, args.summary_name + ".md"), "w") as f:
-        f.write(md)
-    print(md)
+    write_summary(args, summary, markdown(summary))
     if args.figure:
         figure(args, args.figure_seed if args.figure_seed is not None else seeds[0],
                adaptive, small, fixed, target)
@@ -632,12 +636,7 @@ def main_batch(args):
                     "cpu_count": os.cpu_count(), "load_average_before": list(load_before),
                     "load_average_after": list(os.getloadavg())},
     }
-    with open(os.path.join(args.out, args.summary_name + ".json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    md = markdown_batch(summary)
-    with open(os.path.join(args.out, args.summary_name + ".md"), "w") as f:
-        f.write(md)
-    print(md)
+    write_summary(args, summary, markdown_batch(summary))
 
 
 def _criteria_lines(s, ratio_label, difference_label, small_label, adaptive_label,
