@@ -262,6 +262,9 @@ def test_the_eps_opt_rule_when_asked_for():
         advise(400.0, scaling="eps_opt", **BASE)
     with pytest.raises(ValueError, match="Expected scaling in"):
         advise(400.0, scaling="cubic", **BASE)
+    assert a.learning_rate_of(c[800], "linear") == pytest.approx(0.02 * 16)
+    with pytest.raises(ValueError, match="Expected rule in"):
+        a.learning_rate_of(c[800], "cubic")
 
 
 def test_the_default_rate_is_the_adascale_gain_and_sqrt_for_other_optimizers():

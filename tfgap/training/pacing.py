@@ -49,6 +49,7 @@ class StepPacer:
         self.record_due = record_due
         self.calls = 0
         self.timed_steps, self.timed_seconds, self.timed_examples = 0, 0.0, 0
+        self.last_seconds = None
 
     def call_end(self, step, epoch_end):
         """Where the call that starts after `step` stops: never past a step the host must see."""
@@ -62,11 +63,12 @@ class StepPacer:
     def timed(self, call, *args, batch_size=0):
         """Runs `call(*args)`, which returns its steps' rows; adapts the next calls' length.
 
-        `batch_size`: the call's global batch, for `throughput()`.
+        `batch_size`: the call's global batch, for `throughput()`. The call's
+        wall time is kept in `last_seconds` (the batch controller records it).
         """
         start = time.time()
         rows = call(*args)
-        seconds = time.time() - start
+        seconds = self.last_seconds = time.time() - start
         if self.calls > 0:  # the first call traces the step function
             self.timed_steps += len(rows)
             self.timed_examples += len(rows) * batch_size

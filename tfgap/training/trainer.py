@@ -347,13 +347,14 @@ def _train_epoch(run, epoch, skip):
            and not _progress_reached(state)):
         num_steps = run.pacer.call_end(state.step, epoch_end) - state.step
         if control is not None and control.first_call(batch):
-            num_steps = 1  # it traces: a call of its own, its time not kept
+            # It traces: a call of its own, so that its time (recorded like any call's, the
+            # throughput model's median discounts it) weighs one step only.
+            num_steps = 1
         if adascale is not None:  # the gain of this call; no step past the end in progress
             num_steps = adascale.begin_call(state.step, num_steps)
-        started = time.perf_counter()
         rows = run.pacer.timed(_call, train_steps, iterator, num_steps, batch_size=batch)
         if control is not None:
-            control.record(batch, time.perf_counter() - started, len(rows))
+            control.record(batch, run.pacer.last_seconds, len(rows))
         progress = adascale.end_call(len(rows)) if adascale is not None else None
         for i, row in enumerate(rows):
             loss, correct, count, grad_sq, learning_rate = row[:5]
