@@ -9,8 +9,10 @@
 --sleep_at: print SLEEPING and sleep --sleep_seconds (1.5) after step N (so a clock
   checkpoint falls due there, or another process can meet this one).
 --dump_weights: save the final weights (np.savez) from every worker.
---dump_logs: save every step's `step`, `learning_rate` and (with --adaptive=lr) `gain` and
-  `progress` as JSON, from every worker.
+--dump_logs: save every step's `step`, `learning_rate` and (with --adaptive) `gain`,
+  `progress` and `batch_size` as JSON, from every worker.
+--step_times: with --adaptive=batch, the seconds per step the batch controller records at
+  each batch, `B:S,B:S,...` (`train(batch_step_time=)`: pinned, so decisions repeat).
 Exit status: 0 done, 42 preempted, 130 interrupted.
 """
 
@@ -36,8 +38,8 @@ class Hooks(keras.callbacks.Callback):
         self.dump_logs, self.steps = dump_logs, []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps.append({k: logs[k] for k in ("step", "learning_rate", "gain", "progress")
-                           if k in logs})
+        self.steps.append({k: logs[k] for k in ("step", "learning_rate", "gain", "progress",
+                                                "batch_size") if k in logs})
         if logs["step"] == self.sleep_at:
             print("SLEEPING", flush=True)
             time.sleep(self.sleep_seconds)
@@ -71,8 +73,13 @@ def main(argv):
         dump_weights=options.get("dump_weights"),
         dump_logs=options.get("dump_logs"),
     )
+    step_time = None
+    if "step_times" in options:
+        table = {int(b): float(t) for b, t in
+                 (pair.split(":") for pair in options["step_times"].split(","))}
+        step_time = lambda batch, seconds: table[batch]  # noqa: E731
     try:
-        result = train(config, callbacks=[hooks])
+        result = train(config, callbacks=[hooks], batch_step_time=step_time)
     except Interrupted as e:
         print(f"INTERRUPTED: {e}", flush=True)
         return 130

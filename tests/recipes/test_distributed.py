@@ -67,11 +67,23 @@ ADASCALE = ["--batch_size=32", "--base_batch_size=8", "--adaptive=lr", "--lr_sca
             "--noise_statistics_decay=0.5"]
 
 
-def two_workers(tmp_path, flags=()):
+# --adaptive=batch from 16 up to 32 on 128 training examples: 8 steps an epoch at 16, 4 at 32.
+ADAPTIVE_BATCH = ["--mock_examples=144", "--epochs=4", "--batch_size=16", "--base_batch_size=16",
+                  "--max_batch_size=32", "--adaptive=batch", "--lr_scaling=none",
+                  "--noise_statistics_decay=0.5"]
+# Pinned seconds per step (tests/recipes/hooks_script.py --step_times). By goodput
+# (tfgap.adaptive.goodput): epoch 1 explores 32 (16 alone is timed); from epoch 2 on, FAST
+# (32 as fast as 16 per step) keeps 32, SLOW (no speed-up) returns to 16, the better
+# statistical efficiency at the same examples per second.
+FAST, SLOW = "--step_times=16:0.01,32:0.01", "--step_times=16:0.01,32:0.02"
+
+
+def two_workers(tmp_path, flags=(), options=((), ())):
     """Trains FLAGS + `flags` on two local worker processes in `tmp_path / "run"`.
 
-    Each worker dumps its final weights to `w<index>.npz` and its step logs to
-    `logs<index>.json` in `tmp_path`; returns `result.json`.
+    `options[i]`: worker i's hooks options. Each worker dumps its final weights
+    to `w<index>.npz` and its step logs to `logs<index>.json` in `tmp_path`;
+    returns `result.json`.
     """
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -80,7 +92,7 @@ def two_workers(tmp_path, flags=()):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
             [sys.executable, HOOKS, "mnist", f"--dump_weights={tmp_path / f'w{index}.npz'}",
-             f"--dump_logs={tmp_path / f'logs{index}.json'}", "--",
+             f"--dump_logs={tmp_path / f'logs{index}.json'}", *options[index], "--",
              *FLAGS, *flags, "--strategy=multi_worker", f"--model_dir={tmp_path / 'run'}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env(TF_CONFIG=tf_config)))
@@ -111,17 +123,40 @@ def test_two_workers_agree_on_every_adascale_gain(tmp_path):
     assert record["adascale"]["progress"] == logs[0][-1]["progress"] >= 24
 
 
-def killed_resumed_and_full(tmp_path, flags, kill_at):
+def test_two_workers_train_at_the_chiefs_batch(tmp_path):
+    # The chief's pinned times make it keep 32; the other worker's would return to 16 (the
+    # kill test below runs them). Both train at the chief's batch, in one step per step.
+    record = two_workers(tmp_path, ADAPTIVE_BATCH, options=([FAST], [SLOW]))
+    logs = [json.loads((tmp_path / f"logs{index}.json").read_text()) for index in range(2)]
+    assert logs[0] == logs[1] and len(logs[0]) == record["global_step"]
+    # The run ends when its progress (the sum of gains) reaches the base regime's 4 x 8 steps.
+    epochs = record["batch_control"]["epochs"]
+    assert epochs[:3] == [[0, 16], [8, 32], [12, 32]] and {b for _, b in epochs[1:]} == {32}
+    assert record["adascale"]["progress"] >= 32 > record["global_step"]
+    reasons = [d["reason"] for d in record["batch_control"]["decisions"]]
+    assert reasons[0] == "explore" and set(reasons[1:]) == {"goodput"}
+    assert [log["batch_size"] for log in logs[0]] == [16] * 8 + [32] * (len(logs[0]) - 8)
+
+
+def killed_resumed_and_full(tmp_path, flags, kill_at, options=()):
     """Runs `flags` killed hard (SIGKILL) after step `kill_at`, resumed by the same recipe
-    command, and uninterrupted; returns the two run directories `(killed, full)`."""
+    command, and uninterrupted; returns the two run directories `(killed, full)`.
+
+    `options`: hooks options of the three runs; the resume then runs through the hooks
+    script too (a recipe command cannot pin step times).
+    """
     killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
-    proc = hooks([f"--kill_at={kill_at}"], flags + [f"--model_dir={killed_dir}"], env=env())
+    proc = hooks([f"--kill_at={kill_at}", *options], flags + [f"--model_dir={killed_dir}"],
+                 env=env())
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert not os.path.exists(killed_dir / "result.json")
-    # Re-running the same recipe command resumes.
-    proc = recipe(flags + [f"--model_dir={killed_dir}"], env=env())
+    # Re-running the same command resumes.
+    if options:
+        proc = hooks(list(options), flags + [f"--model_dir={killed_dir}"], env=env())
+    else:
+        proc = recipe(flags + [f"--model_dir={killed_dir}"], env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = hooks([], flags + [f"--model_dir={full_dir}"], env=env())
+    proc = hooks(list(options), flags + [f"--model_dir={full_dir}"], env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert result(full_dir)["resumed_from_step"] == 0
     a, b = model_weights(killed_dir), model_weights(full_dir)
@@ -145,6 +180,23 @@ def test_sigkill_then_resume_an_adascale_run_matches_an_uninterrupted_run(tmp_pa
     assert resumed["adascale"] == full["adascale"] and full["adascale"]["progress"] >= 24
     assert full["global_step"] < 24
     assert {h["gain"] for h in history(full_dir)["history"]} - {1.0}  # a gain above 1
+
+
+def test_sigkill_then_resume_an_adaptive_batch_run_matches_an_uninterrupted_run(tmp_path):
+    # Epochs at 16, 32 (explored), then 16 at SLOW times: steps 0-7, 8-11, 12-19, 20-...
+    # Checkpoints every 5 steps; killed after step 17, resumed from 15: mid-epoch 2, after
+    # its decision, before epoch 3's.
+    flags = FLAGS + ADAPTIVE_BATCH + ["--strategy=one_device", "--deterministic",
+                                      "--steps_per_execution=1", "--checkpoint_every_steps=5"]
+    killed_dir, full_dir = killed_resumed_and_full(tmp_path, flags, kill_at=17, options=[SLOW])
+    resumed, full = result(killed_dir), result(full_dir)
+    assert resumed["resumed_from_step"] == 15
+    epochs = full["batch_control"]["epochs"]
+    assert epochs[:4] == [[0, 16], [8, 32], [12, 16], [20, 16]]
+    assert resumed["batch_control"] == full["batch_control"]
+    assert resumed["adascale"] == full["adascale"]
+    assert history(killed_dir) == history(full_dir)
+    assert [h["batch_size"] for h in history(full_dir)["history"]] == [b for _, b in epochs]
 
 
 def history(model_dir, drop=("seconds",)):

@@ -8,8 +8,8 @@ repeat, so with them neither the decisions of a resumed run nor those of a test 
 With the same time for every batch (`CONSTANT`) the decisions follow by hand from the rule
 (`tfgap.adaptive.goodput`), for any measured noise scale `B_noise > 0`:
 
-- epoch 2: only 16 is timed (3 steps kept; the first step of a batch traces and is not
-  kept); an untimed batch is predicted with no speed-up, so 16 is the goodput choice, and
+- epoch 2: only 16 is timed (its steps all recorded; the throughput model's median of the
+  last 5 discounts the first, which traces); an untimed batch is predicted with no speed-up, so 16 is the goodput choice, and
   32 is explored: at 16's step time its goodput `32 / t * (B_n + 16) / (B_n + 32)` beats
   `16 / t` whenever `B_n > 0`;
 - epoch 3: 16 and 32 are timed alike, the fitted time is flat, and goodput
@@ -31,6 +31,7 @@ from tests.training.test_trainer import _weights
 from tfgap import data
 from tfgap.adaptive import adascale_gain
 from tfgap.training import ConfigError, TrainConfig, plan_steps, rundir, train
+from tfgap.training.batch_control import BatchControl
 from tfgap.training.config import settings
 
 NUM_TRAIN = 128
@@ -119,6 +120,24 @@ def test_settings_are_validated_naming_what_was_received(tmp_path):
         train(batch_run(tmp_path / "ghost", ghost_batch_size=16, batch_size=32))
     with pytest.raises(ConfigError, match="max_batch_size <= the 128 training examples"):
         plan_steps(batch_run(tmp_path, max_batch_size=144), num_train_examples=128)
+
+
+def test_several_workers_train_at_the_agreed_batch_and_log_why(tmp_path):
+    # `agree` stands in for the chief's broadcast (tests/recipes/test_distributed.py runs two
+    # real worker processes): this worker's own choice (16 timed alone: explore 32) is logged
+    # as its best, the agreed batch is trained and laid out.
+    config = batch_run(tmp_path)
+    control = BatchControl(config, plan_steps(config, num_train_examples=NUM_TRAIN),
+                           num_replicas=1, agree=lambda batch: 48)
+    control.record(16, seconds=0.05, num_steps=5)
+    assert control.begin_epoch(1, step=8, b_noise=100.0) == 48 == control.batch
+    decision = control.controller.log[-1]
+    assert (decision["batch"], decision["best"], decision["reason"]) == (48, 16, "chief")
+    assert control.epochs == [[0, 16], [8, 48]] and control.steps_in_epoch(1) == 128 // 48
+    control.agree = lambda batch: batch  # agreeing with itself: its own reason
+    control.record(48, seconds=0.03, num_steps=3)
+    control.begin_epoch(2, step=10, b_noise=100.0)
+    assert control.controller.log[-1]["reason"] != "chief"
 
 
 def test_a_resume_that_changes_what_shapes_an_adaptive_run_is_refused(tmp_path):

@@ -32,6 +32,14 @@ batches of the same size whatever `B` is; the noise statistics' batch pair
 follows `B`. The step function is traced once per distinct batch (a few
 candidates at most).
 
+Several workers. Each worker times its own steps, so their controllers
+could choose differently, and a step at two global batches would not be one
+step. At each decision every worker decides, then all train at the chief's
+choice (`tfgap.training.strategy.broadcast_from_chief`, one collective per epoch; another
+worker logs `"reason": "chief"` where it would have chosen otherwise). The
+checkpoint, the chief's, carries the chief's timings: a resumed cluster goes
+on from the chief's state.
+
 The epochs' layout (first step and batch of each epoch started) and the
 controller's JSON state (its timings and decision log) are checkpointed in
 one string variable, so a resumed run knows where each epoch starts and
@@ -70,6 +78,9 @@ class BatchControl:
         step_time: a function `(batch, seconds) -> seconds`, the per-step time
             recorded for the controller given the measured one; `None`: the
             measured one.
+        agree: a function `batch -> batch` every worker calls with its own
+            decision and that returns the one all train at (the chief's:
+            `tfgap.training.strategy.broadcast_from_chief`); `None`: one process.
 
     Raises:
         ConfigError: a candidate batch that does not fit the replicas, the
@@ -98,7 +109,7 @@ class BatchControl:
     (10, (1, 2), 1.1)
     """
 
-    def __init__(self, config, plan, num_replicas, *, step_time=None):
+    def __init__(self, config, plan, num_replicas, *, step_time=None, agree=None):
         self.config, self.num_replicas = config, num_replicas
         self.num_train, self.total_steps = plan.num_train_examples, plan.total_steps
         self.num_epochs = plan.num_epochs
@@ -117,7 +128,7 @@ class BatchControl:
             config.base_batch_size, candidates, initial_batch=config.batch_size,
             throughput_model=ThroughputModel(skip_after_switch=0))
         self.epochs = [[0, config.batch_size]]
-        self.step_time = step_time
+        self.step_time, self.agree = step_time, agree
         self._traced = set()
         self.variable = tf.Variable("", dtype=tf.string, trainable=False, name="batch_control")
 
@@ -176,6 +187,11 @@ class BatchControl:
                              f"epoch={epoch}")
         batch = self.controller.decide(int(step), b_noise)
         self.controller.log[-1]["epoch"] = int(epoch)
+        if self.agree is not None:
+            agreed = int(round(self.agree(batch)))
+            if agreed != batch:  # another worker's (the chief's) decision, from its timings
+                self.controller.batch = batch = agreed
+                self.controller.log[-1].update(batch=agreed, reason="chief")
         self.epochs.append([int(step), int(batch)])
         return batch
 

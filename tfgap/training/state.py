@@ -7,6 +7,7 @@ written; and restores the newest intact checkpoint (`Checkpointer.restore`).
 """
 
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
@@ -87,11 +88,6 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         raise ConfigError(  # float64 variables (gain, progress) do not live on a TPU
             f"Expected a strategy other than TPUStrategy with adaptive={config.adaptive!r}. "
             f"Received: strategy={config.strategy!r}")
-    workers = strategy_lib.num_workers(strategy)
-    if config.adaptive == "batch" and workers > 1:
-        raise ConfigError(  # each worker times its own steps: their choices could differ
-            "Expected one worker with adaptive='batch' (the batch is chosen from the process's "
-            f"own step times). Received: {workers} workers")
     noise_batches = (config.noise_statistics_batches(strategy.num_replicas_in_sync)
                      if config.measures_noise else None)
     with strategy.scope():
@@ -110,8 +106,12 @@ def build_state(config, strategy, plan, *, policy, num_validation, is_chief, tas
         metrics = EpochMetrics()
         noise = (CheckpointedNoiseStatistics(*noise_batches, config.noise_statistics_decay)
                  if noise_batches else None)
+    agree = None
+    if strategy_lib.num_workers(strategy) > 1:  # every worker trains at the chief's batch
+        agree = functools.partial(strategy_lib.broadcast_from_chief, strategy)
     batch = (BatchControl(config, plan, strategy.num_replicas_in_sync,
-                          step_time=batch_step_time) if config.adaptive == "batch" else None)
+                          step_time=batch_step_time, agree=agree)
+             if config.adaptive == "batch" else None)
     checkpoint_dir = rundir.path(config.model_dir, rundir.CHECKPOINTS)
     # Nothing is written to model_dir before the run there is known to fit this config.
     changes = rundir.resume_changes(config,

@@ -178,6 +178,29 @@ def num_workers(strategy):
     return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
 
 
+def broadcast_from_chief(strategy, value):
+    """The chief's `value` (a number) on every worker: one collective, every worker calls it.
+
+    The other workers' `value` is ignored. Single-process strategies return
+    `value` itself without a collective. The chief's replicas each contribute
+    `(value, 1)`, every other replica `(0, 0)`; the sum's ratio is the chief's
+    value, whatever the number of replicas per worker.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> broadcast_from_chief(tf.distribute.get_strategy(), 48)
+    48.0
+    """
+    if num_workers(strategy) == 1:
+        return float(value)
+    mine = (float(value), 1.0) if task_info(strategy)[2] else (0.0, 0.0)
+    values = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(mine, tf.float64))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()
+    return float(total[0] / total[1])
+
+
 def strategy_name(strategy):
     """The tfgap name of a strategy object (`"mirrored"`, ...), else its class name."""
     for name, cls in (("multi_worker", tf.distribute.MultiWorkerMirroredStrategy),
