@@ -59,6 +59,12 @@ class Hooks(keras.callbacks.Callback):
                 json.dump(self.steps, f)
 
 
+def pinned_times(text):
+    """`B:S,B:S,...` as `train`'s `batch_step_time`: the seconds per step at each batch."""
+    table = {int(b): float(t) for b, t in (pair.split(":") for pair in text.split(","))}
+    return lambda batch, seconds: table[batch]
+
+
 def main(argv):
     split = argv.index("--")
     options = dict(a[2:].split("=", 1) for a in argv[2:split])
@@ -73,11 +79,7 @@ def main(argv):
         dump_weights=options.get("dump_weights"),
         dump_logs=options.get("dump_logs"),
     )
-    step_time = None
-    if "step_times" in options:
-        table = {int(b): float(t) for b, t in
-                 (pair.split(":") for pair in options["step_times"].split(","))}
-        step_time = lambda batch, seconds: table[batch]  # noqa: E731
+    step_time = pinned_times(options["step_times"]) if "step_times" in options else None
     try:
         result = train(config, callbacks=[hooks], batch_step_time=step_time)
     except Interrupted as e:

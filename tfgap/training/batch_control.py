@@ -188,7 +188,7 @@ class BatchControl:
         batch = self.controller.decide(int(step), b_noise)
         self.controller.log[-1]["epoch"] = int(epoch)
         if self.agree is not None:
-            agreed = int(round(self.agree(batch)))
+            agreed = round(self.agree(batch))
             if agreed != batch:  # another worker's (the chief's) decision, from its timings
                 self.controller.batch = batch = agreed
                 self.controller.log[-1].update(batch=agreed, reason="chief")
