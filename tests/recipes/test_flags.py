@@ -80,7 +80,8 @@ def test_help_on_the_command_line_exits_0_and_lists_the_recipes_flags():
 
 def test_every_recipe_file_parses_and_validates():
     # recipes/<recipe>/<model>[_b<batch>]_<row>.flags, rows SB (the model's regime), LB (large
-    # batch, unscaled rate), +LR (sqrt rate), +GBN (+ ghost 128), +RA (+ regime adaptation).
+    # batch, unscaled rate), +LR (sqrt rate), +GBN (+ ghost 128), +RA (+ regime adaptation);
+    # adascale, adabatch: the trainer's --adaptive=lr and =batch from the SB regime.
     assert len(RECIPE_FILES) >= 39
     assert {os.path.basename(os.path.dirname(p)) for p in RECIPE_FILES} == {
         "cifar10", "cifar100", "imagenet"}
@@ -98,7 +99,14 @@ def test_every_recipe_file_parses_and_validates():
         model, row = name.rsplit("_", 1)
         model, batch = re.fullmatch(r"(.+?)(?:_b(\d+))?", model).groups()
         assert config.model == model, path
-        assert row in ("sb", "lb", "lr", "gbn", "ra", "lars"), path
+        assert row in ("sb", "lb", "lr", "gbn", "ra", "lars", "adascale", "adabatch"), path
+        if row in ("adascale", "adabatch"):  # the trainer's adaptive modes from the SB regime
+            mode = {"adascale": "lr", "adabatch": "batch"}[row]
+            assert (config.adaptive, config.lr_scaling) == (mode, "none"), path
+            assert config.base_batch_size == 128 and config.largest_batch_size == int(batch)
+            assert config.batch_size == (int(batch) if row == "adascale" else 128), path
+            config.noise_statistics_batches(1)  # splits on one replica
+            continue
         if row == "lars":  # a published LARS regime (You et al. 2017; MLPerf), not a table row
             assert config.batch_size == config.base_batch_size == int(batch), path
             assert (config.optimizer, config.lr_decay) == ("lars", "polynomial"), path
