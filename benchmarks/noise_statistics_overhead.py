@@ -1,4 +1,4 @@
-"""Training-step time with `noise_statistics` and `adaptive="lr"` against off (target: <= 3% more).
+"""Training-step time with `noise_statistics` and `adaptive` against off (target: <= 3% more).
 
 Times the trainer's own step function (`tfgap.training.step_functions.
 make_train_step`, several steps per call as the trainer runs them) on the
@@ -12,7 +12,13 @@ timed with the "on" step. The third step, "adascale", is the trainer's
 `adaptive="lr"` step: the "on" step with the rate `gain * schedule(progress)`
 (`tfgap.adaptive.AdaScaleLearningRate`, the progress advanced in the graph)
 and the host's `tfgap.training.adascale.AdaScaleControl` setting the gain
-before each call and reading the progress after it.
+before each call and reading the progress after it. The fourth, "adabatch",
+adds `adaptive="batch"`'s host work to "adascale": the call's step times
+recorded into a `tfgap.adaptive.goodput.BatchSizeController` (candidates a
+quarter of the batch up to the batch, as the trainer's `BatchControl`
+records them) and a decision every 8 calls (an epoch's worth; the decided
+batch is not acted on: the step's batch stays, so only the control's cost
+is timed).
 
 Prints the median time per step of each, the ratio on / off and its
 bootstrap interval over rounds, as a Markdown table.
@@ -38,6 +44,8 @@ import keras  # noqa: E402
 
 import tfgap  # noqa: E402
 from tfgap.adaptive import AdaScaleLearningRate  # noqa: E402
+from tfgap.adaptive.goodput import (  # noqa: E402
+    BatchSizeController, ThroughputModel, candidate_batches)
 from tfgap.advisor import NoiseStatistics  # noqa: E402
 from tfgap.training import split_logical_cpus, step_functions  # noqa: E402
 from tfgap.training.adascale import AdaScaleControl  # noqa: E402
@@ -46,32 +54,47 @@ TARGET = 1.03
 
 
 def build(strategy, args, mode):
-    """One step function and its host side: `mode` "off", "on" (noise statistics), "adascale"."""
+    """One step function and its host side: `mode` "off", "on" (noise statistics),
+    "adascale", "adabatch"."""
     noise_statistics = mode != "off"
     with strategy.scope():
         model = tfgap.models.build_model("cnn1d", num_classes=10, input_shape=(40,),
                                          ghost_batch_size=args.ghost, seed=0)
-        rate = AdaScaleLearningRate(0.05) if mode == "adascale" else 0.05
+        adascale = mode in ("adascale", "adabatch")
+        rate = AdaScaleLearningRate(0.05) if adascale else 0.05
         optimizer = keras.optimizers.SGD(rate, momentum=0.9)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64)
     train_steps = step_functions.make_train_step(
         strategy, model, optimizer, step, global_batch_size=args.batch,
         jit_compile=args.xla, noise_statistics=noise_statistics,
-        adascale=rate if mode == "adascale" else None)
+        adascale=rate if adascale else None)
     replicas = strategy.num_replicas_in_sync
     small = args.batch // replicas if replicas > 1 else args.batch // 2
     stats = NoiseStatistics(small, args.batch) if noise_statistics else None
     # A base batch of a quarter of B and a T0 no run here reaches: the gain is set before
     # every call (every_steps=1) and the progress read after it, as in the trainer.
     control = (AdaScaleControl(rate, stats, base_batch=args.batch // 4, batch=args.batch,
-                               base_steps=1e12, every_steps=1) if mode == "adascale" else None)
+                               base_steps=1e12, every_steps=1) if adascale else None)
+    controller = (BatchSizeController(
+        args.batch // 4, candidate_batches(args.batch // 4, args.batch),
+        initial_batch=args.batch, throughput_model=ThroughputModel(skip_after_switch=0))
+        if mode == "adabatch" else None)
+    calls_made = [0]
 
     def call(iterator):
         steps = args.steps
         if control is not None:
             steps = control.begin_call(int(step.numpy()), steps)
+        start = time.perf_counter()
         rows = train_steps(iterator, tf.constant(steps, tf.int32)).numpy()
+        if controller is not None:  # as BatchControl.record: each step at the call's mean
+            per_step = (time.perf_counter() - start) / len(rows)
+            for _ in range(len(rows)):
+                controller.record(args.batch, per_step)
+            calls_made[0] += 1
+            if calls_made[0] % 8 == 0:
+                controller.decide(int(step.numpy()), stats.b_simple)
         if stats is not None:
             for row in rows.astype("float64").tolist():
                 stats.update(row[5], row[6])
@@ -105,7 +128,7 @@ def main():
     x = rng.normal(size=(args.batch, 40)).astype("float32")
     y = rng.integers(0, 10, args.batch).astype("int32")
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
-    calls = {key: build(strategy, args, key) for key in ("off", "on", "adascale")}
+    calls = {key: build(strategy, args, key) for key in ("off", "on", "adascale", "adabatch")}
     iterators = {key: iter(strategy.experimental_distribute_dataset(dataset)) for key in calls}
     for key, call in calls.items():  # trace and warm up
         for _ in range(2):
@@ -133,7 +156,7 @@ def main():
         print(f"| {key} | {1e3 * medians[key]:.3f} | {1e3 * min(values):.3f} | "
               f"{1e3 * max(values):.3f} |")
     off = np.array(times["off"])
-    for key in ("on", "adascale"):
+    for key in ("on", "adascale", "adabatch"):
         ratio = medians[key] / medians["off"]
         boot = np.random.default_rng(1)
         arm = np.array(times[key])
