@@ -145,6 +145,9 @@ def parse_args(argv=None):
                              "FLAT_SECONDS whatever its batch (perfect data-parallel scaling "
                              "up to --max_batch, an accelerator's best case; the training "
                              "itself is real)")
+    parser.add_argument("--decision_steps", type=int, default=0,
+                        help="--mode=batch: batch_decision_steps (0: decide at epoch starts "
+                             "only; N: also every N steps within an epoch)")
     parser.add_argument("--fixed_epochs", type=float, default=None,
                         help="--mode=batch: the tuned fixed length in epochs (as --fixed_lr)")
     return parser.parse_args(argv)
@@ -507,15 +510,18 @@ def main(argv=None):
 
 # -- --mode=batch ------------------------------------------------------------
 
-def batch_settings(max_batch, seed):
-    """adaptive='batch': the batch-50 regime, first epoch at 50, free up to `max_batch`."""
+def batch_settings(max_batch, seed, decision_steps=0):
+    """adaptive='batch': the batch-50 regime, first epoch at 50, free up to `max_batch`,
+    decided at epoch starts (and every `decision_steps` steps when > 0)."""
+    every = {"batch_decision_steps": decision_steps} if decision_steps else {}
     return dict(recipe_settings(), batch_size=BASE_BATCH, base_batch_size=BASE_BATCH,
                 max_batch_size=max_batch, adaptive="batch", lr_scaling="none",
-                regime_adaptation=False, seed=seed)
+                regime_adaptation=False, seed=seed, **every)
 
 
 def epoch_batches(record):
-    """`[(first step, batch, steps)]` of each epoch of an adaptive='batch' run."""
+    """`[(first step, batch, steps)]` of each epoch of an adaptive='batch' run (its batch at
+    the epoch's start, and its steps)."""
     epochs = record["batch_control"]["epochs"]
     last = record["result"]["global_step"]
     out = []
@@ -564,24 +570,24 @@ def main_batch(args):
     fixed = {s: run(fixed_name(args.max_batch, lr, epochs, s),
                     fixed_settings(args.max_batch, lr, epochs, s), args.out) for s in seeds}
     flat = args.step_times == "flat"
-    suffix = "_flat" if flat else ""
+    suffix = ("_flat" if flat else "") + (
+        f"_every{args.decision_steps}" if args.decision_steps else "")
     step_time = (lambda batch, seconds: FLAT_SECONDS) if flat else None
     batch = {s: run(f"adabatch_max{args.max_batch}{suffix}_seed{s}",
-                    batch_settings(args.max_batch, s), args.out, record_steps=True,
+                    batch_settings(args.max_batch, s, args.decision_steps), args.out,
+                    record_steps=True,
                     batch_step_time=step_time) for s in seeds}
 
     per_seed = []
     for s in seeds:
         b, f, sm = batch[s], fixed[s], small[s]
         epochs_b = epoch_batches(b)
-        examples_b = sum(bs * n for _, bs, n in epochs_b)
-        recorded = sum(r.get("batch_size", 0) for r in b.get("steps", []))
+        # Each step's batch as logged (with batch_decision_steps it changes within epochs).
+        step_batch = [int(r["batch_size"]) for r in b["steps"]]
+        examples_b = recorded = sum(step_batch)
 
-        def batch_of_step(k, epochs_b=epochs_b):
-            for first, bs, n in epochs_b:
-                if first <= k < first + n:
-                    return bs
-            return epochs_b[-1][1]
+        def batch_of_step(k, step_batch=step_batch):
+            return step_batch[min(k, len(step_batch) - 1)]
 
         b_steps = steps_to_target(*curve(b), target)
         f_steps = steps_to_target(*curve(f), target)
@@ -633,7 +639,7 @@ def main_batch(args):
                     "tuned fixed batch max_batch's; (b) final test accuracy within the small "
                     "batch's seed spread",
         "max_batch": args.max_batch, "base_batch": BASE_BATCH, "seeds": seeds,
-        "step_times": args.step_times,
+        "step_times": args.step_times, "decision_steps": args.decision_steps,
         "target_val_accuracy": target, "max_ratio": args.max_ratio,
         "tuned_fixed": {"batch": args.max_batch, "lr": lr, "epochs": epochs},
         "per_seed": per_seed,
