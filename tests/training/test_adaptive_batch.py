@@ -15,6 +15,10 @@ With the same time for every batch (`CONSTANT`) the decisions follow by hand fro
 - epoch 3: 16 and 32 are timed alike, the fitted time is flat, and goodput
   `B / t * (B_n + 16) / (B_n + B)` increases with `B`: 64, the largest;
 - then 64 again.
+
+With `batch_decision_steps=2` (`INTERVAL`) a decision is also due 2 steps into a segment while
+a whole batch of the epoch is left, among the candidates no larger than the examples left
+(`test_the_batch_changes_within_epochs_every_two_steps` derives the layout step by step).
 """
 
 import hashlib
@@ -30,7 +34,7 @@ from tests.training.test_noise_statistics import tiny
 from tests.training.test_trainer import _weights
 from tfgap import data
 from tfgap.adaptive import adascale_gain
-from tfgap.training import ConfigError, TrainConfig, plan_steps, rundir, train
+from tfgap.training import ConfigError, TrainConfig, inputs, plan_steps, rundir, train
 from tfgap.training.batch_control import BatchControl
 from tfgap.training.config import settings
 
@@ -63,24 +67,49 @@ class ExampleLog:
             ds = build_dataset(name, split, *args, **kwargs)
             if split != "train" or not kwargs.get("training"):
                 return ds
-            seen = self.seen.setdefault(kwargs["seed"], [])
-
-            def note(x):
-                seen.extend(digest(row) for row in x.numpy())
-                return x
-
-            def fn(x, y):
-                out = tf.py_function(note, [x], tf.float32)
-                out.set_shape(x.shape)
-                return out, y
-
-            return ds.map(fn)
+            return self.noted(ds, kwargs["seed"])
 
         return wrapped
+
+    def wrap_part(self, part):
+        """`TrainInput._part`, its batches (what the steps read, after skip and rebatch) noted
+        under their epoch."""
+
+        def wrapped(train_input, context, epoch, skip, replicas_here):
+            return self.noted(part(train_input, context, epoch, skip, replicas_here), epoch)
+
+        return wrapped
+
+    def noted(self, ds, key):
+        seen = self.seen.setdefault(key, [])
+
+        def note(x):
+            seen.extend(digest(row) for row in x.numpy())
+            return x
+
+        def fn(x, y):
+            out = tf.py_function(note, [x], tf.float32)
+            out.set_shape(x.shape)
+            return out, y
+
+        return ds.map(fn)
 
 
 def digest(row):
     return hashlib.sha1(np.ascontiguousarray(row, np.float32).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def interval(tmp_path_factory):
+    """The uninterrupted run with a decision every 2 steps at `CONSTANT` step times, with the
+    examples each epoch's steps read (noted per epoch) and every step's logs."""
+    log, steps = ExampleLog(), StepLogs()
+    config = batch_run(tmp_path_factory.mktemp("interval"), batch_decision_steps=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs.TrainInput, "_part", log.wrap_part(inputs.TrainInput._part))
+        result = train(config, batch_step_time=pinned(CONSTANT), callbacks=[steps])
+    log.steps = steps.logs
+    return config, result, log
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +292,77 @@ def test_mirrored_decides_as_one_device_and_a_costly_batch_is_left(tmp_path, two
     batches = [e["batch_size"] for e in costly["history"]]
     assert batches[:2] == [16, 32] and set(batches[2:]) == {16}
     assert not math.isnan(costly["history"][0]["b_simple"])
+
+
+# -- batch_decision_steps: decisions within epochs ---------------------------------------------
+
+# The layout of the `interval` run, derived by hand (128 examples, b0 = 16, CONSTANT times; a
+# batch is measured after 3 steps; `[first step, batch, epoch, offset]`):
+#   step 2: 16 has 2 timings, no batch is measured: the smallest, 16 ("no_timings");
+#   step 4: 16 alone measured, so an untimed batch is predicted with no speed-up; the noise
+#       scale is not measured yet at this step (its estimate is not positive: asserted below),
+#       so E(B) = 16 / B and 32 could at best tie with 16: stay at 16 ("goodput");
+#   step 6: the same with B_noise > 0: 32 could win, explored; 128 - 96 = 32 examples left
+#       (32 fits): 1 step at 32, then fewer than 32 are left: epoch 0 ends at step 7;
+#   step 7: epoch 1; 32 has 1 timing (unmeasured): explored again, 2 steps;
+#   step 9: 16 and 32 timed alike, the fitted time is flat: goodput grows with B: 64 (the 64
+#       examples left allow it), 1 step, the epoch's end;
+#   step 10, 12: each later epoch is 2 steps at 64 (a decision 2 steps in is the epoch's end).
+INTERVAL_SEGMENTS = [[0, 16, 0, 0], [2, 16, 0, 32], [4, 16, 0, 64], [6, 32, 0, 96],
+                     [7, 32, 1, 0], [9, 64, 1, 64], [10, 64, 2, 0], [12, 64, 3, 0]]
+INTERVAL_REASONS = ["no_timings", "goodput", "explore", "explore", "goodput", "goodput",
+                    "goodput"]
+
+
+def test_the_batch_changes_within_epochs_every_two_steps(interval):
+    _, result, log = interval
+    control = result["batch_control"]
+    decisions = control["decisions"]
+    # The noise scale each decision saw, as the derivation above takes it.
+    assert decisions[1]["b_noise"] is None and all(d["b_noise"] > 0 for d in decisions[2:])
+    segments = control["segments"]
+    assert segments == INTERVAL_SEGMENTS[:len(segments)] + [
+        [10 + 2 * i, 64, 2 + i, 0] for i in range(len(segments) - len(INTERVAL_SEGMENTS))]
+    assert control["decision_steps"] == 2
+    assert [d["reason"] for d in decisions] == INTERVAL_REASONS[:len(decisions)] + [
+        "goodput"] * (len(decisions) - len(INTERVAL_REASONS))
+    assert [[d["step"], d["batch"], d["epoch"], d["segment"]] for d in decisions] == [
+        [first, batch, epoch, index] for index, (first, batch, epoch, _) in
+        enumerate(segments) if index]
+    assert control["epochs"] == [[0, 16], [7, 32], [10, 64], [12, 64]][:len(control["epochs"])]
+    # The epochs end where fewer than the batch in force are left (every example read here);
+    # the run where the progress reaches T0 = 24 (within the fourth epoch).
+    history = result["history"]
+    assert [entry["step"] for entry in history[:-1]] == [7, 10, 12]
+    assert [entry["epochs_completed"] for entry in history[:-1]] == [1.0, 2.0, 3.0]
+    assert history[-2]["progress"] < 24 <= history[-1]["progress"]
+    assert result["global_step"] == history[-1]["step"] == 13
+    assert result["epochs_completed"] == 3.5  # 1 step of the 2 at 64
+    # Every step logs the batch of its segment; each segment's first gain is AdaScale's for
+    # its batch from the noise scale of its decision.
+    ends = [first for first, *_ in segments[1:]] + [result["global_step"]]
+    assert [s["batch_size"] for s in log.steps] == [
+        batch for (first, batch, *_), end in zip(segments, ends) for _ in range(first, end)]
+    for decision in decisions[2:]:
+        first = log.steps[decision["step"]]
+        assert first["gain"] == pytest.approx(
+            adascale_gain(decision["b_noise"], 16, decision["batch"]), rel=1e-12)
+
+
+def test_every_example_is_read_once_per_epoch_across_changes_within_it(interval):
+    config, result, log = interval
+    segments = result["batch_control"]["segments"]
+    for epoch in range(len(result["history"]) - 1):  # the whole epochs (the last was cut)
+        # The epoch's permutation, built here at b0 from the data library.
+        permutation = [digest(row) for x, _ in data.build_dataset(
+            "mnist", "train", batch_size=16, training=True,
+            seed=inputs.epoch_seed(config.seed, epoch), repeat=True, drop_remainder=True,
+            **inputs.data_kwargs(config)).take(NUM_TRAIN // 16) for row in x.numpy()]
+        assert len(set(permutation)) == NUM_TRAIN
+        seen = log.seen[epoch]
+        read = sum(batch * (end - first) for (first, batch, e, _), end in zip(
+            segments, [s[0] for s in segments[1:]]) if e == epoch)
+        last_batch = [batch for _, batch, e, _ in segments if e == epoch][-1]
+        assert len(seen) == len(set(seen)) == read, epoch  # no example twice
+        assert seen == permutation[:read], epoch  # in the permutation's order, none skipped
+        assert NUM_TRAIN - read < last_batch  # only a tail smaller than the batch is left
