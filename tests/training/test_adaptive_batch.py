@@ -22,6 +22,7 @@ a whole batch of the epoch is left, among the candidates no larger than the exam
 """
 
 import hashlib
+import json
 import itertools
 import math
 
@@ -366,3 +367,98 @@ def test_every_example_is_read_once_per_epoch_across_changes_within_it(interval)
         assert len(seen) == len(set(seen)) == read, epoch  # no example twice
         assert seen == permutation[:read], epoch  # in the permutation's order, none skipped
         assert NUM_TRAIN - read < last_batch  # only a tail smaller than the batch is left
+
+
+def test_crashes_within_segments_then_resumes_give_the_uninterrupted_run(tmp_path, interval):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def __init__(self, step):
+            super().__init__()
+            self.step, self.steps = step, []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps.append(logs["step"])
+            if logs["step"] == self.step:
+                raise KeyboardInterrupt
+
+    config, result, _ = interval
+    crashed = config.replace(model_dir=str(tmp_path / "crashed"), checkpoint_every_steps=4,
+                             checkpoint_every_seconds=1e6)
+    # Checkpoints at steps 4 (the end of the segment [2, 16, 0, 32]: the decision at 4 is not
+    # made yet) and 8 (within [7, 32, 1, 0], at example 32 of epoch 1).
+    for crash, resumed_from in ((5, 0), (9, 4)):
+        callback = Crash(crash)
+        with pytest.raises(KeyboardInterrupt):
+            train(crashed, callbacks=[callback], batch_step_time=pinned(CONSTANT))
+        assert callback.steps == list(range(resumed_from + 1, crash + 1))
+    resumed = train(crashed, batch_step_time=pinned(CONSTANT))
+    assert resumed["resumed_from_step"] == 8
+    assert [without_seconds(e) for e in resumed["history"]] == [
+        without_seconds(e) for e in result["history"]]
+    assert resumed["batch_control"] == result["batch_control"]
+    a, b = _weights(crashed.model_dir), _weights(config.model_dir)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    with pytest.raises(ConfigError, match=r"batch_decision_steps: 2 -> 4"):
+        train(crashed.replace(batch_decision_steps=4))
+
+
+def test_a_decision_within_an_epoch_fits_the_examples_left(tmp_path):
+    # Segments of 5 steps at 16: the decision at step 5 has 128 - 80 = 48 examples left. 16 and
+    # 32 timed alike (a flat fit) and B_noise > 0: goodput grows with B, 64 the best of all;
+    # 48 of those that fit. One step at 48 reads the epoch's last 48; epoch 1 starts at 64.
+    config = batch_run(tmp_path, batch_decision_steps=5)
+    control = BatchControl(config, plan_steps(config, num_train_examples=NUM_TRAIN),
+                           num_replicas=1)
+    for batch in (32, 16):
+        control.record(batch, seconds=0.03, num_steps=3)
+    assert control.segment_end(0) == 5 and control.epoch_of(5) == (0, 5)
+    assert control.steps_in_epoch(0) == 8  # if 16 stays
+    assert control.begin(3, b_noise=100.0) == 16 and len(control.segments) == 1  # not due
+    with pytest.raises(ValueError, match="step up to 5.*step=6"):
+        control.begin(6, b_noise=100.0)
+    assert control.begin(5, b_noise=100.0) == 48
+    decision = control.controller.log[-1]
+    assert [row["batch"] for row in decision["candidates"]] == [16, 32, 48]
+    assert (decision["epoch"], decision["segment"], decision["best"]) == (0, 1, 48)
+    assert control.segments == [[0, 16, 0, 0], [5, 48, 0, 80]]
+    assert control.read_position(5) == (48, 80, 1) and control.segment_end(5) == 6
+    assert control.steps_in_epoch(0) == 6 and control.epoch_of(6) == (1, 0)
+    assert control.epochs_completed(5) == 80 / 128 and control.epochs_completed(6) == 1.0
+    assert control.begin(6, b_noise=100.0) == 64  # an epoch start: every candidate fits
+    assert control.epochs == [[0, 16], [6, 64]] and control.batch_of(0) == 16
+    # The checkpoint's state, and one written before segments ({"epochs": ...}).
+    control.stash()
+    other = BatchControl(config, plan_steps(config, num_train_examples=NUM_TRAIN),
+                         num_replicas=1)
+    other.variable.assign(control.variable)
+    other.unstash(7)
+    assert other.segments == control.segments and other.summary() == control.summary()
+    state = json.loads(control.variable.numpy())
+    other.variable.assign(json.dumps({"epochs": [[0, 16], [8, 32]],
+                                      "controller": state["controller"]}))
+    other.unstash(9)
+    assert other.segments == [[0, 16, 0, 0], [8, 32, 1, 0]]
+
+
+def test_the_decision_interval_is_validated_naming_what_was_received(tmp_path):
+    declared = settings()["batch_decision_steps"]
+    assert declared.default == 0 and declared.cli and not declared.may_change_on_resume
+    assert batch_run(tmp_path, batch_decision_steps=3).batch_decision_steps == 3
+    cases = [
+        (dict(batch_decision_steps=-1), r"batch_decision_steps.*>= 0.*-1"),
+        (dict(adaptive="lr", max_batch_size=0, batch_decision_steps=2),
+         r"Expected batch_decision_steps=0 unless adaptive='batch'.*adaptive='lr', "
+         r"batch_decision_steps=2"),
+        (dict(batch_decision_steps=6, steps_per_execution=4),
+         r"multiple of steps_per_execution.*batch_decision_steps=6, steps_per_execution=4"),
+    ]
+    for changes, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            batch_run(tmp_path, **changes)
+    assert batch_run(tmp_path, batch_decision_steps=8, steps_per_execution=4)
+    started = batch_run(tmp_path).to_dict()
+    assert rundir.differences(started, batch_run(tmp_path, batch_decision_steps=2)) == {
+        "batch_decision_steps": (0, 2)}
