@@ -462,3 +462,25 @@ def test_the_decision_interval_is_validated_naming_what_was_received(tmp_path):
     started = batch_run(tmp_path).to_dict()
     assert rundir.differences(started, batch_run(tmp_path, batch_decision_steps=2)) == {
         "batch_decision_steps": (0, 2)}
+
+
+def test_two_replicas_read_each_example_once_per_epoch_across_changes(tmp_path, two_cpus):
+    # One input pipeline, 2 replicas: a step takes 2 consecutive per-replica batches of it, so
+    # the pipeline's batches of 8 (b0 / 2), joined into B / 2, are read in its order.
+    log = ExampleLog()
+    config = batch_run(tmp_path, strategy="mirrored", batch_decision_steps=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs.TrainInput, "_part", log.wrap_part(inputs.TrainInput._part))
+        result = train(config, strategy=two_cpus, batch_step_time=pinned(CONSTANT))
+    segments = result["batch_control"]["segments"]
+    assert any(offset and batch > 16 for _, batch, _, offset in segments)  # changes within
+    ends = [s[0] for s in segments[1:]]
+    for epoch in range(len(result["history"]) - 1):
+        permutation = [digest(row) for x, _ in data.build_dataset(
+            "mnist", "train", batch_size=8, training=True,
+            seed=inputs.epoch_seed(config.seed, epoch), repeat=True, drop_remainder=True,
+            **inputs.data_kwargs(config)).take(NUM_TRAIN // 8) for row in x.numpy()]
+        read = sum(batch * (end - first) for (first, batch, e, _), end in zip(segments, ends)
+                   if e == epoch)
+        assert log.seen[epoch] == permutation[:read] and len(set(permutation[:read])) == read
+        assert NUM_TRAIN - read < [b for _, b, e, _ in segments if e == epoch][-1]
