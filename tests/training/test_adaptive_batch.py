@@ -439,8 +439,29 @@ def test_a_decision_within_an_epoch_fits_the_examples_left(tmp_path):
     state = json.loads(control.variable.numpy())
     other.variable.assign(json.dumps({"epochs": [[0, 16], [8, 32]],
                                       "controller": state["controller"]}))
-    other.unstash(9)
+    other.unstash(8)  # at an epoch's start (a checkpoint before segments read with 0)
     assert other.segments == [[0, 16, 0, 0], [8, 32, 1, 0]]
+    # Within an epoch the two ways of reading it cannot take over from each other (with
+    # resume_with_changes); at an epoch's end they can, and another interval within an epoch.
+    every_epoch = BatchControl(config.replace(batch_decision_steps=0),
+                               plan_steps(config, num_train_examples=NUM_TRAIN), num_replicas=1)
+    every_epoch.variable.assign(control.variable)
+    with pytest.raises(ConfigError, match=r"steps > 0 .*step 7, within epoch 1, .*batch_decision_steps=5.*"
+                                          r"Received: batch_decision_steps=0"):
+        every_epoch.unstash(7)
+    every_epoch.unstash(6)
+    assert every_epoch.segments == control.segments
+    every_epoch.variable.assign(json.dumps({"segments": [[0, 16, 0, 0]],
+                                            "controller": state["controller"]}))
+    with pytest.raises(ConfigError, match=r"batch_decision_steps=0 .* step 3, within epoch 0"):
+        control.variable.assign(every_epoch.variable)
+        control.unstash(3)
+    for steps in (2, 5):
+        other = BatchControl(config.replace(batch_decision_steps=steps),
+                             plan_steps(config, num_train_examples=NUM_TRAIN), num_replicas=1)
+        other.variable.assign(json.dumps({"segments": [[0, 16, 0, 0]], "decision_steps": 5,
+                                          "controller": state["controller"]}))
+        other.unstash(3)
 
 
 def test_the_decision_interval_is_validated_naming_what_was_received(tmp_path):

@@ -338,6 +338,7 @@ class BatchControl:
     def stash(self):
         """Copies the state into `variable` (call it before a checkpoint is written)."""
         self.variable.assign(json.dumps({"segments": self.segments,
+                                         "decision_steps": self.decision_steps,
                                          "controller": self.controller.state()}))
 
     def unstash(self, step):
@@ -346,7 +347,10 @@ class BatchControl:
         Raises:
             ConfigError: a checkpoint at a step > 0 without a batch controller's
                 state (a run started with another `adaptive`), or whose
-                controller has other candidates.
+                controller has other candidates; one within an epoch read
+                with `batch_decision_steps` 0 resumed with a positive one, or
+                the reverse (the two read an epoch in different orders; a
+                change at an epoch's end is fine, with `resume_with_changes`).
         """
         text = self.variable.numpy().decode()
         if not text:
@@ -369,6 +373,15 @@ class BatchControl:
         else:  # a checkpoint from before segments: one per epoch
             self.segments = [[int(first), int(batch), epoch, 0]
                              for epoch, (first, batch) in enumerate(state["epochs"])]
+        saved = int(state.get("decision_steps", 0))
+        if bool(saved) != bool(self.decision_steps) and self.epoch_of(step)[1]:
+            raise ConfigError(
+                f"Expected batch_decision_steps{' > 0' if saved else '=0'} to resume the "
+                f"checkpoint at step {step}, within epoch {self.epoch_of(step)[0]}, which was "
+                f"read with batch_decision_steps={saved} (with 0 an epoch is read at its batch, "
+                "else at base_batch_size from an example offset: the rest of the epoch would "
+                "not be the same examples). Resume from a checkpoint at an epoch's end, or keep "
+                f"it. Received: batch_decision_steps={self.decision_steps}")
 
     def values(self):
         """`{"batch_size"}`: the logs' entry."""
