@@ -22,8 +22,8 @@ a whole batch of the epoch is left, among the candidates no larger than the exam
 """
 
 import hashlib
-import json
 import itertools
+import json
 import math
 
 import numpy as np
@@ -471,8 +471,8 @@ def test_the_decision_interval_is_validated_naming_what_was_received(tmp_path):
     cases = [
         (dict(batch_decision_steps=-1), r"batch_decision_steps.*>= 0.*-1"),
         (dict(adaptive="lr", max_batch_size=0, batch_decision_steps=2),
-         r"Expected batch_decision_steps=0 unless adaptive='batch'.*adaptive='lr', "
-         r"batch_decision_steps=2"),
+         (r"Expected batch_decision_steps=0 unless adaptive='batch'.*adaptive='lr', "
+          r"batch_decision_steps=2")),
         (dict(batch_decision_steps=6, steps_per_execution=4),
          r"multiple of steps_per_execution.*batch_decision_steps=6, steps_per_execution=4"),
     ]

@@ -552,8 +552,8 @@ class TrainConfig:
         if self.batch_decision_steps % (self.steps_per_execution or 1):
             raise ConfigError(
                 "Expected batch_decision_steps to be a multiple of steps_per_execution (the "
-                "batch changes between calls of the step function, and the calls of a "
-                "segment are whole ones). Received: "
+                "batch changes only between calls of the step function: an interval of whole "
+                "calls). Received: "
                 f"batch_decision_steps={self.batch_decision_steps}, "
                 f"steps_per_execution={self.steps_per_execution}")
         if self.adaptive == "off":
