@@ -106,7 +106,10 @@ CONTEXT = {"lr_decay": _POLYNOMIAL, "lr_decay_power": ["--lr_decay=polynomial", 
            "adaptive": ["--lr_scaling=none"],  # AdaScale's gain replaces the scaling
            # the batch controller's largest batch: a multiple of the base batch, >= batch_size
            "max_batch_size": ["--adaptive=batch", "--lr_scaling=none", "--batch_size=1",
-                              "--base_batch_size=1"]}
+                              "--base_batch_size=1"],
+           # the batch controller's decision interval: only with adaptive='batch'
+           "batch_decision_steps": ["--adaptive=batch", "--lr_scaling=none", "--batch_size=1",
+                                    "--base_batch_size=1"]}
 
 
 @pytest.mark.parametrize("name", [n for n in CLI if n not in DIRS])

@@ -590,13 +590,17 @@ class BatchSizeController:
         """
         return self.throughput_model.record(batch, seconds)
 
-    def decide(self, step, b_noise):
+    def decide(self, step, b_noise, largest=None):
         """Chooses the batch to train at from now on, and logs why.
 
         Args:
             step: the global step of the decision (an integer >= 0; logged).
             b_noise: the gradient noise scale measured so far, or `None` /
                 `nan` (not measured; see `statistical_efficiency`).
+            largest: the largest batch allowed at this decision (e.g. the
+                examples left in an epoch), or `None`: every candidate. The
+                candidates above it are neither chosen nor explored; at
+                least the smallest candidate must fit.
 
         Returns:
             The chosen batch (an int), also `self.batch`. `self.log[-1]` is
@@ -606,15 +610,19 @@ class BatchSizeController:
             been timed yet) added.
         """
         step = _validation.integer("step", step, minimum=0)
-        best, record = choose_batch(self.candidates, self.small_batch, b_noise,
+        candidates = self.candidates
+        if largest is not None:
+            largest = _validation.integer("largest", largest, minimum=self.candidates[0])
+            candidates = tuple(batch for batch in candidates if batch <= largest)
+        best, record = choose_batch(candidates, self.small_batch, b_noise,
                                     self.throughput_model, tie_tolerance=self.tie_tolerance)
         rows = {row["batch"]: row for row in record["candidates"]}
         chosen, reason = best, "goodput"
         if rows[best]["goodput"] is None:
             reason = "no_timings"
         elif self.explore and rows[best]["measured"]:
-            index = self.candidates.index(best)
-            larger = self.candidates[index + 1] if index + 1 < len(self.candidates) else None
+            index = candidates.index(best)
+            larger = candidates[index + 1] if index + 1 < len(candidates) else None
             if larger is not None and not rows[larger]["measured"]:
                 # Its goodput at best's step time: the most a larger batch can gain.
                 optimistic = larger / rows[best]["step_time"] * rows[larger]["efficiency"]

@@ -38,7 +38,8 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 LR_SCALINGS = SCALING_RULES
 OPTIMIZERS = ("sgd", "lars")
 # `adaptive`: "off"; "lr" (AdaScale's learning-rate gain); "batch" (the gain, and the global
-# batch chosen by goodput at each epoch start, up to `max_batch_size`).
+# batch chosen by goodput at each epoch start, and every `batch_decision_steps` steps, up to
+# `max_batch_size`).
 ADAPTIVE = ("off", "lr", "batch")
 
 # `LargeBatchSchedule`'s decay arguments -> the settings that give them.
@@ -476,7 +477,7 @@ class TrainConfig:
         "base regime's steps. Needs lr_scaling='none' and regime_adaptation=false (the gain "
         "replaces both). The gain is updated every `steps_per_execution` steps (every step "
         "with 0). 'batch': the same gain and progress, and at each epoch start (from the "
-        "second) the global batch is chosen among the multiples of `base_batch_size` up to "
+        "second; and within epochs every `batch_decision_steps` steps) the global batch is chosen among the multiples of `base_batch_size` up to "
         "`max_batch_size` that maximizes goodput, measured throughput times the statistical "
         "efficiency (B_simple + base_batch_size) / (B_simple + B) (Pollux, Qiao et al. 2021, "
         "arXiv 2008.12260); the run starts at `batch_size`.", "regime", "str", default="off",
@@ -486,6 +487,13 @@ class TrainConfig:
         "of `base_batch_size` and >= `batch_size`; 0 = `batch_size` (the batch may only "
         "shrink). Must be 0 with any other `adaptive`.", "regime", "int", default=0,
         minimum=0)
+    batch_decision_steps: int = setting(
+        "With adaptive='batch': the decision interval. 0 = the batch is chosen at epoch starts "
+        "only; N > 0 = also within an epoch, after every N steps since the last decision (a "
+        "multiple of `steps_per_execution` when that is set): the epoch goes on through the "
+        "same permutation of the training examples at the new batch, never larger than the "
+        "examples left, and ends when fewer than the current batch remain. Must be 0 with any "
+        "other `adaptive`.", "regime", "int", default=0, minimum=0)
     noise_statistics_decay: float = setting(
         "Decay of the moving averages of noise_statistics (bias-corrected; 0.99 averages about "
         "the last 200 steps).", "output", "float", default=0.99, minimum=0.0, below=1.0)
@@ -536,6 +544,18 @@ class TrainConfig:
                 "Expected max_batch_size=0 unless adaptive='batch' (only the batch controller "
                 f"reads it). Received: adaptive={self.adaptive!r}, "
                 f"max_batch_size={self.max_batch_size}")
+        if self.batch_decision_steps and self.adaptive != "batch":
+            raise ConfigError(
+                "Expected batch_decision_steps=0 unless adaptive='batch' (only the batch "
+                f"controller reads it). Received: adaptive={self.adaptive!r}, "
+                f"batch_decision_steps={self.batch_decision_steps}")
+        if self.batch_decision_steps % (self.steps_per_execution or 1):
+            raise ConfigError(
+                "Expected batch_decision_steps to be a multiple of steps_per_execution (the "
+                "batch changes only between calls of the step function: an interval of whole "
+                "calls). Received: "
+                f"batch_decision_steps={self.batch_decision_steps}, "
+                f"steps_per_execution={self.steps_per_execution}")
         if self.adaptive == "off":
             return
         if self.lr_scaling != "none":

@@ -90,7 +90,11 @@ class TrainInput:
     With a `batch_control` (`adaptive="batch"`) each epoch is read at its own
     global batch, decided as it starts (`W` = 1): the first
     `batch_control.steps_in_epoch(e)` batches of that pipeline, so no
-    example is read twice in an epoch.
+    example is read twice in an epoch. With `batch_decision_steps` the batch
+    may change within an epoch: an iterator then serves one batch segment
+    (`iterator` at each segment's start), read from the epoch's pipeline at
+    the per-replica batch of `base_batch_size` from the example offset
+    reached, its small batches joined into the segment's (`Dataset.rebatch`).
     """
 
     def __init__(self, config, strategy, plan, per_replica_batch,
@@ -105,7 +109,8 @@ class TrainInput:
         self._next_epoch = self._window_end = None
 
     def iterator(self, epoch, skip_steps):
-        """The iterator positioned at step `skip_steps` of epoch `epoch`."""
+        """The iterator positioned at step `skip_steps` of epoch `epoch` (to the epoch's end, or
+        with `batch_decision_steps` to the end of the segment holding that step)."""
         if (self._iterator is None or skip_steps or epoch != self._next_epoch
                 or epoch >= self._window_end):
             end = min(self.plan.num_epochs, epoch + self.window_epochs)
@@ -116,29 +121,56 @@ class TrainInput:
         return self._iterator
 
     def _dataset(self, start, end, skip_steps):
-        config, layout, control = self.config, self.layout, self.batch_control
-
         def dataset_fn(context):
             replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
             ds = None
             for epoch in range(start, end):
-                per_replica = (self.per_replica_batch if control is None else
-                               control.batch_of(epoch) // context.num_replicas_in_sync)
-                part = data.build_dataset(
-                    config.dataset, "train", batch_size=per_replica, training=True,
-                    seed=epoch_seed(config.seed, epoch), input_context=context,
-                    drop_remainder=True, repeat=True, **data_kwargs(config),
-                )
-                skip = skip_steps if epoch == start else 0
-                if skip:
-                    part = part.skip(skip * replicas_here)
-                part = part.take((layout.steps_in_epoch(epoch) - skip) * replicas_here)
+                part = self._part(context, epoch, skip_steps if epoch == start else 0,
+                                  replicas_here)
                 ds = part if ds is None else ds.concatenate(part)
             if end - start > 1:
                 ds = ds.prefetch(2)  # starts the next epoch's pipeline ahead of time
             return ds
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _part(self, context, epoch, skip, replicas_here):
+        """One input pipeline's batches of epoch `epoch` from its step `skip`: to the epoch's
+        end, or (`batch_decision_steps`) to the end of the batch segment holding that step.
+
+        A global step takes `replicas_here` consecutive per-replica batches of a pipeline.
+        With `batch_decision_steps` the epoch's pipeline is built at the per-replica batch of
+        `base_batch_size` (its order does not depend on the batch then), the examples the
+        epoch read before the step are skipped in those small batches (the offset is a
+        multiple of `base_batch_size`, as every candidate is), and consecutive ones are
+        joined into the segment's per-replica batch.
+        """
+        control, replicas = self.batch_control, context.num_replicas_in_sync
+        if control is None or not control.decision_steps:
+            per_replica = (self.per_replica_batch if control is None else
+                           control.batch_of(epoch) // replicas)
+            part = self._pipeline(context, epoch, per_replica)
+            if skip:
+                part = part.skip(skip * replicas_here)
+            return part.take((self.layout.steps_in_epoch(epoch) - skip) * replicas_here)
+        base = self.config.base_batch_size
+        batch, offset, steps = control.read_position(control.first_step(epoch) + skip)
+        part = self._pipeline(context, epoch, base // replicas)
+        if offset:
+            part = part.skip(offset // base * replicas_here)
+        if batch != base:
+            part = part.rebatch(batch // replicas, drop_remainder=True)
+        return part.take(steps * replicas_here)
+
+    def _pipeline(self, context, epoch, per_replica):
+        """Epoch `epoch`'s training pipeline (seeded by `(seed, epoch)`, repeated) for one
+        input pipeline, in per-replica batches of `per_replica`."""
+        config = self.config
+        return data.build_dataset(
+            config.dataset, "train", batch_size=per_replica, training=True,
+            seed=epoch_seed(config.seed, epoch), input_context=context,
+            drop_remainder=True, repeat=True, **data_kwargs(config),
+        )
 
 
 def eval_dataset(config, strategy, split, num_examples, static_shapes):

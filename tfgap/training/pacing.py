@@ -1,7 +1,8 @@
 """How many optimizer steps each call of the step function runs, and the measured throughput.
 
 Several steps run per `tf.function` call (one host sync per call). A call
-never crosses a step the host must see: the end of an epoch, a
+never crosses a step the host must see: the end of an epoch (or of a batch
+segment of `adaptive="batch"`, where the next batch is decided), a
 `checkpoint_every_steps` step, a step where the weight distance is recorded,
 or (with `adaptive="lr"`) a step where the AdaScale gain is set.
 Within those bounds the number is fixed (`steps_per_execution`, and 1 under
@@ -52,7 +53,10 @@ class StepPacer:
         self.last_seconds = None
 
     def call_end(self, step, epoch_end):
-        """Where the call that starts after `step` stops: never past a step the host must see."""
+        """Where the call that starts after `step` stops: never past a step the host must see.
+
+        `epoch_end`: the end of the epoch, or of the batch segment, in progress.
+        """
         end = min(epoch_end, step + (self.fixed_steps or self.auto_steps),
                   self.record_due.next_after(step))
         for every in (self.checkpoint_every_steps, self.gain_every_steps):

@@ -115,7 +115,8 @@ def plan_steps(config, *, num_train_examples):
         # The base regime's plan (batch base_batch_size, no adaptation): its length T0 is the
         # run's end in progress, and the most steps it can take at batch_size (gain >= 1).
         base = plan_steps(config.replace(adaptive="off", batch_size=config.base_batch_size,
-                                         ghost_batch_size=0, max_batch_size=0),
+                                         ghost_batch_size=0, max_batch_size=0,
+                                         batch_decision_steps=0),
                           num_train_examples=num_train_examples)
         steps_per_epoch = _steps_per_epoch(config, num_train_examples)
         fewest = _steps_per_epoch(config, num_train_examples, config.largest_batch_size)

@@ -62,7 +62,10 @@ class ProgressLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.verbose:
             return
+        # Known at its end: a batch chosen within the epoch (`batch_decision_steps`) changes it.
+        self._steps = self.layout.steps_in_epoch(epoch)
         if self._bar is not None:
+            self._bar.target = self._steps
             self._bar.update(self._steps, finalize=True)
             self._bar = None
         keys = [k for k in _ORDER if k in logs] + [

@@ -39,8 +39,11 @@ class TrainResult(collections.abc.Mapping):
             base regime's length) and the last gain; `None` otherwise. The
             same with `adaptive="batch"`.
         batch_control: with `adaptive="batch"`, `{"batch_size", "candidates",
-            "epochs", "decisions"}`: the last batch, the candidate batches,
-            `[first step, batch]` of each epoch, and each decision (`epoch`,
+            "decision_steps", "epochs", "segments", "decisions"}`: the last
+            batch, the candidate batches, `batch_decision_steps`, `[first step,
+            batch]` of each epoch, `[first step, batch, epoch, offset]` of each
+            segment (the steps between two decisions; `offset`: the examples of
+            its epoch read before it), and each decision (`epoch`, `segment`,
             `step`, `batch`, `previous`, `best`, `reason`, `b_noise`; see
             `tfgap.adaptive.goodput.BatchSizeController.decide`); `None` otherwise.
         model: the trained `keras.Model` (the trainer's own object).

@@ -98,7 +98,9 @@ def train(config, *, strategy=None, callbacks=(), stream=None, batch_step_time=N
     the measured noise scale, and the run ends when the progress reaches the
     base regime's steps (`tfgap.training.adascale`). With
     `config.adaptive="batch"` the same, and each epoch after the first runs at
-    the global batch of the best goodput (`tfgap.training.batch_control`).
+    the global batch of the best goodput (`tfgap.training.batch_control`),
+    decided again every `config.batch_decision_steps` steps within an epoch
+    when that is set.
 
     Several runs can share one Python process (the tuner and the study do
     this): each run clears the Keras session, reseeds, restores the global
@@ -300,7 +302,7 @@ def _train_epochs(run):
             break  # resumed from the checkpoint at the end of an AdaScale run
         skip_now = skip if epoch == start_epoch else 0
         if state.batch is not None:
-            _begin_batch_epoch(run, epoch)
+            _follow_batch(run)
         if skip_now >= run.layout.steps_in_epoch(epoch):
             continue
         if not skip_now:
@@ -324,28 +326,43 @@ def _train_epochs(run):
         run.saver.point(state.step, epoch_end=True)
 
 
-def _begin_batch_epoch(run, epoch):
-    """`adaptive="batch"`: the batch of epoch `epoch` (decided if new); the gain and the noise
-    statistics follow it."""
+def _follow_batch(run):
+    """`adaptive="batch"`: the batch at `state.step`, decided there if a decision is due (an
+    epoch start, or with `batch_decision_steps` a point within the epoch); the gain and the
+    noise statistics follow it."""
     state = run.state
-    batch = state.batch.begin_epoch(epoch, state.step, state.noise.stats.b_simple)
+    batch = state.batch.begin(state.step, state.noise.stats.b_simple)
     state.noise.set_batches(*state.batch.noise_batches(batch))
     state.adascale.set_batch(batch)
 
 
 def _train_epoch(run, epoch, skip):
-    """Trains epoch `epoch` from its step `skip`, in calls of the step function."""
-    state, layout, control = run.state, run.layout, run.state.batch
+    """Trains epoch `epoch` from its step `skip`, segment by segment (the steps between two
+    decisions of `adaptive="batch"`; one, the whole epoch, otherwise)."""
+    state, layout = run.state, run.layout
     first = layout.first_step(epoch)
-    epoch_end = first + layout.steps_in_epoch(epoch)
-    batch = control.batch_of(epoch) if control is not None else run.config.batch_size
-    train_steps = run.steps_for(batch)
     iterator = run.train_input.iterator(epoch, skip)
     run.callbacks.on_epoch_begin(epoch)
+    while True:
+        _train_segment(run, epoch, first, iterator)
+        if not _goes_on(run, first + layout.steps_in_epoch(epoch)):
+            return
+        _follow_batch(run)  # a decision within the epoch (`batch_decision_steps`)
+        iterator = run.train_input.iterator(epoch, state.step - first)
+
+
+def _train_segment(run, epoch, first, iterator):
+    """Trains the segment holding `state.step` (of epoch `epoch`, which starts at step `first`)
+    to its end, in calls of the step function, from `iterator`."""
+    state, layout, control = run.state, run.layout, run.state.batch
+    if control is not None:
+        batch, end = control.batch_at(state.step), control.segment_end(state.step)
+    else:
+        batch, end = run.config.batch_size, first + layout.steps_in_epoch(epoch)
+    train_steps = run.steps_for(batch)
     adascale = state.adascale
-    while (state.step < epoch_end and not state.model.stop_training
-           and not _progress_reached(state)):
-        num_steps = run.pacer.call_end(state.step, epoch_end) - state.step
+    while _goes_on(run, end):
+        num_steps = run.pacer.call_end(state.step, end) - state.step
         if control is not None and control.first_call(batch):
             # It traces: a call of its own, so that its time (recorded like any call's, the
             # throughput model's median discounts it) weighs one step only.
@@ -370,10 +387,17 @@ def _train_epoch(run, epoch, skip):
             if control is not None:
                 logs.update(batch_size=batch)
             run.callbacks.on_train_batch_end(state.step - first - 1, logs)
-        # `state.step` is now the end of the call: checkpoints are at call ends.
-        if (state.step < epoch_end and not state.model.stop_training
-                and not _progress_reached(state)):
-            run.saver.point(state.step, epoch_end=False)  # at the epoch's end: after its logs
+        # `state.step` is now the end of the call: checkpoints are at call ends (at a
+        # decision point before the decision; at the epoch's end after its logs).
+        if _goes_on(run, first + layout.steps_in_epoch(epoch)):
+            run.saver.point(state.step, epoch_end=False)
+
+
+def _goes_on(run, end):
+    """Whether training goes on before step `end`: not reached, no stop asked, no end of an
+    AdaScale run."""
+    state = run.state
+    return state.step < end and not state.model.stop_training and not _progress_reached(state)
 
 
 def _progress_reached(state):
