@@ -125,17 +125,23 @@ def test_two_workers_agree_on_every_adascale_gain(tmp_path):
 
 def test_two_workers_train_at_the_chiefs_batch(tmp_path):
     # The chief's pinned times make it keep 32; the other worker's would return to 16 (the
-    # kill test below runs them). Both train at the chief's batch, in one step per step.
-    record = two_workers(tmp_path, ADAPTIVE_BATCH, options=([FAST], [SLOW]))
+    # kill test below runs them). Both train at the chief's batch, in one step per step, also
+    # after decisions within epochs (--batch_decision_steps=4: each worker's pipeline, a shard,
+    # skips its part of the examples read and rebatches).
+    record = two_workers(tmp_path, [*ADAPTIVE_BATCH, "--batch_decision_steps=4"],
+                         options=([FAST], [SLOW]))
     logs = [json.loads((tmp_path / f"logs{index}.json").read_text()) for index in range(2)]
     assert logs[0] == logs[1] and len(logs[0]) == record["global_step"]
     # The run ends when its progress (the sum of gains) reaches the base regime's 4 x 8 steps.
-    epochs = record["batch_control"]["epochs"]
-    assert epochs[:3] == [[0, 16], [8, 32], [12, 32]] and {b for _, b in epochs[1:]} == {32}
     assert record["adascale"]["progress"] >= 32 > record["global_step"]
-    reasons = [d["reason"] for d in record["batch_control"]["decisions"]]
-    assert reasons[0] == "explore" and set(reasons[1:]) == {"goodput"}
-    assert [log["batch_size"] for log in logs[0]] == [16] * 8 + [32] * (len(logs[0]) - 8)
+    control = record["batch_control"]
+    segments, decisions = control["segments"], control["decisions"]
+    assert any(offset for *_, offset in segments)  # a decision within an epoch
+    assert segments[-1][1] == 32 and {d["reason"] for d in decisions} <= {
+        "goodput", "explore", "no_timings"}
+    ends = [first for first, *_ in segments[1:]] + [record["global_step"]]
+    assert [log["batch_size"] for log in logs[0]] == [
+        batch for (first, batch, *_), end in zip(segments, ends) for _ in range(first, end)]
 
 
 def killed_resumed_and_full(tmp_path, flags, kill_at, options=()):
