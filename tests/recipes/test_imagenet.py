@@ -72,6 +72,7 @@ def test_table_2_recipe_files_exist():
     expected |= {f"alexnet_bn_b{b}_{row}" for b in (4096, 8192) for row in ROWS}
     expected |= {f"resnet50_b8192_{row}" for row in ROWS}
     expected |= {"resnet50_b2048_lars", "resnet50_b4096_lars"}
+    expected |= {"alexnet_bn_b4096_adascale", "alexnet_bn_b4096_adabatch"}
     assert names == expected
     # +RA stretches by B_L / B_S (Hoffer et al.'s regime adaptation): x32 and x64 for
     # AlexNet-BN (base 128), x32 for ResNet-50 (base 256).
