@@ -26,6 +26,7 @@ import itertools
 import json
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -231,21 +232,22 @@ def test_every_example_is_read_once_per_epoch_across_batch_changes(full):
         assert set(seen) == universe
 
 
-def test_a_crash_and_resume_gives_the_uninterrupted_history_and_weights(tmp_path, full):
-    import keras
+class Crash(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` after step `step` (a crash); keeps the steps it saw."""
 
-    class Crash(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if logs["step"] == 11:  # in the epoch at 32 (steps 9-12); the checkpoint is at 10
-                raise KeyboardInterrupt
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.steps = step, []
 
-    config, result, _ = full
-    crashed = config.replace(model_dir=str(tmp_path / "crashed"), checkpoint_every_steps=5,
-                             checkpoint_every_seconds=1e6)
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed, callbacks=[Crash()], batch_step_time=pinned(CONSTANT))
-    resumed = train(crashed, batch_step_time=pinned(CONSTANT))
-    assert resumed["resumed_from_step"] == 10
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(logs["step"])
+        if logs["step"] == self.step:
+            raise KeyboardInterrupt
+
+
+def assert_same_run(resumed, crashed, result, config):
+    """The resumed run's history (but the wall times), decisions and weights are the
+    uninterrupted one's."""
     assert [without_seconds(e) for e in resumed["history"]] == [
         without_seconds(e) for e in result["history"]]
     assert resumed["batch_control"] == result["batch_control"]
@@ -253,6 +255,17 @@ def test_a_crash_and_resume_gives_the_uninterrupted_history_and_weights(tmp_path
     assert a.keys() == b.keys() and a
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_crash_and_resume_gives_the_uninterrupted_history_and_weights(tmp_path, full):
+    config, result, _ = full
+    crashed = config.replace(model_dir=str(tmp_path / "crashed"), checkpoint_every_steps=5,
+                             checkpoint_every_seconds=1e6)
+    with pytest.raises(KeyboardInterrupt):  # in the epoch at 32 (steps 9-12); checkpoint at 10
+        train(crashed, callbacks=[Crash(11)], batch_step_time=pinned(CONSTANT))
+    resumed = train(crashed, batch_step_time=pinned(CONSTANT))
+    assert resumed["resumed_from_step"] == 10
+    assert_same_run(resumed, crashed, result, config)
     for change, name in ((dict(max_batch_size=32), "max_batch_size"),
                          (dict(steps_per_execution=2), "steps_per_execution"),
                          (dict(adaptive="lr", max_batch_size=0), "adaptive")):
@@ -370,18 +383,6 @@ def test_every_example_is_read_once_per_epoch_across_changes_within_it(interval)
 
 
 def test_crashes_within_segments_then_resumes_give_the_uninterrupted_run(tmp_path, interval):
-    import keras
-
-    class Crash(keras.callbacks.Callback):
-        def __init__(self, step):
-            super().__init__()
-            self.step, self.steps = step, []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps.append(logs["step"])
-            if logs["step"] == self.step:
-                raise KeyboardInterrupt
-
     config, result, _ = interval
     crashed = config.replace(model_dir=str(tmp_path / "crashed"), checkpoint_every_steps=4,
                              checkpoint_every_seconds=1e6)
@@ -394,13 +395,7 @@ def test_crashes_within_segments_then_resumes_give_the_uninterrupted_run(tmp_pat
         assert callback.steps == list(range(resumed_from + 1, crash + 1))
     resumed = train(crashed, batch_step_time=pinned(CONSTANT))
     assert resumed["resumed_from_step"] == 8
-    assert [without_seconds(e) for e in resumed["history"]] == [
-        without_seconds(e) for e in result["history"]]
-    assert resumed["batch_control"] == result["batch_control"]
-    a, b = _weights(crashed.model_dir), _weights(config.model_dir)
-    assert a.keys() == b.keys() and a
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same_run(resumed, crashed, result, config)
     with pytest.raises(ConfigError, match=r"batch_decision_steps: 2 -> 4"):
         train(crashed.replace(batch_decision_steps=4))
 
