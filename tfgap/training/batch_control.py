@@ -209,7 +209,12 @@ class BatchControl:
     def _epoch(self, epoch):
         """`(first step, end step, examples read)` of epoch `epoch`, its last segment's batch
         going on to the epoch's end."""
-        indices = [i for i, segment in enumerate(self.segments) if segment[2] == epoch]
+        indices = []  # from the last segment back: the trainer asks about the latest epochs
+        for index in range(len(self.segments) - 1, -1, -1):
+            if self.segments[index][2] < epoch:
+                break
+            if self.segments[index][2] == epoch:
+                indices.insert(0, index)
         if not indices:
             raise ValueError(f"Expected an epoch started so far (0 to {self.segments[-1][2]}). "
                              f"Received: epoch={epoch}")
