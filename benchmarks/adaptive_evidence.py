@@ -148,6 +148,11 @@ def parse_args(argv=None):
     parser.add_argument("--decision_steps", type=int, default=0,
                         help="--mode=batch: batch_decision_steps (0: decide at epoch starts "
                              "only; N: also every N steps within an epoch)")
+    parser.add_argument("--select_decision_steps", default="",
+                        help="--mode=batch: candidate batch_decision_steps (e.g. 0,2,4,8,16) "
+                             "run on --tuning_seed; the one with the fewest steps to the "
+                             "target (ties: the larger) replaces --decision_steps for the "
+                             "report seeds")
     parser.add_argument("--fixed_epochs", type=float, default=None,
                         help="--mode=batch: the tuned fixed length in epochs (as --fixed_lr)")
     return parser.parse_args(argv)
@@ -541,6 +546,17 @@ def examples_to_target(record, target, batch_of_step):
     return float(done + (st - whole) * batch_of_step(whole)) if st > whole else float(done)
 
 
+def batch_record(args, decision_steps, seed):
+    """The adaptive='batch' run of `seed` (cached), at --step_times, deciding every
+    `decision_steps` steps (0: at epoch starts)."""
+    flat = args.step_times == "flat"
+    suffix = ("_flat" if flat else "") + (f"_every{decision_steps}" if decision_steps else "")
+    return run(f"adabatch_max{args.max_batch}{suffix}_seed{seed}",
+               batch_settings(args.max_batch, seed, decision_steps), args.out,
+               record_steps=True,
+               batch_step_time=(lambda batch, seconds: FLAT_SECONDS) if flat else None)
+
+
 def main_batch(args):
     """`--mode=batch`: adaptive='batch' (b0 = 50 up to --max_batch) against the cached runs.
 
@@ -569,14 +585,18 @@ def main_batch(args):
     small = {s: run(f"small_b{BASE_BATCH}_seed{s}", small_settings(s), args.out) for s in seeds}
     fixed = {s: run(fixed_name(args.max_batch, lr, epochs, s),
                     fixed_settings(args.max_batch, lr, epochs, s), args.out) for s in seeds}
-    flat = args.step_times == "flat"
-    suffix = ("_flat" if flat else "") + (
-        f"_every{args.decision_steps}" if args.decision_steps else "")
-    step_time = (lambda batch, seconds: FLAT_SECONDS) if flat else None
-    batch = {s: run(f"adabatch_max{args.max_batch}{suffix}_seed{s}",
-                    batch_settings(args.max_batch, s, args.decision_steps), args.out,
-                    record_steps=True,
-                    batch_step_time=step_time) for s in seeds}
+    selection = None
+    if args.select_decision_steps:
+        tried = {}
+        for every in (int(n) for n in args.select_decision_steps.split(",")):
+            record = batch_record(args, every, args.tuning_seed)
+            tried[every] = steps_to_target(*curve(record), target)
+        args.decision_steps = min(tried, key=lambda every: (tried[every], -every))
+        selection = {"seed": args.tuning_seed, "steps_to_target": tried,
+                     "chosen": args.decision_steps}
+        print(f"decision_steps on seed {args.tuning_seed}: {tried} -> {args.decision_steps}",
+              file=sys.stderr, flush=True)
+    batch = {s: batch_record(args, args.decision_steps, s) for s in seeds}
 
     per_seed = []
     for s in seeds:
@@ -640,6 +660,7 @@ def main_batch(args):
                     "batch's seed spread",
         "max_batch": args.max_batch, "base_batch": BASE_BATCH, "seeds": seeds,
         "step_times": args.step_times, "decision_steps": args.decision_steps,
+        "decision_steps_selection": selection,
         "target_val_accuracy": target, "max_ratio": args.max_ratio,
         "tuned_fixed": {"batch": args.max_batch, "lr": lr, "epochs": epochs},
         "per_seed": per_seed,
