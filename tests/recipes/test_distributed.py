@@ -127,7 +127,7 @@ def test_two_workers_train_at_the_chiefs_batch(tmp_path):
     # The chief's pinned times make it keep 32; the other worker's would return to 16 (the
     # kill test below runs them). Both train at the chief's batch, in one step per step, also
     # after decisions within epochs (--batch_decision_steps=4: each worker's pipeline, a shard,
-    # skips its part of the examples read and rebatches).
+    # reads its share of each step's base batches and joins them).
     record = two_workers(tmp_path, [*ADAPTIVE_BATCH, "--batch_decision_steps=4"],
                          options=([FAST], [SLOW]))
     logs = [json.loads((tmp_path / f"logs{index}.json").read_text()) for index in range(2)]

@@ -74,7 +74,7 @@ class ExampleLog:
         return wrapped
 
     def wrap_part(self, part):
-        """`TrainInput._part`, its batches (what the steps read, after skip and rebatch) noted
+        """`TrainInput._part`, its batches (what the steps read, in order, after a skip) noted
         under their epoch."""
 
         def wrapped(train_input, context, epoch, skip, replicas_here):

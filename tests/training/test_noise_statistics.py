@@ -72,6 +72,32 @@ def test_the_step_returns_the_two_squared_norms_numpy_computes(replicas, two_cpu
     assert np.isfinite(norm_sq) and trace > 0
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_step_of_parts_trains_on_its_consecutive_batches_joined(replicas, two_cpus):
+    # make_train_step(parts=2) over a pipeline of global batches of 4: each step trains on
+    # 8 consecutive examples, as plain SGD on them in NumPy (adaptive="batch" with
+    # batch_decision_steps reads a step at B as B / b0 base batches this way).
+    strategy = two_cpus if replicas == 2 else tf.distribute.OneDeviceStrategy("/cpu:0")
+    model, optimizer = softmax_regression(strategy)
+    x, y = batch(n=16)
+    w, b = (np.asarray(v.numpy(), np.float64) for v in model.trainable_variables)
+    for k in range(2):
+        rows = slice(8 * k, 8 * k + 8)
+        g = numpy_gradient(w, b, x[rows].astype(np.float64), y[rows])
+        w, b = w - 0.5 * g[:w.size].reshape(w.shape), b - 0.5 * g[w.size:]
+    with strategy.scope():
+        step = tf.Variable(0, dtype=tf.int64)
+    train_steps = step_functions.make_train_step(strategy, model, optimizer, step,
+                                                 global_batch_size=8, parts=2)
+    iterator = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(4)))
+    rows = train_steps(iterator, tf.constant(2, tf.int32)).numpy()
+    assert rows[:, 2].tolist() == [8, 8]  # examples per step
+    got = [v.numpy() for v in model.trainable_variables]
+    np.testing.assert_allclose(got[0], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], b, rtol=1e-5, atol=1e-6)
+
+
 def reference_steps(strategy, model, optimizer, data, num_steps):
     """The plain step written out: tape, loss sum CE / B + losses / R, apply_gradients."""
     replicas = strategy.num_replicas_in_sync

@@ -25,18 +25,18 @@ batch.
 
 With `batch_decision_steps = D > 0` there is also a decision within an epoch
 after every `D` steps since the last one. The epoch is then read from one
-pipeline built at the per-replica batch of `b0` (whose order does not depend
-on `B`: `tfgap.data.build_dataset` sizes its shuffle buffer from its batch),
-and each *segment* (the steps between two decisions) continues it from the
-example offset reached: it skips `offset / b0` of those small batches and
-joins consecutive ones into its own batch (`Dataset.rebatch`), inside
-`tf.data`, under the strategy's input distribution. So still no example is
-read twice in an epoch. A mid-epoch decision chooses among the candidates no
-larger than the examples left (`BatchSizeController.decide(largest=...)`),
-so none is lost but the final tail, fewer than the batch in force, where the
-epoch ends. The next decision is due `D` steps after a segment starts or at
-the epoch's end, whichever comes first; a segment's pipeline is built when it
-starts (one `tf.data` pipeline per `D` steps).
+pipeline and one iterator, in per-replica batches of `b0` (whose order does not
+depend on `B`: `tfgap.data.build_dataset` sizes its shuffle buffer from its
+batch), and a step at `B` reads `B / b0` of them per replica and joins them
+(`tfgap.training.inputs.TrainInput.parts`): each *segment* (the steps between
+two decisions) goes on from the example where the last one stopped, with no
+pipeline built and nothing skipped (only a resume skips, to its offset). So
+still no example is read twice in an epoch. A mid-epoch decision chooses
+among the candidates no larger than the examples left
+(`BatchSizeController.decide(largest=...)`), so none is lost but the final
+tail, fewer than the batch in force, where the epoch ends. The next decision
+is due `D` steps after a segment starts or at the epoch's end, whichever comes
+first.
 
 The learning rate is AdaScale's, as with `adaptive="lr"`, its gain for
 `S = B / b0` (`AdaScaleControl.set_batch`: a new batch sets the gain at once);

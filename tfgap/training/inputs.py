@@ -91,10 +91,12 @@ class TrainInput:
     global batch, decided as it starts (`W` = 1): the first
     `batch_control.steps_in_epoch(e)` batches of that pipeline, so no
     example is read twice in an epoch. With `batch_decision_steps` the batch
-    may change within an epoch: an iterator then serves one batch segment
-    (`iterator` at each segment's start), read from the epoch's pipeline at
-    the per-replica batch of `base_batch_size` from the example offset
-    reached, its small batches joined into the segment's (`Dataset.rebatch`).
+    may change within an epoch: one iterator then serves the whole epoch in
+    per-replica batches of `base_batch_size` (`b0`), and a step at global
+    batch `B` reads `parts(B) = B / b0` of them per replica and joins them
+    (`step_functions.make_train_step(parts=)`): a change of batch builds no
+    pipeline and skips nothing, and the epoch's examples are read in one
+    order whatever the batches.
     """
 
     def __init__(self, config, strategy, plan, per_replica_batch,
@@ -108,9 +110,15 @@ class TrainInput:
         self._iterator = None
         self._next_epoch = self._window_end = None
 
+    def parts(self, batch):
+        """Elements of the iterator a step at global batch `batch` reads (see the class)."""
+        control = self.batch_control
+        if control is None or not control.decision_steps:
+            return 1
+        return batch // self.config.base_batch_size
+
     def iterator(self, epoch, skip_steps):
-        """The iterator positioned at step `skip_steps` of epoch `epoch` (to the epoch's end, or
-        with `batch_decision_steps` to the end of the segment holding that step)."""
+        """The iterator positioned at step `skip_steps` of epoch `epoch`, to the epoch's end."""
         if (self._iterator is None or skip_steps or epoch != self._next_epoch
                 or epoch >= self._window_end):
             end = min(self.plan.num_epochs, epoch + self.window_epochs)
@@ -135,15 +143,15 @@ class TrainInput:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _part(self, context, epoch, skip, replicas_here):
-        """One input pipeline's batches of epoch `epoch` from its step `skip`: to the epoch's
-        end, or (`batch_decision_steps`) to the end of the batch segment holding that step.
+        """One input pipeline's batches of epoch `epoch` from its step `skip` to the epoch's end.
 
-        A global step takes `replicas_here` consecutive per-replica batches of a pipeline.
-        With `batch_decision_steps` the epoch's pipeline is built at the per-replica batch of
-        `base_batch_size` (its order does not depend on the batch then), the examples the
-        epoch read before the step are skipped in those small batches (the offset is a
-        multiple of `base_batch_size`, as every candidate is), and consecutive ones are
-        joined into the segment's per-replica batch.
+        A global step takes `replicas_here` consecutive per-replica batches of a pipeline
+        (`parts(B)` times that with `batch_decision_steps`). Then the epoch's pipeline is
+        built at the per-replica batch of `base_batch_size` (its order does not depend on
+        the batch), the examples the epoch read before the step are skipped in those small
+        batches (the offset is a multiple of `base_batch_size`, as every candidate is; only a
+        resume skips), and it ends after the epoch's last whole `base_batch_size`: the steps
+        stop where fewer examples than their batch are left.
         """
         control, replicas = self.batch_control, context.num_replicas_in_sync
         if control is None or not control.decision_steps:
@@ -154,13 +162,11 @@ class TrainInput:
                 part = part.skip(skip * replicas_here)
             return part.take((self.layout.steps_in_epoch(epoch) - skip) * replicas_here)
         base = self.config.base_batch_size
-        batch, offset, steps = control.read_position(control.first_step(epoch) + skip)
+        _, offset, _ = control.read_position(control.first_step(epoch) + skip)
         part = self._pipeline(context, epoch, base // replicas)
         if offset:
             part = part.skip(offset // base * replicas_here)
-        if batch != base:
-            part = part.rebatch(batch // replicas, drop_remainder=True)
-        return part.take(steps * replicas_here)
+        return part.take((control.num_train - offset) // base * replicas_here)
 
     def _pipeline(self, context, epoch, per_replica):
         """Epoch `epoch`'s training pipeline (seeded by `(seed, epoch)`, repeated) for one

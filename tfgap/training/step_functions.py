@@ -30,7 +30,7 @@ from tfgap import sam
 
 def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, jit_compile=False,
                     sam_rho=0.0, sam_adaptive=False, label_smoothing=0.0,
-                    noise_statistics=False, adascale=None):
+                    noise_statistics=False, adascale=None, parts=1):
     """A `tf.function(iterator, num_steps) -> [n, 5] float32` running up to `num_steps` steps.
 
     Several optimizer steps run in one call (an in-graph `tf.range` loop over
@@ -67,6 +67,10 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
             times the iterations the optimizer advanced, so a skipped step
             does not count). The gain itself is the host's to assign between
             calls: it is constant within a call.
+        parts: elements of the iterator each step reads (>= 1): each replica's
+            `parts` consecutive batches joined into its batch of the step
+            (`adaptive="batch"` with `batch_decision_steps`: one pipeline of
+            `base_batch_size` batches serves every global batch of an epoch).
 
     **Noise statistics.** Two squared norms per step, from the gradients the
     step computes anyway, in training mode (the run's augmentation, dropout
@@ -156,6 +160,12 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
     def run_step(x, y):
         return strategy.run(replica_step, args=(x, y))
 
+    def next_batch(iterator):
+        if parts == 1:
+            return next(iterator)
+        pieces = [next(iterator) for _ in range(parts)]
+        return strategy.run(_joined, args=tuple(pieces))
+
     if adascale is not None:
         run_step = _advancing(run_step, optimizer, adascale, scale_loss)
 
@@ -164,7 +174,7 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         rows = tf.TensorArray(tf.float32, size=0, dynamic_size=True,
                               element_shape=tf.TensorShape([width]))
         for i in tf.range(num_steps):
-            x, y = next(iterator)
+            x, y = next_batch(iterator)
             learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
             outputs = run_step(x, y)
             sums = [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in outputs]
@@ -177,6 +187,11 @@ def make_train_step(strategy, model, optimizer, step_var, *, global_batch_size, 
         return rows.stack()
 
     return train_steps
+
+
+def _joined(*pieces):
+    """One replica's `(x, y)` batches, joined in order into one batch."""
+    return tuple(tf.concat([piece[k] for piece in pieces], axis=0) for k in range(2))
 
 
 def _advancing(run_step, optimizer, rate, scale_loss):

@@ -213,7 +213,8 @@ class _Run:
                 global_batch_size=batch, jit_compile=config.jit_compile,
                 sam_rho=config.sam_rho, sam_adaptive=config.sam_adaptive,
                 label_smoothing=config.label_smoothing, noise_statistics=config.measures_noise,
-                adascale=state.adascale.rate if state.adascale else None)
+                adascale=state.adascale.rate if state.adascale else None,
+                parts=self.train_input.parts(batch))
         return self.train_steps[batch]
 
 
@@ -339,7 +340,7 @@ def _follow_batch(run):
 def _train_epoch(run, epoch, skip):
     """Trains epoch `epoch` from its step `skip`, segment by segment (the steps between two
     decisions of `adaptive="batch"`; one, the whole epoch, otherwise)."""
-    state, layout = run.state, run.layout
+    layout = run.layout
     first = layout.first_step(epoch)
     iterator = run.train_input.iterator(epoch, skip)
     run.callbacks.on_epoch_begin(epoch)
@@ -347,8 +348,9 @@ def _train_epoch(run, epoch, skip):
         _train_segment(run, epoch, first, iterator)
         if not _goes_on(run, first + layout.steps_in_epoch(epoch)):
             return
-        _follow_batch(run)  # a decision within the epoch (`batch_decision_steps`)
-        iterator = run.train_input.iterator(epoch, state.step - first)
+        # A decision within the epoch (`batch_decision_steps`). The iterator goes on: the new
+        # batch's step function reads its number of the epoch's base batches.
+        _follow_batch(run)
 
 
 def _train_segment(run, epoch, first, iterator):
