@@ -83,6 +83,19 @@ step times, so its batch sequence depends on the machine's load:
         --figure=''
 
 (about 15 s a run; the second command trains only seeds 6-10.)
+
+`--step_times=flat` pins the step times the controller decides on (every step
+as long whatever its batch: an accelerator's best case; the training is real);
+`--decision_steps=N` decides every N steps within epochs too
+(`batch_decision_steps`); `--select_decision_steps=0,2,4,8,16` chooses N on
+`--tuning_seed` (the fewest steps to the target) before the report seeds:
+
+    python benchmarks/adaptive_evidence.py --mode=batch --max_batch=400 \
+        --select_decision_steps=0,2,4,8,16 --seeds=1,2,3,4,5,6,7,8,9,10 --target=0.6 \
+        --summary_name=summary_batch400_measured_selected_seeds1-10 --figure=''
+    python benchmarks/adaptive_evidence.py --mode=batch --max_batch=400 --step_times=flat \
+        --select_decision_steps=0,2,4,8,16 --seeds=1,2,3,4,5,6,7,8,9,10 --target=0.6 \
+        --summary_name=summary_batch400_flat_selected_seeds1-10 --figure=''
 """
 
 import argparse
