@@ -5,7 +5,7 @@ decisions) and draws `docs/images/adaptive_batch.png`. The run itself is the
 documented command (docs/adaptive.md):
 
     python -m tfgap.recipes.mnist1d --batch_size=50 --base_batch_size=50 \\
-        --max_batch_size=800 --adaptive=batch --lr_scaling=none \\
+        --max_batch_size=800 --batch_decision_steps=2 --adaptive=batch --lr_scaling=none \\
         --model_dir=/tmp/adabatch --noexport --verbose=2
     python benchmarks/adaptive_batch_figure.py /tmp/adabatch
 """
@@ -29,14 +29,16 @@ def main(argv=None):
     with open(os.path.join(args.model_dir, "result.json")) as f:
         result = json.load(f)
     history = result["history"]
-    # Each epoch runs at one batch, from the step after the previous epoch's last.
-    starts = [0] + [e["step"] for e in history[:-1]]
+    # Each segment (the steps between two decisions) runs at one batch.
+    segments = result["batch_control"]["segments"]
+    seg_ends = [s[0] for s in segments[1:]] + [result["global_step"]]
     ends = [e["step"] for e in history]
     fig = Figure(figsize=(8, 6.2))
     FigureCanvasAgg(fig)
     ax1, ax2, ax3 = (fig.add_subplot(3, 1, i) for i in (1, 2, 3))
-    for a, b, e in zip(starts, ends, history):
-        ax1.plot([a, b], [e["batch_size"]] * 2, color="C0", lw=2)
+    for (first, batch, *_), end in zip(segments, seg_ends):
+        ax1.plot([first, end], [batch] * 2, color="C0", lw=2)
+    for b, e in zip(ends, history):
         ax2.plot([b], [e["gain"]], "o", color="C1", ms=4)
         ax3.plot([b], [e["b_simple"]], "o", color="C2", ms=4)
     explore = [d for d in result["batch_control"]["decisions"] if d["reason"] == "explore"]
