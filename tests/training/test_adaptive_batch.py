@@ -161,13 +161,13 @@ def test_several_workers_train_at_the_agreed_batch_and_log_why(tmp_path):
     control = BatchControl(config, plan_steps(config, num_train_examples=NUM_TRAIN),
                            num_replicas=1, agree=lambda batch: 48)
     control.record(16, seconds=0.05, num_steps=5)
-    assert control.begin_epoch(1, step=8, b_noise=100.0) == 48 == control.batch
+    assert control.begin(8, b_noise=100.0) == 48 == control.batch
     decision = control.controller.log[-1]
     assert (decision["batch"], decision["best"], decision["reason"]) == (48, 16, "chief")
     assert control.epochs == [[0, 16], [8, 48]] and control.steps_in_epoch(1) == 128 // 48
     control.agree = lambda batch: batch  # agreeing with itself: its own reason
     control.record(48, seconds=0.03, num_steps=3)
-    control.begin_epoch(2, step=10, b_noise=100.0)
+    control.begin(10, b_noise=100.0)
     assert control.controller.log[-1]["reason"] != "chief"
 
 
@@ -441,8 +441,9 @@ def test_a_decision_within_an_epoch_fits_the_examples_left(tmp_path):
     every_epoch = BatchControl(config.replace(batch_decision_steps=0),
                                plan_steps(config, num_train_examples=NUM_TRAIN), num_replicas=1)
     every_epoch.variable.assign(control.variable)
-    with pytest.raises(ConfigError, match=r"steps > 0 .*step 7, within epoch 1, .*batch_decision_steps=5.*"
-                                          r"Received: batch_decision_steps=0"):
+    with pytest.raises(ConfigError, match=(r"steps > 0 .*step 7, within epoch 1, "
+                                           r".*batch_decision_steps=5.*"
+                                           r"Received: batch_decision_steps=0")):
         every_epoch.unstash(7)
     every_epoch.unstash(6)
     assert every_epoch.segments == control.segments

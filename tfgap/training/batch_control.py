@@ -2,7 +2,8 @@
 
 At the start of every epoch after the first (and, with `batch_decision_steps`,
 every so many steps within an epoch), `BatchControl.begin` asks a
-`tfgap.adaptive.goodput.BatchSizeController` for the global batch `B` among `candidate_batches(base_batch_size, max_batch_size)` that maximizes
+`tfgap.adaptive.goodput.BatchSizeController` for the global batch `B` among
+`candidate_batches(base_batch_size, max_batch_size)` that maximizes
 
     goodput(B) = throughput(B) * (B_simple + b0) / (B_simple + B)
 
@@ -49,9 +50,9 @@ Several workers. Each worker times its own steps, so their controllers
 could choose differently, and a step at two global batches would not be one
 step. At each decision every worker decides, then all train at the chief's
 choice (`tfgap.training.strategy.broadcast_from_chief`, one collective per
-decision; another worker logs `"reason": "chief"` where it would have chosen otherwise). The
-checkpoint, the chief's, carries the chief's timings: a resumed cluster goes
-on from the chief's state.
+decision; another worker logs `"reason": "chief"` where it would have chosen
+otherwise). The checkpoint, the chief's, carries the chief's timings: a
+resumed cluster goes on from the chief's state.
 
 The layout (each segment's first step, batch, epoch and example offset) and
 the controller's JSON state (its timings and decision log) are checkpointed
@@ -294,18 +295,6 @@ class BatchControl:
             raise ValueError(f"Expected a step up to {first}, where the next decision is due. "
                              f"Received: step={step}")
         return self._decide(step, epoch, offset, b_noise)
-
-    def begin_epoch(self, epoch, step, b_noise):
-        """The batch epoch `epoch` starts at: decided at `step` if the epoch is new.
-
-        As `begin` at an epoch's first step, named by its epoch.
-        """
-        started = self.segments[-1][2] + 1
-        if epoch < started:
-            return self.batch_of(epoch)
-        if epoch != started:
-            raise ValueError(f"Expected epoch {started} to start next. Received: epoch={epoch}")
-        return self._decide(step, epoch, 0, b_noise)
 
     def _decide(self, step, epoch, offset, b_noise):
         """A decision at `step`, which starts a segment of `epoch` at example `offset`."""

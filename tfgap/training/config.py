@@ -477,8 +477,8 @@ class TrainConfig:
         "base regime's steps. Needs lr_scaling='none' and regime_adaptation=false (the gain "
         "replaces both). The gain is updated every `steps_per_execution` steps (every step "
         "with 0). 'batch': the same gain and progress, and at each epoch start (from the "
-        "second; and within epochs every `batch_decision_steps` steps) the global batch is chosen among the multiples of `base_batch_size` up to "
-        "`max_batch_size` that maximizes goodput, measured throughput times the statistical "
+        "second; and within epochs every `batch_decision_steps` steps) the global batch is "
+        "chosen among the multiples of `base_batch_size` up to `max_batch_size` that maximizes goodput, measured throughput times the statistical "
         "efficiency (B_simple + base_batch_size) / (B_simple + B) (Pollux, Qiao et al. 2021, "
         "arXiv 2008.12260); the run starts at `batch_size`.", "regime", "str", default="off",
         choices=ADAPTIVE)
